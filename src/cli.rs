@@ -1,0 +1,404 @@
+//! The command line: parses flags, runs one command, maps outcomes to exit codes.
+//! The only place that prints for humans besides `progress`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::diag;
+use crate::plan::PlanOptions;
+use crate::progress::Progress;
+use crate::store::format_ms;
+use crate::workspace::{StoreOverrides, Workspace, WorkspaceError};
+
+/// reconcile: make an ML system match its declarative specs.
+#[derive(Debug, Parser)]
+#[command(name = "reconcile", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and check specs; report every problem with file:line:column.
+    Validate(SpecArgs),
+    /// Show what apply would change and why. Exit 0: no changes, 2: changes, 1: error.
+    Plan(PlanArgs),
+    /// Converge: make the stores match the specs.
+    Apply(ApplyArgs),
+    /// Every resource: condition, last change, reason.
+    Status(StoreArgs),
+    /// Remove what the specs created (table data included; protected resources kept).
+    Destroy(DestroyArgs),
+    /// Write a JSON Schema per kind for editor completion.
+    Schema {
+        /// Output folder.
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SpecArgs {
+    /// Folder of specs (searched recursively for *.yaml / *.yml).
+    #[arg(default_value = "specs")]
+    dir: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// State store URL (overrides the Project spec), e.g. postgres://user@host/db.
+    #[arg(long, env = "RECONCILE_STATE")]
+    state: Option<String>,
+    /// Offline store URL (defaults to the state store).
+    #[arg(long, env = "RECONCILE_OFFLINE")]
+    offline: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    stores: StoreArgs,
+    /// Plan dropping data no longer named by the specs.
+    #[arg(long)]
+    prune_data: bool,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    /// Resources applied at once (default: number of cores).
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// How long to wait for another apply to finish, e.g. 30s, 2m (default: fail at once).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    lock_timeout: Duration,
+    /// Print only the summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct DestroyArgs {
+    #[command(flatten)]
+    stores: StoreArgs,
+    /// Really remove (without it, only show what would go).
+    #[arg(long)]
+    yes: bool,
+    /// How long to wait for another apply to finish.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    lock_timeout: Duration,
+}
+
+/// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl StoreArgs {
+    fn overrides(&self) -> StoreOverrides {
+        StoreOverrides {
+            state: self.state.clone(),
+            offline: self.offline.clone(),
+        }
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn load(args: &SpecArgs) -> Result<Workspace, ExitCode> {
+    Workspace::load(&args.dir).map_err(|e| report_error(&e, args.json))
+}
+
+fn report_error(e: &WorkspaceError, json: bool) -> ExitCode {
+    match e {
+        WorkspaceError::Specs(diags) => {
+            if json {
+                let v: Vec<serde_json::Value> = diags
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "code": d.code, "file": d.file, "line": d.line, "column": d.column,
+                            "message": d.message, "hint": d.hint,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                eprint!("{}", diag::render(diags));
+                eprintln!("error: {} problem(s) in the specs", diags.len());
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+    ExitCode::from(1)
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate(args) => match load(&args) {
+            Ok(ws) => {
+                if args.json {
+                    println!("[]");
+                } else {
+                    println!("{} resource(s) in {} are valid.", ws.set.resources.len(), args.dir.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Plan(args) => plan(args).await,
+        Command::Apply(args) => apply(args).await,
+        Command::Status(args) => status(args).await,
+        Command::Destroy(args) => destroy(args).await,
+        Command::Schema { out } => schema(out),
+    }
+}
+
+async fn plan(args: PlanArgs) -> ExitCode {
+    let json = args.stores.spec.json;
+    let ws = match load(&args.stores.spec) {
+        Ok(ws) => ws,
+        Err(c) => return c,
+    };
+    let result = async {
+        let stores = ws.open_stores(&args.stores.overrides()).await?;
+        let opts = PlanOptions {
+            prune_data: args.prune_data,
+        };
+        let (_, _, plan) = ws.plan(&stores, &opts).await?;
+        stores.state.db.close().await;
+        Ok::<_, WorkspaceError>(plan)
+    }
+    .await;
+    match result {
+        Ok(plan) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+            } else {
+                print!("{}", plan.render(diag::colour_enabled()));
+            }
+            if plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS }
+        }
+        Err(e) => report_error(&e, json),
+    }
+}
+
+async fn apply(args: ApplyArgs) -> ExitCode {
+    let json = args.plan.stores.spec.json;
+    let ws = match load(&args.plan.stores.spec) {
+        Ok(ws) => ws,
+        Err(c) => return c,
+    };
+    let parallelism = args
+        .parallelism
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let progress = Progress::new(args.quiet || json);
+    let quiet = args.quiet || json;
+    let t0 = std::time::Instant::now();
+    let result = async {
+        let stores = ws.open_stores(&args.plan.stores.overrides()).await?;
+        let opts = PlanOptions {
+            prune_data: args.plan.prune_data,
+        };
+        let out = ws
+            .apply(&stores, &opts, parallelism, args.lock_timeout, &progress, |plan| {
+                if !quiet && plan.has_changes() {
+                    eprint!("{}", plan.render(diag::colour_enabled()));
+                }
+            })
+            .await;
+        stores.state.db.close().await;
+        out
+    }
+    .await;
+    match result {
+        Ok((plan, report)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"plan": plan, "report": report})).unwrap_or_default()
+                );
+            } else if !plan.has_changes() {
+                println!("No changes. {} resource(s) up to date ({} ms).", plan.resources.len(), t0.elapsed().as_millis());
+            } else {
+                let ok = report.outcomes.iter().filter(|o| o.condition == crate::store::state::Condition::Ready).count();
+                println!(
+                    "Apply {}: {ok} converged, {} failed, {} blocked ({} ms).",
+                    if report.success() { "complete" } else { "incomplete" },
+                    report.failed(),
+                    report.blocked(),
+                    t0.elapsed().as_millis()
+                );
+                if !report.success() && !quiet {
+                    for o in report.outcomes.iter().filter(|o| o.condition != crate::store::state::Condition::Ready) {
+                        eprintln!("\n{} {}:\n{}", o.condition, o.id, o.message);
+                    }
+                }
+            }
+            if report.interrupted {
+                ExitCode::from(130)
+            } else if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => report_error(&e, json),
+    }
+}
+
+async fn status(args: StoreArgs) -> ExitCode {
+    let json = args.spec.json;
+    let ws = match load(&args.spec) {
+        Ok(ws) => ws,
+        Err(c) => return c,
+    };
+    let result = async {
+        let stores = ws.open_stores(&args.overrides()).await?;
+        let (desired, observed, plan) = ws.plan(&stores, &PlanOptions::default()).await?;
+        stores.state.db.close().await;
+        Ok::<_, WorkspaceError>((desired, observed, plan))
+    }
+    .await;
+    let (desired, observed, plan) = match result {
+        Ok(v) => v,
+        Err(e) => return report_error(&e, json),
+    };
+    let mut rows = Vec::new();
+    for d in &desired.resources {
+        let rec = observed.records.get(&d.id);
+        let pending = plan
+            .resources
+            .iter()
+            .find(|p| p.id == d.id)
+            .filter(|p| p.action != crate::plan::Action::NoOp);
+        let state = match (rec, pending) {
+            (None, _) => "NotApplied".to_string(),
+            (Some(r), Some(_)) if r.condition == crate::store::state::Condition::Ready => "OutOfDate".to_string(),
+            (Some(r), _) => r.condition.to_string(),
+        };
+        let reason = match (pending, rec) {
+            (Some(p), _) => p.reasons.first().cloned().unwrap_or_default(),
+            (None, Some(r)) => format!("{}: {}", r.reason, r.message.lines().next().unwrap_or_default()),
+            (None, None) => String::new(),
+        };
+        rows.push(serde_json::json!({
+            "kind": d.id.kind, "name": d.id.name, "state": state,
+            "lastChange": rec.map(|r| format_ms(r.last_change_ms)), "reason": reason,
+            "outputs": rec.map(|r| r.outputs.clone()),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+    } else {
+        println!("{:<8} {:<22} {:<11} {:<24} REASON", "KIND", "NAME", "STATE", "LAST CHANGE");
+        for r in &rows {
+            let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            println!(
+                "{:<8} {:<22} {:<11} {:<24} {}",
+                r["kind"].as_str().unwrap_or_default(),
+                s("name"),
+                s("state"),
+                s("lastChange"),
+                s("reason")
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn destroy(args: DestroyArgs) -> ExitCode {
+    let json = args.stores.spec.json;
+    let ws = match load(&args.stores.spec) {
+        Ok(ws) => ws,
+        Err(c) => return c,
+    };
+    if !args.yes {
+        eprintln!("destroy removes every resource of {} and drops table data.", args.stores.spec.dir.display());
+        eprintln!("Re-run with --yes to proceed.");
+        return ExitCode::from(1);
+    }
+    let progress = Progress::new(json);
+    let result = async {
+        let stores = ws.open_stores(&args.stores.overrides()).await?;
+        let out = ws.destroy(&stores, args.lock_timeout, &progress).await;
+        stores.state.db.close().await;
+        out
+    }
+    .await;
+    match result {
+        Ok((plan, report)) => {
+            for r in &plan.resources {
+                for w in &r.warnings {
+                    eprintln!("! {}: {w}", r.id);
+                }
+            }
+            println!("Destroy {}: {} removed, {} failed.", if report.success() { "complete" } else { "incomplete" }, report.outcomes.len() - report.failed(), report.failed());
+            if report.success() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => report_error(&e, json),
+    }
+}
+
+fn schema(out: PathBuf) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("error: cannot create {}: {e}", out.display());
+        return ExitCode::from(1);
+    }
+    for (name, v) in crate::schema::schemas() {
+        let path = out.join(&name);
+        if let Err(e) = std::fs::write(&path, crate::schema::render(&v)) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+        println!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5x").is_err());
+    }
+}

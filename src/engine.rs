@@ -1,0 +1,236 @@
+//! Runs a plan: resources in dependency order, independent ones in parallel (up
+//! to `parallelism`), dependents only after their dependencies succeeded. A
+//! failure blocks only its dependents. Every outcome is recorded in the state
+//! store. Ctrl-C stops scheduling and aborts running work; aborted store
+//! transactions roll back, so nothing is left half-written.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::graph::DependencyGraph;
+use crate::kinds::{self, ApplyContext, Desired, DesiredResource, Observed};
+use crate::plan::{Action, Operation, Plan, ResourcePlan};
+use crate::progress::Progress;
+use crate::spec::ResourceId;
+use crate::store::StoreError;
+use crate::store::state::{Condition, ResourceRecord};
+
+/// How one resource ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Which resource.
+    pub id: ResourceId,
+    /// What was planned.
+    pub action: Action,
+    /// Its condition afterwards.
+    pub condition: Condition,
+    /// What happened.
+    pub message: String,
+    /// Time spent.
+    pub millis: u128,
+}
+
+/// The result of an apply.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ApplyReport {
+    /// Resources that were acted on (no-ops omitted).
+    pub outcomes: Vec<Outcome>,
+    /// True when Ctrl-C stopped the apply.
+    pub interrupted: bool,
+}
+
+impl ApplyReport {
+    /// Resources that failed.
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.condition == Condition::Failed).count()
+    }
+
+    /// Resources blocked by a failed dependency.
+    pub fn blocked(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.condition == Condition::Blocked).count()
+    }
+
+    /// True when everything converged.
+    pub fn success(&self) -> bool {
+        !self.interrupted && self.failed() == 0 && self.blocked() == 0
+    }
+}
+
+/// Executes `plan`, recording outcomes in `ctx.state`.
+pub async fn execute(
+    ctx: Arc<ApplyContext>,
+    desired: &Desired,
+    observed: &Observed,
+    graph: &DependencyGraph,
+    plan: &Plan,
+    parallelism: usize,
+    progress: &Progress,
+) -> Result<ApplyReport, StoreError> {
+    let parallelism = parallelism.max(1);
+    let desired_by_id: HashMap<&ResourceId, &DesiredResource> = desired.resources.iter().map(|d| (&d.id, d)).collect();
+    let plans: HashMap<&ResourceId, &ResourcePlan> = plan.resources.iter().map(|p| (&p.id, p)).collect();
+    let mut report = ApplyReport::default();
+    let mut done: HashMap<ResourceId, Condition> = HashMap::new();
+    let mut pending: Vec<ResourceId> = desired.resources.iter().map(|d| d.id.clone()).collect();
+    let mut running: HashSet<ResourceId> = HashSet::new();
+    let mut tasks: JoinSet<(ResourceId, Result<kinds::Applied, kinds::ApplyError>, Duration)> = JoinSet::new();
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+
+    loop {
+        // Schedule whatever is ready, in topological order.
+        let mut i = 0;
+        while i < pending.len() {
+            let id = pending[i].clone();
+            let deps = graph.dependencies(&id);
+            if deps.iter().any(|d| !done.contains_key(d)) {
+                i += 1;
+                continue;
+            }
+            let failed_dep = deps.iter().find(|d| done.get(*d) != Some(&Condition::Ready));
+            let rp = plans.get(&id).copied();
+            let d = desired_by_id[&id];
+            if let Some(dep) = failed_dep {
+                pending.remove(i);
+                let message = format!("blocked: dependency {dep} did not converge");
+                if rp.is_some_and(|p| p.action != Action::NoOp) || observed.records.contains_key(&id) {
+                    record(&ctx, d, rp.map_or(Action::NoOp, |p| p.action), Condition::Blocked, "DependencyFailed", &message, serde_json::Value::Null, observed).await?;
+                }
+                progress.line(&format!("⊘ {id}: {message}"));
+                report.outcomes.push(Outcome {
+                    id: id.clone(),
+                    action: rp.map_or(Action::NoOp, |p| p.action),
+                    condition: Condition::Blocked,
+                    message,
+                    millis: 0,
+                });
+                done.insert(id, Condition::Blocked);
+                continue;
+            }
+            match rp {
+                Some(p) if p.action != Action::NoOp => {
+                    if running.len() >= parallelism {
+                        i += 1;
+                        continue;
+                    }
+                    pending.remove(i);
+                    running.insert(id.clone());
+                    let ctx = ctx.clone();
+                    let d = d.clone();
+                    let p = p.clone();
+                    progress.start(&id, &format!("{} {id}", p.action.verb()));
+                    tasks.spawn(async move {
+                        let t0 = Instant::now();
+                        let r = kinds::apply(&ctx, &d, &p).await;
+                        (d.id.clone(), r, t0.elapsed())
+                    });
+                }
+                _ => {
+                    pending.remove(i);
+                    done.insert(id, Condition::Ready);
+                }
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            j = tasks.join_next() => j,
+            _ = &mut interrupt => {
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                progress.line("interrupted: running work was rolled back; no new work started");
+                report.interrupted = true;
+                return Ok(report);
+            }
+        };
+        let Some(joined) = joined else { break };
+        let (id, result, took) = match joined {
+            Ok(v) => v,
+            Err(e) => return Err(StoreError::Locked(format!("internal task failure: {e}"))),
+        };
+        running.remove(&id);
+        progress.finish(&id);
+        let d = desired_by_id[&id];
+        let action = plans.get(&id).map_or(Action::NoOp, |p| p.action);
+        let (condition, message) = match result {
+            Ok(applied) => {
+                record(&ctx, d, action, Condition::Ready, "Applied", &applied.message, applied.outputs, observed).await?;
+                progress.line(&format!("✓ {id}: {} ({} ms)", applied.message, took.as_millis()));
+                (Condition::Ready, applied.message)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                record(&ctx, d, action, Condition::Failed, e.reason(), &message, serde_json::Value::Null, observed).await?;
+                progress.line(&format!("✗ {id}: {message}"));
+                (Condition::Failed, message)
+            }
+        };
+        report.outcomes.push(Outcome {
+            id: id.clone(),
+            action,
+            condition,
+            message,
+            millis: took.as_millis(),
+        });
+        done.insert(id, condition);
+    }
+
+    // Resources no longer in the specs, after everything else.
+    for p in plan.resources.iter().filter(|p| !desired_by_id.contains_key(&p.id) && p.action != Action::NoOp) {
+        let t0 = Instant::now();
+        let (condition, message) = match kinds::apply_removed(&ctx, p).await {
+            Ok(applied) => {
+                if p.operations.contains(&Operation::Forget) {
+                    ctx.state.forget(&p.id, &applied.message).await?;
+                }
+                progress.line(&format!("✓ {}: deleted", p.id));
+                (Condition::Ready, applied.message)
+            }
+            Err(e) => {
+                progress.line(&format!("✗ {}: {e}", p.id));
+                (Condition::Failed, e.to_string())
+            }
+        };
+        report.outcomes.push(Outcome {
+            id: p.id.clone(),
+            action: p.action,
+            condition,
+            message,
+            millis: t0.elapsed().as_millis(),
+        });
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    ctx: &ApplyContext,
+    d: &DesiredResource,
+    action: Action,
+    condition: Condition,
+    reason: &str,
+    message: &str,
+    outputs: serde_json::Value,
+    observed: &Observed,
+) -> Result<(), StoreError> {
+    let now = crate::store::now_ms();
+    let previous = observed.records.get(&d.id);
+    let changed = previous.is_none_or(|p| p.spec_hash != d.spec_hash || p.condition != condition);
+    let rec = ResourceRecord {
+        id: d.id.clone(),
+        spec_hash: d.spec_hash.clone(),
+        spec_json: d.spec_json.clone(),
+        condition,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        outputs: if outputs.is_null() { previous.map_or(serde_json::Value::Null, |p| p.outputs.clone()) } else { outputs },
+        protect: d.protect,
+        last_change_ms: if changed { now } else { previous.map_or(now, |p| p.last_change_ms) },
+        last_apply_ms: now,
+    };
+    ctx.state.record(&rec, action.verb()).await
+}

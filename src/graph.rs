@@ -1,0 +1,138 @@
+//! The dependency DAG between resources, built from their references.
+//!
+//! Edges point from a dependency to its dependent, so a topological order is an
+//! order of execution. A cycle is reported as a readable path (`a → b → a`).
+
+use std::collections::HashMap;
+
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::diag::{DiagCode, SpecDiagnostic};
+use crate::spec::{Resource, ResourceId, SpecSet, SpannedStr};
+use crate::spec::validate::resolve_reference;
+
+/// Resources and the "must run before" relation between them.
+#[derive(Debug, Clone)]
+pub struct DependencyGraph {
+    /// The graph; node weights are resource ids.
+    pub graph: DiGraph<ResourceId, ()>,
+    /// Node of each resource.
+    pub index: HashMap<ResourceId, NodeIndex>,
+    /// Resource ids in a topological order.
+    pub order: Vec<ResourceId>,
+}
+
+/// Every reference of a resource to another, with where it is written.
+pub fn references(r: &Resource) -> Vec<(&SpannedStr, Option<crate::spec::Kind>)> {
+    r.spec.depends_on().iter().map(|d| (d, None)).collect()
+}
+
+impl DependencyGraph {
+    /// Builds the DAG; unresolvable references are skipped here (validation
+    /// reports them) and every cycle becomes one diagnostic.
+    pub fn build(set: &SpecSet) -> Result<DependencyGraph, Vec<SpecDiagnostic>> {
+        let mut graph = DiGraph::new();
+        let mut index = HashMap::new();
+        for r in &set.resources {
+            index.insert(r.id.clone(), graph.add_node(r.id.clone()));
+        }
+        // (dependency, dependent) → where the dependent names it.
+        let mut edge_sites: HashMap<(NodeIndex, NodeIndex), (&Resource, &SpannedStr)> = HashMap::new();
+        for r in &set.resources {
+            for (reference, kind) in references(r) {
+                if let Ok(dep) = resolve_reference(r, reference, kind, &set.resources) {
+                    let (a, b) = (index[&dep], index[&r.id]);
+                    graph.update_edge(a, b, ());
+                    edge_sites.entry((a, b)).or_insert((r, reference));
+                }
+            }
+        }
+        match toposort(&graph, None) {
+            Ok(order) => Ok(DependencyGraph {
+                order: order.into_iter().map(|n| graph[n].clone()).collect(),
+                graph,
+                index,
+            }),
+            Err(_) => {
+                let mut diags = Vec::new();
+                for scc in tarjan_scc(&graph) {
+                    let is_cycle = scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
+                    if !is_cycle {
+                        continue;
+                    }
+                    let path = cycle_path(&graph, &scc);
+                    let names: Vec<String> = path.iter().map(|n| graph[*n].to_string()).collect();
+                    // Point at the reference that closes the loop.
+                    let (last, first) = (path[path.len() - 2], path[path.len() - 1]);
+                    if let Some((r, site)) = edge_sites.get(&(first, last)).or_else(|| edge_sites.values().next()) {
+                        diags.push(
+                            r.diag_at(
+                                DiagCode::Cycle,
+                                site,
+                                format!("dependency cycle: {}", names.join(" → ")),
+                            )
+                            .with_hint("remove one of these references so the resources can be ordered"),
+                        );
+                    }
+                }
+                Err(diags)
+            }
+        }
+    }
+
+    /// Direct dependencies of a resource.
+    pub fn dependencies(&self, id: &ResourceId) -> Vec<ResourceId> {
+        self.neighbours(id, petgraph::Direction::Incoming)
+    }
+
+    /// Direct dependents of a resource.
+    pub fn dependents(&self, id: &ResourceId) -> Vec<ResourceId> {
+        self.neighbours(id, petgraph::Direction::Outgoing)
+    }
+
+    fn neighbours(&self, id: &ResourceId, dir: petgraph::Direction) -> Vec<ResourceId> {
+        self.index
+            .get(id)
+            .map(|&n| {
+                self.graph
+                    .neighbors_directed(n, dir)
+                    .map(|m| self.graph[m].clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A closed walk through a strongly connected component, as dependent → dependency
+/// order reversed: `a → b → a` reads "a needs b needs a".
+fn cycle_path(graph: &DiGraph<ResourceId, ()>, scc: &[NodeIndex]) -> Vec<NodeIndex> {
+    let mut members: Vec<NodeIndex> = scc.to_vec();
+    members.sort_by(|a, b| graph[*a].cmp(&graph[*b]));
+    let start = members[0];
+    // Depth-first search inside the SCC for a path back to start, following
+    // edges backwards (dependent → dependency).
+    let in_scc = |n: NodeIndex| scc.contains(&n);
+    let mut stack = vec![(start, vec![start])];
+    let mut visited = std::collections::HashSet::new();
+    while let Some((node, path)) = stack.pop() {
+        let mut next: Vec<NodeIndex> = graph
+            .neighbors_directed(node, petgraph::Direction::Incoming)
+            .filter(|n| in_scc(*n))
+            .collect();
+        next.sort_by(|a, b| graph[*b].cmp(&graph[*a]));
+        for n in next {
+            if n == start {
+                let mut p = path.clone();
+                p.push(start);
+                return p;
+            }
+            if visited.insert(n) {
+                let mut p = path.clone();
+                p.push(n);
+                stack.push((n, p));
+            }
+        }
+    }
+    vec![start, start]
+}

@@ -1,0 +1,450 @@
+//! `Table`: typed snapshots from CSV files, validated by expectations, stored in
+//! the offline store one transaction per apply of the table.
+//!
+//! Identity: a snapshot is current when the manifest holds the same file hash and
+//! expectation hash; the SQL table is current when its schema hash matches.
+
+pub mod csv;
+pub mod expect;
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde_json::Value;
+
+use super::{Applied, ApplyContext, ApplyError, DesiredResource, Inputs, Observed, Reconciler};
+use crate::hash;
+use crate::plan::{Action, Operation, PlanOptions, ResourcePlan, SnapshotLoad};
+use crate::spec::{Expectation, Resource, ResourceId, Spec, SpecSet, TableSpec};
+use crate::store::offline::{self, SnapshotWrite, StoredSnapshot, TableLayout};
+
+/// A snapshot file as found on disk when planning.
+#[derive(Debug, Clone)]
+pub struct DesiredSnapshot {
+    /// Date.
+    pub as_of: String,
+    /// Absolute path.
+    pub path: std::path::PathBuf,
+    /// Path relative to the project folder, for messages and the manifest.
+    pub source: String,
+    /// Hash of the file's bytes.
+    pub file_hash: String,
+}
+
+/// Desired inputs of a table.
+#[derive(Debug, Clone)]
+pub struct TableInputs {
+    /// SQL layout and its hash.
+    pub layout: TableLayout,
+    /// Hash of the expectations (and primary key) snapshots are validated against.
+    pub expect_hash: String,
+    /// Snapshot files.
+    pub snapshots: Vec<DesiredSnapshot>,
+}
+
+impl TableInputs {
+    /// Hash of every input file, in order.
+    pub fn input_hash(&self) -> String {
+        hash::hash_parts(self.snapshots.iter().flat_map(|s| [s.as_of.as_str(), s.file_hash.as_str()]))
+    }
+}
+
+/// Derives the SQL layout of a table spec.
+pub fn layout(t: &TableSpec) -> TableLayout {
+    let columns: Vec<(String, crate::spec::ColumnType)> = t.columns.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let primary_key: Vec<String> = t.primary_key.iter().map(|s| s.value.clone()).collect();
+    let schema = serde_json::json!({
+        "columns": columns.iter().map(|(n, ty)| [n.as_str(), ty.as_str()]).collect::<Vec<_>>(),
+        "primaryKey": primary_key,
+    });
+    TableLayout {
+        name: t.name.value.clone(),
+        columns,
+        primary_key,
+        schema_hash: hash::hash_json(&schema),
+    }
+}
+
+fn expect_hash(t: &TableSpec) -> String {
+    let v = serde_json::json!({ "expect": t.expect, "primaryKey": t.primary_key });
+    hash::hash_json(&v)
+}
+
+fn table_spec(d: &DesiredResource) -> Option<(&TableSpec, &TableInputs)> {
+    match (&d.spec, &d.inputs) {
+        (Spec::Table(t), Inputs::Table(i)) => Some((t, i)),
+        _ => None,
+    }
+}
+
+/// Reconciler for tables.
+pub struct TableReconciler;
+
+impl Reconciler for TableReconciler {
+    fn desire(r: &Resource, set: &SpecSet) -> Result<Inputs, ApplyError> {
+        let Spec::Table(t) = &r.spec else {
+            return Ok(Inputs::None);
+        };
+        let mut snapshots = Vec::with_capacity(t.snapshots.len());
+        for s in &t.snapshots {
+            let path = crate::spec::validate::confine(&set.root, r.base_dir(), &s.path.value).map_err(|m| ApplyError::Io {
+                path: s.path.value.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, m),
+            })?;
+            let source = path.strip_prefix(&set.root).unwrap_or(&path).display().to_string();
+            let file_hash = hash::hash_file(&path).map_err(|e| ApplyError::Io {
+                path: source.clone(),
+                source: e,
+            })?;
+            snapshots.push(DesiredSnapshot {
+                as_of: s.as_of.value.clone(),
+                path,
+                source,
+                file_hash,
+            });
+        }
+        Ok(Inputs::Table(TableInputs {
+            layout: layout(t),
+            expect_hash: expect_hash(t),
+            snapshots,
+        }))
+    }
+
+    fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+        let mut plan = ResourcePlan::noop(d.id.clone());
+        let Some((_, inputs)) = table_spec(d) else { return plan };
+        let record = observed.records.get(&d.id);
+        let all_loads = |reason: &str| -> Vec<SnapshotLoad> {
+            inputs
+                .snapshots
+                .iter()
+                .map(|s| SnapshotLoad {
+                    as_of: s.as_of.clone(),
+                    source: s.source.clone(),
+                    file_hash: s.file_hash.clone(),
+                    reason: reason.to_string(),
+                })
+                .collect()
+        };
+        let Some(stored) = observed.tables.get(&inputs.layout.name) else {
+            plan.action = Action::Create;
+            let dates: Vec<&str> = inputs.snapshots.iter().map(|s| s.as_of.as_str()).collect();
+            plan.reasons.push(format!("new table; load {} snapshot(s): {}", dates.len(), dates.join(", ")));
+            plan.operations.push(Operation::LoadSnapshots {
+                recreate: true,
+                snapshots: all_loads("new"),
+            });
+            return plan;
+        };
+        if stored.schema_hash != inputs.layout.schema_hash {
+            plan.action = Action::Replace;
+            let detail = record.map_or_else(|| "schema changed".to_string(), |r| schema_change(&r.spec_json, &d.spec_json));
+            plan.reasons.push(format!("{detail}; rebuild and reload {} snapshot(s)", inputs.snapshots.len()));
+            plan.operations.push(Operation::LoadSnapshots {
+                recreate: true,
+                snapshots: all_loads("schema changed"),
+            });
+            return plan;
+        }
+        let mut loads = Vec::new();
+        let mut expect_changed = false;
+        for s in &inputs.snapshots {
+            let reason = match stored.snapshots.get(&s.as_of) {
+                None => Some(format!("new snapshot {} ({})", s.as_of, s.source)),
+                Some(st) if st.file_hash != s.file_hash => Some(format!("data changed in snapshot {} ({})", s.as_of, s.source)),
+                Some(st) if st.expect_hash != inputs.expect_hash => {
+                    expect_changed = true;
+                    Some(format!("revalidate snapshot {}", s.as_of))
+                }
+                Some(_) => None,
+            };
+            if let Some(reason) = reason {
+                plan.reasons.push(reason.clone());
+                loads.push(SnapshotLoad {
+                    as_of: s.as_of.clone(),
+                    source: s.source.clone(),
+                    file_hash: s.file_hash.clone(),
+                    reason,
+                });
+            }
+        }
+        if expect_changed {
+            let what = record.map_or_else(|| "expectations changed".to_string(), |r| expectation_change(&r.spec_json, &d.spec_json));
+            plan.reasons.insert(0, what);
+        }
+        if !loads.is_empty() {
+            plan.operations.push(Operation::LoadSnapshots {
+                recreate: false,
+                snapshots: loads,
+            });
+        }
+        let mut orphans: Vec<&String> = stored
+            .snapshots
+            .keys()
+            .filter(|k| !inputs.snapshots.iter().any(|s| &s.as_of == *k))
+            .collect();
+        orphans.sort();
+        for as_of in orphans {
+            if opts.prune_data && !d.protect {
+                plan.reasons.push(format!("snapshot {as_of} removed from the spec: drop its rows"));
+                plan.operations.push(Operation::DropSnapshot { as_of: as_of.clone() });
+            } else {
+                plan.warnings.push(format!(
+                    "snapshot {as_of} is no longer in the spec; its rows are kept (pass --prune-data to drop them)"
+                ));
+            }
+        }
+        if !plan.operations.is_empty() {
+            plan.action = Action::Update;
+        } else {
+            match record {
+                None => {
+                    plan.action = Action::Update;
+                    plan.reasons.push("data present but not recorded in the state store: adopt it".into());
+                }
+                Some(r) if r.spec_hash != d.spec_hash => {
+                    plan.action = Action::Update;
+                    plan.reasons.push(format!("spec changed: {}", super::record::changed_fields(&r.spec_json, &d.spec_json)));
+                }
+                Some(r) if r.condition != crate::store::state::Condition::Ready => {
+                    plan.action = Action::Update;
+                    plan.reasons.push(format!("last apply ended {} ({}); data is current: mark ready", r.condition, r.reason));
+                }
+                Some(_) => {}
+            }
+            if plan.action != Action::NoOp {
+                plan.operations.push(Operation::Record);
+            }
+        }
+        plan
+    }
+
+    async fn apply(ctx: &ApplyContext, d: &DesiredResource, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+        let Some((spec, inputs)) = table_spec(d) else {
+            return Ok(Applied::default());
+        };
+        let mut messages = Vec::new();
+        let mut failure: Option<ApplyError> = None;
+        let mut rows_written = 0usize;
+        for op in &plan.operations {
+            match op {
+                Operation::LoadSnapshots { recreate, snapshots } => {
+                    match load_snapshots(ctx, spec, inputs, snapshots, *recreate).await {
+                        Ok((n, rows)) => {
+                            rows_written += rows;
+                            messages.push(format!("loaded {n} snapshot(s), {rows} rows"));
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                Operation::DropSnapshot { as_of } => {
+                    offline::drop_snapshot(&ctx.offline, &inputs.layout.name, as_of).await?;
+                    messages.push(format!("dropped snapshot {as_of}"));
+                }
+                Operation::DropTable | Operation::Forget | Operation::Record => {}
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // Outputs: what the manifest now holds.
+        let stored = offline::observe(&ctx.offline).await?;
+        let snaps = stored.get(&inputs.layout.name).map(|t| t.snapshots.clone()).unwrap_or_default();
+        let mut dates: Vec<(&String, &StoredSnapshot)> = snaps.iter().collect();
+        dates.sort_by(|a, b| a.0.cmp(b.0));
+        let outputs = serde_json::json!({
+            "snapshots": dates.iter().map(|(k, v)| serde_json::json!({"asOf": k, "rows": v.row_count, "fileHash": v.file_hash})).collect::<Vec<_>>(),
+            "rowsWritten": rows_written,
+        });
+        Ok(Applied {
+            message: if messages.is_empty() { "up to date".into() } else { messages.join("; ") },
+            outputs,
+        })
+    }
+}
+
+/// Reads, parses and validates snapshots in parallel, then writes the valid ones
+/// in one transaction. With `recreate`, any failure aborts the whole write.
+async fn load_snapshots(
+    ctx: &ApplyContext,
+    spec: &TableSpec,
+    inputs: &TableInputs,
+    loads: &[SnapshotLoad],
+    recreate: bool,
+) -> Result<(usize, usize), ApplyError> {
+    let mut tasks = Vec::new();
+    for l in loads {
+        let Some(s) = inputs.snapshots.iter().find(|s| s.as_of == l.as_of) else { continue };
+        let s = s.clone();
+        let spec = spec.clone();
+        let columns = inputs.layout.columns.clone();
+        tasks.push(tokio::task::spawn_blocking(move || parse_and_check(&spec, &columns, &s)));
+    }
+    let mut good = Vec::new();
+    let mut problems = Vec::new();
+    for t in tasks {
+        match t.await.map_err(|e| ApplyError::Task(e.to_string()))? {
+            Ok(ok) => good.push(ok),
+            Err(e) => problems.push(e),
+        }
+    }
+    if recreate && !problems.is_empty() {
+        return Err(combine(problems));
+    }
+    let loaded_ms = crate::store::now_ms();
+    let writes: Vec<SnapshotWrite<'_>> = good
+        .iter()
+        .map(|(snap, date, batch, file_hash)| SnapshotWrite {
+            as_of: *date,
+            batch,
+            manifest: StoredSnapshot {
+                file_hash: file_hash.clone(),
+                expect_hash: inputs.expect_hash.clone(),
+                row_count: batch.rows() as i64,
+                source: snap.source.clone(),
+                loaded_ms,
+            },
+        })
+        .collect();
+    let rows: usize = good.iter().map(|g| g.2.rows()).sum();
+    if !writes.is_empty() || recreate {
+        offline::write_snapshots(&ctx.offline, &inputs.layout, &writes, recreate).await?;
+    }
+    if !problems.is_empty() {
+        return Err(combine(problems));
+    }
+    Ok((writes.len(), rows))
+}
+
+type Parsed = (DesiredSnapshot, NaiveDate, crate::data::Batch, String);
+
+/// Reads the file once, hashes exactly those bytes, parses and validates them.
+fn parse_and_check(spec: &TableSpec, columns: &[(String, crate::spec::ColumnType)], s: &DesiredSnapshot) -> Result<Parsed, ApplyError> {
+    let bytes = std::fs::read(&s.path).map_err(|e| ApplyError::Io {
+        path: s.source.clone(),
+        source: e,
+    })?;
+    let file_hash = hash::hash_bytes(&bytes);
+    let exact = spec.expect.iter().any(|e| matches!(e, Expectation::ExactColumns(true)));
+    let batch = csv::parse(&s.source, &bytes, columns, exact)?;
+    let report = expect::check(spec, &batch);
+    if !report.is_valid() {
+        return Err(ApplyError::Validation(format!(
+            "snapshot {} ({}) failed validation; nothing of it was stored:\n{report}",
+            s.as_of, s.source
+        )));
+    }
+    let date = NaiveDate::parse_from_str(&s.as_of, "%Y-%m-%d").map_err(|e| ApplyError::Task(format!("bad date {}: {e}", s.as_of)))?;
+    Ok((s.clone(), date, batch, file_hash))
+}
+
+fn combine(mut problems: Vec<ApplyError>) -> ApplyError {
+    if problems.len() == 1 {
+        return problems.remove(0);
+    }
+    ApplyError::Validation(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+}
+
+/// A table no longer in the specs: dropped only with `--prune-data` and never when
+/// the state store says it is protected.
+pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+    let mut plan = ResourcePlan::noop(id.clone());
+    let protected = observed.records.get(id).is_some_and(|r| r.protect);
+    if protected {
+        plan.warnings.push("no longer in the specs but protected in the state store; its data is kept".into());
+    } else if opts.prune_data {
+        plan.action = Action::Delete;
+        let rows: i64 = observed
+            .tables
+            .get(&id.name)
+            .map_or(0, |t| t.snapshots.values().map(|s| s.row_count).sum());
+        plan.reasons.push(format!("no longer in the specs: drop the table and its {rows} rows"));
+        plan.operations = vec![Operation::DropTable, Operation::Forget];
+    } else {
+        plan.warnings.push("no longer in the specs; its data is kept (pass --prune-data to drop it)".into());
+    }
+    plan
+}
+
+/// Carries out the deletion of a removed table.
+pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+    if plan.operations.contains(&Operation::DropTable) {
+        offline::drop_table(&ctx.offline, &plan.id.name).await?;
+        return Ok(Applied {
+            message: "table dropped".into(),
+            outputs: Value::Null,
+        });
+    }
+    Ok(Applied::default())
+}
+
+/// Describes how the columns / primary key changed between two spec JSONs.
+fn schema_change(old: &Value, new: &Value) -> String {
+    let cols = |v: &Value| -> HashMap<String, String> {
+        v.get("columns")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, t)| (k.clone(), t.as_str().unwrap_or("?").to_string())).collect())
+            .unwrap_or_default()
+    };
+    let (o, n) = (cols(old), cols(new));
+    let mut parts = Vec::new();
+    let mut added: Vec<&String> = n.keys().filter(|k| !o.contains_key(*k)).collect();
+    added.sort();
+    for k in added {
+        parts.push(format!("column `{k}` added"));
+    }
+    let mut removed: Vec<&String> = o.keys().filter(|k| !n.contains_key(*k)).collect();
+    removed.sort();
+    for k in removed {
+        parts.push(format!("column `{k}` removed"));
+    }
+    let mut retyped: Vec<(&String, &String, &String)> = n
+        .iter()
+        .filter_map(|(k, t)| o.get(k).filter(|ot| *ot != t).map(|ot| (k, ot, t)))
+        .collect();
+    retyped.sort();
+    for (k, a, b) in retyped {
+        parts.push(format!("column `{k}` {a} → {b}"));
+    }
+    if old.get("primaryKey") != new.get("primaryKey") {
+        parts.push("primary key changed".into());
+    }
+    if parts.is_empty() {
+        "column order changed".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Describes which expectations were added or removed between two spec JSONs.
+fn expectation_change(old: &Value, new: &Value) -> String {
+    let list = |v: &Value| v.get("expect").and_then(Value::as_array).cloned().unwrap_or_default();
+    let (o, n) = (list(old), list(new));
+    let mut parts = Vec::new();
+    for e in n.iter().filter(|e| !o.contains(e)) {
+        parts.push(format!("expectation added: {}", json_label(e)));
+    }
+    for e in o.iter().filter(|e| !n.contains(e)) {
+        parts.push(format!("expectation removed: {}", json_label(e)));
+    }
+    if old.get("primaryKey") != new.get("primaryKey") {
+        parts.push("primary key changed".into());
+    }
+    if parts.is_empty() { "expectations changed".into() } else { parts.join(", ") }
+}
+
+/// `between(months_active)` from `{"between": {"column": "months_active", …}}`.
+fn json_label(e: &Value) -> String {
+    let Some((name, body)) = e.as_object().and_then(|m| m.iter().next()) else {
+        return e.to_string();
+    };
+    let arg = match body {
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+        Value::Object(m) => m.get("column").and_then(Value::as_str).unwrap_or_default().to_string(),
+        _ => String::new(),
+    };
+    if arg.is_empty() { name.clone() } else { format!("{name}({arg})") }
+}

@@ -1,0 +1,20 @@
+//! reconcile: one declarative controller for an ML system.
+//!
+//! Specs (YAML) are loaded with locations ([`spec`]), linked into a dependency
+//! graph ([`graph`]), compared with what the stores hold by a pure planner
+//! ([`plan`]) and converged by the [`engine`] through one reconciler per kind
+//! ([`kinds`]). See `docs/ARCHITECTURE.md` for the map.
+
+pub mod cli;
+pub mod data;
+pub mod diag;
+pub mod engine;
+pub mod graph;
+pub mod hash;
+pub mod kinds;
+pub mod plan;
+pub mod progress;
+pub mod schema;
+pub mod spec;
+pub mod store;
+pub mod workspace;

@@ -1,0 +1,225 @@
+//! The plan: for every resource, desired vs observed → an action with its reasons
+//! and the atomic operations that carry it out.
+//!
+//! The planner does no I/O: [`diff`] is a pure function of the desired state,
+//! the observed state and the options, so it is tested with golden text and a
+//! no-op plan costs only the observation.
+
+use std::fmt::Write as _;
+
+use owo_colors::OwoColorize;
+use serde::Serialize;
+
+use crate::kinds::{self, Desired, Observed};
+use crate::spec::ResourceId;
+
+/// What happens to a resource, as `terraform plan` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Nothing to do.
+    NoOp,
+    /// Does not exist yet.
+    Create,
+    /// Changed in place.
+    Update,
+    /// Rebuilt from scratch (e.g. a table's schema changed).
+    Replace,
+    /// Removed (no longer in the specs).
+    Delete,
+}
+
+impl Action {
+    /// The terraform-style marker.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+
+    /// The verb shown after the marker.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::NoOp => "no change",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One snapshot to load (or reload) into a table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SnapshotLoad {
+    /// Snapshot date.
+    pub as_of: String,
+    /// File, relative to the project folder.
+    pub source: String,
+    /// Hash of the file when planned.
+    pub file_hash: String,
+    /// Why it is (re)loaded.
+    pub reason: String,
+}
+
+/// An atomic operation; the executor runs a resource's operations in order.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Operation {
+    /// Record the spec in the state store (kinds with no external effect).
+    Record,
+    /// Validate and write snapshots in one transaction; `recreate` first drops the table.
+    LoadSnapshots {
+        /// Drop and create the SQL table first.
+        recreate: bool,
+        /// Snapshots to write.
+        snapshots: Vec<SnapshotLoad>,
+    },
+    /// Delete one snapshot's rows.
+    DropSnapshot {
+        /// Snapshot date.
+        as_of: String,
+    },
+    /// Drop a table and its data.
+    DropTable,
+    /// Remove the resource from the state store.
+    Forget,
+}
+
+/// The plan of one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourcePlan {
+    /// Which resource.
+    pub id: ResourceId,
+    /// What happens to it.
+    pub action: Action,
+    /// Why, in words ("data changed in 2024-01-31").
+    pub reasons: Vec<String>,
+    /// How.
+    pub operations: Vec<Operation>,
+    /// Things the user should know that are not changes (kept orphan data, …).
+    pub warnings: Vec<String>,
+}
+
+impl ResourcePlan {
+    /// A plan with nothing to do.
+    pub fn noop(id: ResourceId) -> Self {
+        ResourcePlan {
+            id,
+            action: Action::NoOp,
+            reasons: Vec::new(),
+            operations: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Options that change what a plan may do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Allow dropping data (tables and snapshots no longer in the specs).
+    pub prune_data: bool,
+}
+
+/// The whole plan, resources in execution order (deletions last).
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Per-resource plans.
+    pub resources: Vec<ResourcePlan>,
+}
+
+/// Counts of actions in a plan.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Creations.
+    pub create: usize,
+    /// In-place updates.
+    pub update: usize,
+    /// Replacements.
+    pub replace: usize,
+    /// Deletions.
+    pub delete: usize,
+    /// Unchanged.
+    pub unchanged: usize,
+}
+
+impl Plan {
+    /// True when applying would change something.
+    pub fn has_changes(&self) -> bool {
+        self.resources.iter().any(|r| r.action != Action::NoOp)
+    }
+
+    /// Counts by action.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for r in &self.resources {
+            match r.action {
+                Action::NoOp => s.unchanged += 1,
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Replace => s.replace += 1,
+                Action::Delete => s.delete += 1,
+            }
+        }
+        s
+    }
+
+    /// The plan as text; `colour` adds ANSI colours.
+    pub fn render(&self, colour: bool) -> String {
+        let mut out = String::new();
+        for r in &self.resources {
+            if r.action != Action::NoOp {
+                let head = format!("{} {} {}", r.action.symbol(), r.action.verb(), r.id);
+                let head = if colour {
+                    match r.action {
+                        Action::Create => head.green().to_string(),
+                        Action::Update => head.yellow().to_string(),
+                        Action::Replace => head.magenta().to_string(),
+                        Action::Delete => head.red().to_string(),
+                        Action::NoOp => head,
+                    }
+                } else {
+                    head
+                };
+                let _ = writeln!(out, "{head}");
+                for reason in &r.reasons {
+                    let _ = writeln!(out, "      {reason}");
+                }
+            }
+            for w in &r.warnings {
+                let line = format!("! {}: {w}", r.id);
+                let _ = writeln!(out, "{}", if colour { line.yellow().to_string() } else { line });
+            }
+        }
+        let s = self.summary();
+        let _ = writeln!(
+            out,
+            "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+            s.create, s.update, s.replace, s.delete, s.unchanged
+        );
+        out
+    }
+}
+
+/// Computes the plan. Pure: no I/O, deterministic for its inputs.
+pub fn diff(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan {
+    let mut resources: Vec<ResourcePlan> = desired
+        .resources
+        .iter()
+        .map(|d| kinds::diff(d, observed, opts))
+        .collect();
+    let mut gone: Vec<&ResourceId> = observed
+        .records
+        .keys()
+        .filter(|id| !desired.resources.iter().any(|d| &d.id == *id))
+        .collect();
+    gone.sort();
+    for id in gone {
+        resources.push(kinds::diff_removed(id, observed, opts));
+    }
+    Plan { resources }
+}

@@ -1,0 +1,67 @@
+//! Progress on the terminal: a spinner per running resource on a TTY, plain
+//! lines otherwise (CI logs, pipes), never both.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::spec::ResourceId;
+
+/// Where apply reports what it is doing.
+pub struct Progress {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<ResourceId, ProgressBar>>,
+    quiet: bool,
+}
+
+impl Progress {
+    /// Spinners when stderr is a terminal; `quiet` prints nothing at all.
+    pub fn new(quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal() && !quiet;
+        Progress {
+            multi: tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: Mutex::new(HashMap::new()),
+            quiet,
+        }
+    }
+
+    /// Shows that work on `id` started.
+    pub fn start(&self, id: &ResourceId, message: &str) {
+        let Some(multi) = &self.multi else { return };
+        let bar = multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert(id.clone(), bar);
+        }
+    }
+
+    /// Removes the spinner of `id`.
+    pub fn finish(&self, id: &ResourceId) {
+        if let Ok(mut bars) = self.bars.lock() {
+            if let Some(bar) = bars.remove(id) {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    /// Prints a line above the spinners.
+    pub fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Loading specs: find YAML files under a folder, split them into documents, read
+//! each document's `kind` first and then deserialize the document straight into
+//! that kind's type, keeping line/column locations.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_saphyr::Spanned;
+
+use super::{Kind, ProjectSpec, Resource, ResourceId, Spec};
+use crate::diag::{DiagCode, SourceFile, SpecDiagnostic, did_you_mean};
+
+/// Every `*.yaml` / `*.yml` file under `root`, recursively, sorted, skipping
+/// hidden folders (`.reconcile`, `.git`) and the data folder's non-YAML files.
+pub fn discover(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One YAML document of a file: its text padded with blank lines so that
+/// line numbers in it are the file's line numbers.
+struct Document {
+    padded: String,
+    first_line: u64,
+}
+
+/// Splits a file into documents at `---` / `...` marker lines (YAML forbids those
+/// markers inside scalars, so a line-level split is exact).
+fn split_documents(text: &str) -> Vec<Document> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut first_line = 1u64;
+    let mut has_content = false;
+    for (idx, line) in text.split_inclusive('\n').enumerate() {
+        let lineno = idx as u64 + 1;
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_start = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
+        let is_end = bare == "..." || bare.starts_with("... ");
+        if is_start || is_end {
+            if has_content {
+                docs.push(Document {
+                    padded: std::mem::take(&mut current),
+                    first_line,
+                });
+            }
+            current = "\n".repeat(lineno as usize);
+            has_content = false;
+            first_line = lineno + 1;
+            if is_start && bare.len() > 3 {
+                // `--- content` keeps its content at its column.
+                current.pop();
+                current.push_str(&" ".repeat(4));
+                current.push_str(&bare[4..]);
+                current.push('\n');
+                has_content = !bare[4..].trim().is_empty();
+                first_line = lineno;
+            }
+            continue;
+        }
+        if current.is_empty() && idx > 0 {
+            current = "\n".repeat(idx);
+        }
+        let t = bare.trim();
+        if !t.is_empty() && !t.starts_with('#') {
+            has_content = true;
+        }
+        current.push_str(line);
+    }
+    if has_content {
+        docs.push(Document {
+            padded: current,
+            first_line,
+        });
+    }
+    docs
+}
+
+/// Just enough of a document to dispatch on its kind.
+#[derive(Deserialize)]
+struct Probe {
+    kind: Option<Spanned<String>>,
+}
+
+/// Parses every spec file under `root`. Returns the resources that parsed and
+/// every diagnostic found; a document with an error is skipped, the others kept.
+pub fn load_dir(root: &Path) -> (Vec<Resource>, Vec<SpecDiagnostic>) {
+    let mut resources = Vec::new();
+    let mut diags = Vec::new();
+    let files = match discover(root) {
+        Ok(f) => f,
+        Err(e) => {
+            let f = SourceFile::new(root.display().to_string(), root.to_path_buf(), String::new());
+            diags.push(SpecDiagnostic::at(
+                DiagCode::MissingFile,
+                &f,
+                1,
+                1,
+                format!("cannot read spec folder {}: {e}", root.display()),
+            ));
+            return (resources, diags);
+        }
+    };
+    for path in files {
+        let display = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let text = match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let f = SourceFile::new(display, path.clone(), String::new());
+                        diags.push(SpecDiagnostic::at(
+                            DiagCode::Syntax,
+                            &f,
+                            1,
+                            1,
+                            format!("file is not UTF-8: {e}"),
+                        ));
+                        continue;
+                    }
+                };
+                let text = text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text);
+                let file = Arc::new(SourceFile::new(display, path.clone(), text));
+                load_file(&file, &mut resources, &mut diags);
+            }
+            Err(e) => {
+                let f = SourceFile::new(display, path.clone(), String::new());
+                diags.push(SpecDiagnostic::at(
+                    DiagCode::MissingFile,
+                    &f,
+                    1,
+                    1,
+                    format!("cannot read spec file: {e}"),
+                ));
+            }
+        }
+    }
+    (resources, diags)
+}
+
+/// Parses one file's documents into resources.
+pub fn load_file(
+    file: &Arc<SourceFile>,
+    resources: &mut Vec<Resource>,
+    diags: &mut Vec<SpecDiagnostic>,
+) {
+    for doc in split_documents(&file.text) {
+        let probe: Probe = match serde_saphyr::from_str(&doc.padded) {
+            Ok(p) => p,
+            Err(e) => {
+                diags.push(saphyr_diag(file, &e, doc.first_line, None));
+                continue;
+            }
+        };
+        let Some(kind_s) = probe.kind else {
+            diags.push(
+                SpecDiagnostic::at(
+                    DiagCode::MissingField,
+                    file,
+                    doc.first_line,
+                    1,
+                    "document has no `kind`",
+                )
+                .with_hint(format!(
+                    "start each document with `kind:` one of {}",
+                    kind_list()
+                )),
+            );
+            continue;
+        };
+        let Some(kind) = Kind::parse(&kind_s.value) else {
+            let loc = kind_s.referenced;
+            let mut d = SpecDiagnostic::at(
+                DiagCode::UnknownKind,
+                file,
+                loc.line(),
+                loc.column(),
+                format!("unknown kind `{}`", kind_s.value),
+            );
+            d = match did_you_mean(&kind_s.value, Kind::ALL.iter().map(|k| k.as_str())) {
+                Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                None => d.with_hint(format!("kinds are {}", kind_list())),
+            };
+            diags.push(d);
+            continue;
+        };
+        let parsed = match kind {
+            Kind::Project => parse_as::<ProjectSpec>(file, &doc).map(Spec::Project),
+            Kind::Entity => parse_as(file, &doc).map(Spec::Entity),
+            Kind::Table => parse_as(file, &doc).map(Spec::Table),
+        };
+        match parsed {
+            Ok(spec) => resources.push(Resource {
+                id: ResourceId::new(kind, spec.name().value.clone()),
+                spec,
+                file: file.clone(),
+            }),
+            Err(d) => diags.push(d),
+        }
+    }
+}
+
+fn kind_list() -> String {
+    Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_as<T: DeserializeOwned>(file: &SourceFile, doc: &Document) -> Result<T, SpecDiagnostic> {
+    serde_saphyr::from_str::<T>(&doc.padded).map_err(|e| saphyr_diag(file, &e, doc.first_line, None))
+}
+
+/// Turns a YAML/serde error into a diagnostic with a hint.
+fn saphyr_diag(
+    file: &SourceFile,
+    err: &serde_saphyr::Error,
+    fallback_line: u64,
+    _kind: Option<Kind>,
+) -> SpecDiagnostic {
+    let (line, column) = err
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .filter(|(l, _)| *l > 0)
+        .unwrap_or((fallback_line, 1));
+    let opts = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+    let rendered = err.render_with_options(opts);
+    let message = strip_location_suffix(&rendered).to_string();
+    classify(file, line, column, message)
+}
+
+fn strip_location_suffix(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    }
+}
+
+/// Picks the code and hint from serde's message shapes.
+fn classify(file: &SourceFile, line: u64, column: u64, message: String) -> SpecDiagnostic {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default().to_string();
+        let expected: Vec<String> = rest
+            .split_once("expected one of ")
+            .or_else(|| rest.split_once("expected "))
+            .map(|(_, list)| {
+                list.split(", ")
+                    .map(|s| s.trim_matches(['`', ' ']).to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let d = SpecDiagnostic::at(
+            DiagCode::UnknownField,
+            file,
+            line,
+            column,
+            format!("unknown field `{field}`"),
+        )
+        .with_label("not a field of this kind");
+        return match did_you_mean(&field, expected.iter().map(String::as_str)) {
+            Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+            None if !expected.is_empty() => {
+                d.with_hint(format!("fields here are: {}", expected.join(", ")))
+            }
+            None => d,
+        };
+    }
+    if message.starts_with("unknown variant `") {
+        let variant = message.split('`').nth(1).unwrap_or_default().to_string();
+        let expected: Vec<String> = message
+            .split_once("expected one of ")
+            .or_else(|| message.split_once("expected "))
+            .map(|(_, list)| {
+                list.split(", ")
+                    .map(|s| s.trim_matches(['`', ' ']).to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let d = SpecDiagnostic::at(DiagCode::InvalidValue, file, line, column, message.clone());
+        return match did_you_mean(&variant, expected.iter().map(String::as_str)) {
+            Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+            None => d,
+        };
+    }
+    if message.starts_with("missing field") {
+        return SpecDiagnostic::at(DiagCode::MissingField, file, line, column, message)
+            .with_label("in this document");
+    }
+    let code = if message.contains("invalid")
+        || message.contains("expected")
+        || message.contains("duplicate")
+    {
+        DiagCode::InvalidValue
+    } else {
+        DiagCode::Syntax
+    };
+    SpecDiagnostic::at(code, file, line, column, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Arc<SourceFile> {
+        Arc::new(SourceFile::new("t.yaml".into(), "/p/t.yaml".into(), text.into()))
+    }
+
+    #[test]
+    fn splits_documents_keeping_line_numbers() {
+        let docs = split_documents("# c\nkind: A\n---\nkind: B\nname: x\n...\n---\n\nkind: C\n");
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[1].padded.lines().nth(3), Some("kind: B"));
+        assert_eq!(docs[2].padded.lines().nth(8), Some("kind: C"));
+    }
+
+    #[test]
+    fn loads_kinds_and_reports_unknown_fields_with_position() {
+        let f = file(
+            "kind: Entity\nname: user\njoinKeys: [user_id]\n---\nkind: Entity\nname: x\njoinKey: [a]\n",
+        );
+        let (mut r, mut d) = (vec![], vec![]);
+        load_file(&f, &mut r, &mut d);
+        assert_eq!(r.len(), 1);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, DiagCode::UnknownField);
+        assert_eq!((d[0].line, d[0].column), (7, 1));
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `joinKeys`?"));
+    }
+
+    #[test]
+    fn unknown_kind_suggests() {
+        let f = file("kind: Tabel\nname: x\n");
+        let (mut r, mut d) = (vec![], vec![]);
+        load_file(&f, &mut r, &mut d);
+        assert_eq!(d[0].code, DiagCode::UnknownKind);
+        assert_eq!((d[0].line, d[0].column), (1, 7));
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `Table`?"));
+    }
+}

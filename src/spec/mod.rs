@@ -1,0 +1,190 @@
+//! The user-facing model: spec kinds, loading them from YAML with locations,
+//! and checking them (references, names, paths, `${ENV}`) before anything runs.
+//!
+//! Spec parsing never panics and returns every diagnostic it can find, not the first.
+
+pub mod env;
+pub mod kinds;
+pub mod load;
+pub mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{SourceFile, SpecDiagnostic};
+pub use kinds::*;
+
+/// The kinds of resource reconcile knows.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum Kind {
+    /// Project settings (stores).
+    Project,
+    /// An entity with join keys.
+    Entity,
+    /// A validated table of snapshots.
+    Table,
+}
+
+impl Kind {
+    /// Every kind, in the order plans list them.
+    pub const ALL: [Kind; 3] = [Kind::Project, Kind::Entity, Kind::Table];
+
+    /// The name written after `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Project => "Project",
+            Kind::Entity => "Entity",
+            Kind::Table => "Table",
+        }
+    }
+
+    /// Parses the name written after `kind:`.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of a resource: its kind and name. Names are unique per kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceId {
+    /// The kind.
+    pub kind: Kind,
+    /// The name.
+    pub name: String,
+}
+
+impl ResourceId {
+    /// A resource id.
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        ResourceId {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// A typed spec of any kind.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    /// See [`ProjectSpec`].
+    Project(ProjectSpec),
+    /// See [`EntitySpec`].
+    Entity(EntitySpec),
+    /// See [`TableSpec`].
+    Table(TableSpec),
+}
+
+impl Spec {
+    /// The kind of this spec.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Spec::Project(_) => Kind::Project,
+            Spec::Entity(_) => Kind::Entity,
+            Spec::Table(_) => Kind::Table,
+        }
+    }
+
+    /// The name with its location.
+    pub fn name(&self) -> &SpannedStr {
+        match self {
+            Spec::Project(s) => &s.name,
+            Spec::Entity(s) => &s.name,
+            Spec::Table(s) => &s.name,
+        }
+    }
+
+    /// Explicit `dependsOn` references.
+    pub fn depends_on(&self) -> &[SpannedStr] {
+        match self {
+            Spec::Project(_) => &[],
+            Spec::Entity(s) => &s.depends_on,
+            Spec::Table(s) => &s.depends_on,
+        }
+    }
+
+    /// Canonical JSON of the spec (locations dropped, `${VAR}` kept as written):
+    /// the input of the spec hash and what the state store records.
+    pub fn canonical_json(&self) -> serde_json::Value {
+        let v = match self {
+            Spec::Project(s) => serde_json::to_value(s),
+            Spec::Entity(s) => serde_json::to_value(s),
+            Spec::Table(s) => serde_json::to_value(s),
+        };
+        v.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A spec together with where it came from.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Kind and name.
+    pub id: ResourceId,
+    /// The typed spec.
+    pub spec: Spec,
+    /// The file it was written in.
+    pub file: Arc<SourceFile>,
+}
+
+impl Resource {
+    /// Folder that relative paths in this spec resolve against.
+    pub fn base_dir(&self) -> &Path {
+        self.file.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A diagnostic pointing at a spanned value of this resource.
+    pub fn diag_at(
+        &self,
+        code: crate::diag::DiagCode,
+        at: &SpannedStr,
+        message: impl Into<String>,
+    ) -> SpecDiagnostic {
+        let loc = at.referenced;
+        let start = self.file.offset(loc.line(), loc.column());
+        // A quoted scalar's location points at the quote; cover the value either way.
+        let raw = &self.file.text[start..];
+        let len = if raw.starts_with('"') || raw.starts_with('\'') {
+            at.value.len() + 2
+        } else {
+            at.value.len().max(1)
+        };
+        let len = len.min(self.file.text.len() - start);
+        SpecDiagnostic::new(code, &self.file, miette::SourceSpan::new(start.into(), len), message)
+    }
+}
+
+/// Every resource of a project, loaded and validated.
+#[derive(Debug, Clone)]
+pub struct SpecSet {
+    /// The project folder: the root every path must stay within.
+    pub root: PathBuf,
+    /// The project's settings (a default one when no `Project` document exists).
+    pub project: ProjectSpec,
+    /// The folder the project spec's relative URLs resolve against.
+    pub project_dir: PathBuf,
+    /// All resources in file order (the Project included when declared).
+    pub resources: Vec<Resource>,
+}
+
+impl SpecSet {
+    /// Finds a resource by id.
+    pub fn get(&self, id: &ResourceId) -> Option<&Resource> {
+        self.resources.iter().find(|r| &r.id == id)
+    }
+}

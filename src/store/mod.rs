@@ -1,0 +1,188 @@
+//! Stores behind one connection URL each: `sqlite://path` (the embedded default)
+//! or `postgres://…`. Separate sqlx pools per backend rather than the `Any`
+//! driver, which lacks the types and compile-time checks we want later.
+//!
+//! Only this module and its children write SQL.
+
+pub mod lock;
+pub mod offline;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use thiserror::Error;
+
+use crate::spec::env;
+
+/// Errors opening or using a store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The URL names no supported backend.
+    #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST:PORT/DB")]
+    BadUrl(String),
+    /// A `${VAR}` in the URL is unset.
+    #[error("store URL references an unset variable: {0}")]
+    Env(#[from] env::UnsetVar),
+    /// Connecting failed.
+    #[error("cannot open store {url}: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// Running migrations failed.
+    #[error("cannot migrate store {url}: {source}")]
+    Migrate {
+        /// The URL, password redacted.
+        url: String,
+        /// The migrator's error.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed.
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    /// Filesystem trouble around the SQLite file or its lock.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The apply lock is held by someone else.
+    #[error("{0}")]
+    Locked(String),
+}
+
+/// A connection pool to one of the supported databases.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// An embedded SQLite file.
+    Sqlite {
+        /// The pool.
+        pool: SqlitePool,
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL server.
+    Postgres {
+        /// The pool.
+        pool: PgPool,
+        /// The URL as written (unresolved `${VAR}` kept), for messages.
+        url: String,
+    },
+}
+
+/// Runs the same code against whichever pool `db` holds; the body is compiled once
+/// per backend, so one query text serves both (`$1` placeholders work on both).
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite { pool: $pool, .. } => $body,
+            $crate::store::Db::Postgres { pool: $pool, .. } => $body,
+        }
+    };
+}
+
+impl Db {
+    /// Opens (creating a SQLite file when missing) and migrates the store at `url`.
+    /// Relative SQLite paths resolve against `base`.
+    pub async fn open(url: &str, base: &Path) -> Result<Db, StoreError> {
+        let resolved = env::interpolate(url)?;
+        if let Some(rest) = resolved.strip_prefix("sqlite://").or_else(|| resolved.strip_prefix("sqlite:")) {
+            let rest = rest.split('?').next().unwrap_or(rest);
+            let path = if Path::new(rest).is_absolute() {
+                PathBuf::from(rest)
+            } else {
+                base.join(rest)
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                    context: format!("cannot create {}", parent.display()),
+                    source,
+                })?;
+            }
+            let opts = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    url: url.to_string(),
+                    source,
+                })?;
+            sqlx::migrate!("migrations/sqlite")
+                .run(&pool)
+                .await
+                .map_err(|source| StoreError::Migrate {
+                    url: url.to_string(),
+                    source,
+                })?;
+            Ok(Db::Sqlite { pool, path })
+        } else if resolved.starts_with("postgres://") || resolved.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(&resolved).map_err(|source| StoreError::Connect {
+                url: env::redact_url(url),
+                source,
+            })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    url: env::redact_url(url),
+                    source,
+                })?;
+            sqlx::migrate!("migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(|source| StoreError::Migrate {
+                    url: env::redact_url(url),
+                    source,
+                })?;
+            Ok(Db::Postgres {
+                pool,
+                url: url.to_string(),
+            })
+        } else {
+            Err(StoreError::BadUrl(env::redact_url(url)))
+        }
+    }
+
+    /// Short name of the backend, for messages and benchmarks.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite { .. } => "sqlite",
+            Db::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        with_pool!(self, p => p.close().await)
+    }
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Formats stored milliseconds for people.
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "-".to_string())
+}

@@ -1,0 +1,326 @@
+//! The offline store: one SQL table per `Table` resource, keyed by (primary key,
+//! `as_of`), plus a manifest (`reconcile_tables`, `reconcile_snapshots`) written in
+//! the same transaction as the rows it describes. Readers therefore see a snapshot
+//! either whole or not at all, and a crash mid-load rolls back to the old snapshot.
+//!
+//! Identifiers reaching SQL were validated by `spec::validate::is_identifier`
+//! and are quoted as well; every value is bound.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::{Db, StoreError, now_ms};
+use crate::data::{Batch, Column};
+use crate::spec::ColumnType;
+use crate::with_pool;
+
+/// What the manifest says about one stored snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredSnapshot {
+    /// Hash of the file bytes that were loaded.
+    pub file_hash: String,
+    /// Hash of the expectations they were validated against.
+    pub expect_hash: String,
+    /// Rows stored.
+    pub row_count: i64,
+    /// The file they came from (relative to the project).
+    pub source: String,
+    /// When they were loaded.
+    pub loaded_ms: i64,
+}
+
+/// What the offline store holds for one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoredTable {
+    /// Hash of the schema (columns, types, primary key) the SQL table was created with.
+    pub schema_hash: String,
+    /// Snapshots by `as_of` date.
+    pub snapshots: HashMap<String, StoredSnapshot>,
+}
+
+/// The physical layout of a table, derived from its spec.
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    /// SQL table name.
+    pub name: String,
+    /// Columns and types, in declared order.
+    pub columns: Vec<(String, ColumnType)>,
+    /// Primary key columns (`as_of` is appended).
+    pub primary_key: Vec<String>,
+    /// Hash of all of the above.
+    pub schema_hash: String,
+}
+
+/// Marks SQL built from validated, quoted identifiers (values are always bound).
+fn trusted(sql: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql.to_string())
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn sql_type(db: &Db, ty: ColumnType) -> &'static str {
+    match (db, ty) {
+        (_, ColumnType::String) => "TEXT",
+        (Db::Sqlite { .. }, ColumnType::Int | ColumnType::Bool) => "INTEGER",
+        (Db::Sqlite { .. }, ColumnType::Float) => "REAL",
+        (Db::Sqlite { .. }, ColumnType::Date) => "TEXT",
+        (Db::Postgres { .. }, ColumnType::Int) => "BIGINT",
+        (Db::Postgres { .. }, ColumnType::Bool) => "BOOLEAN",
+        (Db::Postgres { .. }, ColumnType::Float) => "DOUBLE PRECISION",
+        (Db::Postgres { .. }, ColumnType::Date) => "DATE",
+    }
+}
+
+fn create_sql(db: &Db, layout: &TableLayout) -> String {
+    let as_of_ty = match db {
+        Db::Sqlite { .. } => "TEXT",
+        Db::Postgres { .. } => "DATE",
+    };
+    let mut cols = vec![format!("{} {as_of_ty} NOT NULL", quote("as_of"))];
+    for (name, ty) in &layout.columns {
+        cols.push(format!("{} {}", quote(name), sql_type(db, *ty)));
+    }
+    let mut pk: Vec<String> = layout.primary_key.iter().map(|c| quote(c)).collect();
+    pk.push(quote("as_of"));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+        quote(&layout.name),
+        cols.join(", "),
+        pk.join(", ")
+    )
+}
+
+/// Reads the whole manifest: two queries, whatever the number of tables.
+pub async fn observe(db: &Db) -> Result<HashMap<String, StoredTable>, StoreError> {
+    let tables: Vec<(String, String)> = with_pool!(db, p => sqlx::query_as("SELECT table_name, schema_hash FROM reconcile_tables").fetch_all(p).await)?;
+    let snaps: Vec<(String, String, String, String, i64, String, i64)> = with_pool!(db, p => sqlx::query_as(
+        "SELECT table_name, as_of, file_hash, expect_hash, row_count, source, loaded_ms FROM reconcile_snapshots").fetch_all(p).await)?;
+    let mut out: HashMap<String, StoredTable> = tables
+        .into_iter()
+        .map(|(name, schema_hash)| {
+            (
+                name,
+                StoredTable {
+                    schema_hash,
+                    snapshots: HashMap::new(),
+                },
+            )
+        })
+        .collect();
+    for (table, as_of, file_hash, expect_hash, row_count, source, loaded_ms) in snaps {
+        out.entry(table).or_default().snapshots.insert(
+            as_of,
+            StoredSnapshot {
+                file_hash,
+                expect_hash,
+                row_count,
+                source,
+                loaded_ms,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A snapshot ready to be written.
+#[derive(Debug)]
+pub struct SnapshotWrite<'a> {
+    /// Its date.
+    pub as_of: NaiveDate,
+    /// The validated rows.
+    pub batch: &'a Batch,
+    /// Manifest entry to record with them.
+    pub manifest: StoredSnapshot,
+}
+
+/// Writes snapshots of one table in a single transaction. With `recreate`, the SQL
+/// table is dropped and created anew first (a schema change), and every snapshot
+/// not in `writes` disappears with it.
+pub async fn write_snapshots(
+    db: &Db,
+    layout: &TableLayout,
+    writes: &[SnapshotWrite<'_>],
+    recreate: bool,
+) -> Result<(), StoreError> {
+    let create = create_sql(db, layout);
+    let table = quote(&layout.name);
+    let drop = format!("DROP TABLE IF EXISTS {table}");
+    let delete_rows = format!("DELETE FROM {table} WHERE \"as_of\" = $1");
+    // Same statements on both backends; only the bulk insert differs.
+    macro_rules! write_in_tx {
+        ($pool:expr, $insert:ident) => {{
+            let mut tx = $pool.begin().await?;
+            if recreate {
+                sqlx::query(trusted(&drop)).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1")
+                    .bind(&layout.name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(trusted(&create)).execute(&mut *tx).await?;
+            sqlx::query(UPSERT_TABLE)
+                .bind(&layout.name)
+                .bind(&layout.schema_hash)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            for w in writes {
+                sqlx::query(trusted(&delete_rows)).bind(w.as_of).execute(&mut *tx).await?;
+                $insert(&mut tx, layout, w).await?;
+                let m = &w.manifest;
+                sqlx::query(UPSERT_SNAPSHOT)
+                    .bind(&layout.name)
+                    .bind(w.as_of.to_string())
+                    .bind(&m.file_hash)
+                    .bind(&m.expect_hash)
+                    .bind(m.row_count)
+                    .bind(&m.source)
+                    .bind(m.loaded_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }};
+    }
+    match db {
+        Db::Sqlite { pool, .. } => write_in_tx!(pool, insert_sqlite),
+        Db::Postgres { pool, .. } => write_in_tx!(pool, insert_postgres),
+    }
+    Ok(())
+}
+
+const UPSERT_TABLE: &str = "INSERT INTO reconcile_tables (table_name, schema_hash, created_ms) VALUES ($1, $2, $3) \
+     ON CONFLICT (table_name) DO UPDATE SET schema_hash = excluded.schema_hash";
+
+const UPSERT_SNAPSHOT: &str = "INSERT INTO reconcile_snapshots (table_name, as_of, file_hash, expect_hash, row_count, source, loaded_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (table_name, as_of) DO UPDATE SET \
+     file_hash = excluded.file_hash, expect_hash = excluded.expect_hash, row_count = excluded.row_count, \
+     source = excluded.source, loaded_ms = excluded.loaded_ms";
+
+/// Multi-row `INSERT … VALUES` in chunks under SQLite's bound-parameter limit.
+async fn insert_sqlite(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    layout: &TableLayout,
+    w: &SnapshotWrite<'_>,
+) -> Result<(), sqlx::Error> {
+    let ncols = layout.columns.len() + 1;
+    let per_chunk = (30_000 / ncols).clamp(1, 2_000);
+    let col_list = std::iter::once(quote("as_of"))
+        .chain(layout.columns.iter().map(|(n, _)| quote(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row_tpl = format!("({})", vec!["?"; ncols].join(", "));
+    let as_of = w.as_of.to_string();
+    let rows = w.batch.rows();
+    let mut start = 0;
+    while start < rows {
+        let end = (start + per_chunk).min(rows);
+        let sql = format!(
+            "INSERT INTO {} ({col_list}) VALUES {}",
+            quote(&layout.name),
+            vec![row_tpl.as_str(); end - start].join(", ")
+        );
+        let mut q = sqlx::query(trusted(&sql));
+        for i in start..end {
+            q = q.bind(as_of.clone());
+            for (_, col) in &w.batch.columns {
+                q = match col {
+                    Column::Str(v) => q.bind(v[i].clone()),
+                    Column::Int(v) => q.bind(v[i]),
+                    Column::Float(v) => q.bind(v[i]),
+                    Column::Bool(v) => q.bind(v[i].map(i64::from)),
+                    Column::Date(v) => q.bind(v[i].map(|d| d.to_string())),
+                };
+            }
+        }
+        q.execute(&mut **tx).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// One `INSERT … SELECT FROM UNNEST(arrays)` per snapshot: a single round trip.
+async fn insert_postgres(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    layout: &TableLayout,
+    w: &SnapshotWrite<'_>,
+) -> Result<(), sqlx::Error> {
+    let col_list = std::iter::once(quote("as_of"))
+        .chain(layout.columns.iter().map(|(n, _)| quote(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let arrays = w
+        .batch
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| {
+            let ty = match c {
+                Column::Str(_) => "text",
+                Column::Int(_) => "int8",
+                Column::Float(_) => "float8",
+                Column::Bool(_) => "bool",
+                Column::Date(_) => "date",
+            };
+            format!("${}::{ty}[]", i + 2)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {} ({col_list}) SELECT $1::date, * FROM UNNEST({arrays})",
+        quote(&layout.name)
+    );
+    let mut q = sqlx::query(trusted(&sql)).bind(w.as_of);
+    for (_, col) in &w.batch.columns {
+        q = match col {
+            Column::Str(v) => q.bind(v.clone()),
+            Column::Int(v) => q.bind(v.clone()),
+            Column::Float(v) => q.bind(v.clone()),
+            Column::Bool(v) => q.bind(v.clone()),
+            Column::Date(v) => q.bind(v.clone()),
+        };
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Removes one snapshot's rows and manifest entry, atomically.
+pub async fn drop_snapshot(db: &Db, table: &str, as_of: &str) -> Result<(), StoreError> {
+    let date = NaiveDate::parse_from_str(as_of, "%Y-%m-%d").ok();
+    let del_rows = format!("DELETE FROM {} WHERE \"as_of\" = $1", quote(table));
+    with_pool!(db, p => {
+        let mut tx = p.begin().await?;
+        sqlx::query(trusted(&del_rows)).bind(date).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1 AND as_of = $2")
+            .bind(table).bind(as_of).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<(), sqlx::Error>(())
+    })?;
+    Ok(())
+}
+
+/// Drops a table and its manifest, atomically.
+pub async fn drop_table(db: &Db, table: &str) -> Result<(), StoreError> {
+    let drop = format!("DROP TABLE IF EXISTS {}", quote(table));
+    with_pool!(db, p => {
+        let mut tx = p.begin().await?;
+        sqlx::query(trusted(&drop)).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1").bind(table).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM reconcile_tables WHERE table_name = $1").bind(table).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<(), sqlx::Error>(())
+    })?;
+    Ok(())
+}
+
+/// Rows stored for one snapshot (for status, tests and verification).
+pub async fn count_rows(db: &Db, table: &str, as_of: &str) -> Result<i64, StoreError> {
+    let date = NaiveDate::parse_from_str(as_of, "%Y-%m-%d").ok();
+    let sql = format!("SELECT COUNT(*) FROM {} WHERE \"as_of\" = $1", quote(table));
+    let (n,): (i64,) = with_pool!(db, p => sqlx::query_as(trusted(&sql)).bind(date).fetch_one(p).await)?;
+    Ok(n)
+}

@@ -1,0 +1,166 @@
+//! A spec folder made ready to act on: specs loaded and validated, the graph
+//! built, the stores opened. The CLI, tests and benchmarks share this path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::diag::SpecDiagnostic;
+use crate::engine::{self, ApplyReport};
+use crate::graph::DependencyGraph;
+use crate::kinds::{self, ApplyContext, ApplyError, Desired, Observed};
+use crate::plan::{self, Plan, PlanOptions};
+use crate::progress::Progress;
+use crate::spec::{ResourceId, SpecSet};
+use crate::store::lock::ApplyLock;
+use crate::store::state::StateStore;
+use crate::store::{Db, StoreError};
+
+/// The embedded default state store, relative to the project spec's folder.
+pub const DEFAULT_STATE_URL: &str = "sqlite://.reconcile/state.db";
+
+/// Store URLs given on the command line or in the environment; they win over the specs.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOverrides {
+    /// State store URL.
+    pub state: Option<String>,
+    /// Offline store URL (defaults to the state store).
+    pub offline: Option<String>,
+}
+
+/// Errors of the whole pipeline, for the CLI to print.
+#[derive(Debug, Error)]
+pub enum WorkspaceError {
+    /// The specs have problems.
+    #[error("{} problem(s) in the specs", .0.len())]
+    Specs(Vec<SpecDiagnostic>),
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Inputs could not be read.
+    #[error("{0}: {1}")]
+    Inputs(ResourceId, ApplyError),
+}
+
+/// Loaded specs and their graph.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// The specs.
+    pub set: SpecSet,
+    /// Their dependency graph.
+    pub graph: DependencyGraph,
+}
+
+/// Open stores of a workspace.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// The state store.
+    pub state: StateStore,
+    /// The offline store (may share the state store's pool).
+    pub offline: Db,
+}
+
+impl Workspace {
+    /// Loads and validates every spec under `dir`.
+    pub fn load(dir: &Path) -> Result<Workspace, WorkspaceError> {
+        let set = crate::spec::validate::load_and_validate(dir).map_err(WorkspaceError::Specs)?;
+        let graph = DependencyGraph::build(&set).map_err(WorkspaceError::Specs)?;
+        Ok(Workspace { set, graph })
+    }
+
+    /// Opens the stores: overrides first, then the Project spec, then the default.
+    pub async fn open_stores(&self, overrides: &StoreOverrides) -> Result<Stores, StoreError> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let p = &self.set.project;
+        let (state_url, state_base) = match (&overrides.state, &p.state) {
+            (Some(u), _) => (u.clone(), cwd.clone()),
+            (None, Some(u)) => (u.value.clone(), self.set.project_dir.clone()),
+            (None, None) => (DEFAULT_STATE_URL.to_string(), self.set.project_dir.clone()),
+        };
+        let (offline_url, offline_base) = match (&overrides.offline, &overrides.state, &p.offline) {
+            (Some(u), _, _) => (u.clone(), cwd.clone()),
+            (None, Some(_), _) => (state_url.clone(), state_base.clone()),
+            (None, None, Some(u)) => (u.value.clone(), self.set.project_dir.clone()),
+            (None, None, None) => (state_url.clone(), state_base.clone()),
+        };
+        let state_db = Db::open(&state_url, &state_base).await?;
+        let offline = if offline_url == state_url && offline_base == state_base {
+            state_db.clone()
+        } else {
+            Db::open(&offline_url, &offline_base).await?
+        };
+        Ok(Stores {
+            state: StateStore::new(state_db, p.name.value.clone()),
+            offline,
+        })
+    }
+
+    /// Hashes inputs, observes the stores and computes the plan.
+    pub async fn plan(&self, stores: &Stores, opts: &PlanOptions) -> Result<(Desired, Observed, Plan), WorkspaceError> {
+        let desired = kinds::desire(&self.set, &self.graph.order).map_err(|(id, e)| WorkspaceError::Inputs(id, e))?;
+        let observed = kinds::observe(&stores.state, &stores.offline).await?;
+        let plan = plan::diff(&desired, &observed, opts);
+        Ok((desired, observed, plan))
+    }
+
+    /// Takes the apply lock, plans under it and converges.
+    pub async fn apply(
+        &self,
+        stores: &Stores,
+        opts: &PlanOptions,
+        parallelism: usize,
+        lock_timeout: Duration,
+        progress: &Progress,
+        on_plan: impl FnOnce(&Plan),
+    ) -> Result<(Plan, ApplyReport), WorkspaceError> {
+        let lock = ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
+        let result = async {
+            let (desired, observed, plan) = self.plan(stores, opts).await?;
+            on_plan(&plan);
+            if !plan.has_changes() {
+                return Ok((plan, ApplyReport::default()));
+            }
+            let ctx = Arc::new(ApplyContext {
+                state: stores.state.clone(),
+                offline: stores.offline.clone(),
+                root: self.set.root.clone(),
+            });
+            let report = engine::execute(ctx, &desired, &observed, &self.graph, &plan, parallelism, progress).await?;
+            Ok((plan, report))
+        }
+        .await;
+        lock.release().await;
+        result
+    }
+
+    /// Removes every resource the specs name (dependents first), dropping table
+    /// data; protected resources are kept and reported.
+    pub async fn destroy(&self, stores: &Stores, lock_timeout: Duration, progress: &Progress) -> Result<(Plan, ApplyReport), WorkspaceError> {
+        let lock = ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
+        let result = async {
+            let observed = kinds::observe(&stores.state, &stores.offline).await?;
+            let opts = PlanOptions { prune_data: true };
+            let resources = self
+                .graph
+                .order
+                .iter()
+                .rev()
+                .filter(|id| observed.records.contains_key(*id) || observed.tables.contains_key(&id.name) && id.kind == crate::spec::Kind::Table)
+                .map(|id| kinds::diff_removed(id, &observed, &opts))
+                .collect();
+            let plan = Plan { resources };
+            let ctx = Arc::new(ApplyContext {
+                state: stores.state.clone(),
+                offline: stores.offline.clone(),
+                root: self.set.root.clone(),
+            });
+            let report = engine::execute(ctx, &Desired::default(), &observed, &self.graph, &plan, 1, progress).await?;
+            Ok((plan, report))
+        }
+        .await;
+        lock.release().await;
+        result
+    }
+}
