@@ -105,7 +105,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s or 2m"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s or 2m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -128,7 +130,10 @@ impl StoreArgs {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -173,7 +178,11 @@ async fn run(cli: Cli) -> ExitCode {
                 if args.json {
                     println!("[]");
                 } else {
-                    println!("{} resource(s) in {} are valid.", ws.set.resources.len(), args.dir.display());
+                    println!(
+                        "{} resource(s) in {} are valid.",
+                        ws.set.resources.len(),
+                        args.dir.display()
+                    );
                 }
                 ExitCode::SUCCESS
             }
@@ -206,11 +215,18 @@ async fn plan(args: PlanArgs) -> ExitCode {
     match result {
         Ok(plan) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                );
             } else {
                 print!("{}", plan.render(diag::colour_enabled()));
             }
-            if plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS }
+            if plan.has_changes() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => report_error(&e, json),
     }
@@ -234,11 +250,18 @@ async fn apply(args: ApplyArgs) -> ExitCode {
             prune_data: args.plan.prune_data,
         };
         let out = ws
-            .apply(&stores, &opts, parallelism, args.lock_timeout, &progress, |plan| {
-                if !quiet && plan.has_changes() {
-                    eprint!("{}", plan.render(diag::colour_enabled()));
-                }
-            })
+            .apply(
+                &stores,
+                &opts,
+                parallelism,
+                args.lock_timeout,
+                &progress,
+                |plan| {
+                    if !quiet && plan.has_changes() {
+                        eprint!("{}", plan.render(diag::colour_enabled()));
+                    }
+                },
+            )
             .await;
         stores.state.db.close().await;
         out
@@ -249,21 +272,40 @@ async fn apply(args: ApplyArgs) -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"plan": plan, "report": report})).unwrap_or_default()
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"plan": plan, "report": report})
+                    )
+                    .unwrap_or_default()
                 );
             } else if !plan.has_changes() {
-                println!("No changes. {} resource(s) up to date ({} ms).", plan.resources.len(), t0.elapsed().as_millis());
+                println!(
+                    "No changes. {} resource(s) up to date ({} ms).",
+                    plan.resources.len(),
+                    t0.elapsed().as_millis()
+                );
             } else {
-                let ok = report.outcomes.iter().filter(|o| o.condition == crate::store::state::Condition::Ready).count();
+                let ok = report
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.condition == crate::store::state::Condition::Ready)
+                    .count();
                 println!(
                     "Apply {}: {ok} converged, {} failed, {} blocked ({} ms).",
-                    if report.success() { "complete" } else { "incomplete" },
+                    if report.success() {
+                        "complete"
+                    } else {
+                        "incomplete"
+                    },
                     report.failed(),
                     report.blocked(),
                     t0.elapsed().as_millis()
                 );
                 if !report.success() && !quiet {
-                    for o in report.outcomes.iter().filter(|o| o.condition != crate::store::state::Condition::Ready) {
+                    for o in report
+                        .outcomes
+                        .iter()
+                        .filter(|o| o.condition != crate::store::state::Condition::Ready)
+                    {
                         eprintln!("\n{} {}:\n{}", o.condition, o.id, o.message);
                     }
                 }
@@ -307,12 +349,18 @@ async fn status(args: StoreArgs) -> ExitCode {
             .filter(|p| p.action != crate::plan::Action::NoOp);
         let state = match (rec, pending) {
             (None, _) => "NotApplied".to_string(),
-            (Some(r), Some(_)) if r.condition == crate::store::state::Condition::Ready => "OutOfDate".to_string(),
+            (Some(r), Some(_)) if r.condition == crate::store::state::Condition::Ready => {
+                "OutOfDate".to_string()
+            }
             (Some(r), _) => r.condition.to_string(),
         };
         let reason = match (pending, rec) {
             (Some(p), _) => p.reasons.first().cloned().unwrap_or_default(),
-            (None, Some(r)) => format!("{}: {}", r.reason, r.message.lines().next().unwrap_or_default()),
+            (None, Some(r)) => format!(
+                "{}: {}",
+                r.reason,
+                r.message.lines().next().unwrap_or_default()
+            ),
             (None, None) => String::new(),
         };
         rows.push(serde_json::json!({
@@ -322,9 +370,15 @@ async fn status(args: StoreArgs) -> ExitCode {
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
     } else {
-        println!("{:<8} {:<22} {:<11} {:<24} REASON", "KIND", "NAME", "STATE", "LAST CHANGE");
+        println!(
+            "{:<8} {:<22} {:<11} {:<24} REASON",
+            "KIND", "NAME", "STATE", "LAST CHANGE"
+        );
         for r in &rows {
             let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
             println!(
@@ -347,7 +401,10 @@ async fn destroy(args: DestroyArgs) -> ExitCode {
         Err(c) => return c,
     };
     if !args.yes {
-        eprintln!("destroy removes every resource of {} and drops table data.", args.stores.spec.dir.display());
+        eprintln!(
+            "destroy removes every resource of {} and drops table data.",
+            args.stores.spec.dir.display()
+        );
         eprintln!("Re-run with --yes to proceed.");
         return ExitCode::from(1);
     }
@@ -366,8 +423,21 @@ async fn destroy(args: DestroyArgs) -> ExitCode {
                     eprintln!("! {}: {w}", r.id);
                 }
             }
-            println!("Destroy {}: {} removed, {} failed.", if report.success() { "complete" } else { "incomplete" }, report.outcomes.len() - report.failed(), report.failed());
-            if report.success() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            println!(
+                "Destroy {}: {} removed, {} failed.",
+                if report.success() {
+                    "complete"
+                } else {
+                    "incomplete"
+                },
+                report.outcomes.len() - report.failed(),
+                report.failed()
+            );
+            if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => report_error(&e, json),
     }

@@ -59,7 +59,9 @@ impl SourceFile {
             Err(i) => i - 1,
         };
         let start = self.line_starts[line_idx];
-        let col = self.text[start..offset.min(self.text.len())].chars().count();
+        let col = self.text[start..offset.min(self.text.len())]
+            .chars()
+            .count();
         (line_idx as u64 + 1, col as u64 + 1)
     }
 
@@ -189,7 +191,10 @@ impl SpecDiagnostic {
 
     /// `file:line:col: message` — the grep-able one-liner.
     pub fn short(&self) -> String {
-        let mut s = format!("{}:{}:{}: {}", self.file, self.line, self.column, self.message);
+        let mut s = format!(
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        );
         if let Some(h) = &self.hint {
             s.push_str(&format!(" (hint: {h})"));
         }
@@ -221,10 +226,9 @@ impl miette::Diagnostic for SpecDiagnostic {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(miette::LabeledSpan::new_with_span(
-            Some(self.label.clone()),
-            self.span,
-        ))))
+        Some(Box::new(std::iter::once(
+            miette::LabeledSpan::new_with_span(Some(self.label.clone()), self.span),
+        )))
     }
 }
 
@@ -291,10 +295,18 @@ impl miette::Diagnostic for NamedDiag<'_> {
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

@@ -46,12 +46,18 @@ pub struct ApplyReport {
 impl ApplyReport {
     /// Resources that failed.
     pub fn failed(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.condition == Condition::Failed).count()
+        self.outcomes
+            .iter()
+            .filter(|o| o.condition == Condition::Failed)
+            .count()
     }
 
     /// Resources blocked by a failed dependency.
     pub fn blocked(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.condition == Condition::Blocked).count()
+        self.outcomes
+            .iter()
+            .filter(|o| o.condition == Condition::Blocked)
+            .count()
     }
 
     /// True when everything converged.
@@ -71,33 +77,78 @@ pub async fn execute(
     progress: &Progress,
 ) -> Result<ApplyReport, StoreError> {
     let parallelism = parallelism.max(1);
-    let desired_by_id: HashMap<&ResourceId, &DesiredResource> = desired.resources.iter().map(|d| (&d.id, d)).collect();
-    let plans: HashMap<&ResourceId, &ResourcePlan> = plan.resources.iter().map(|p| (&p.id, p)).collect();
+    let desired_by_id: HashMap<&ResourceId, &DesiredResource> =
+        desired.resources.iter().map(|d| (&d.id, d)).collect();
+    let plans: HashMap<&ResourceId, &ResourcePlan> =
+        plan.resources.iter().map(|p| (&p.id, p)).collect();
     let mut report = ApplyReport::default();
     let mut done: HashMap<ResourceId, Condition> = HashMap::new();
-    let mut pending: Vec<ResourceId> = desired.resources.iter().map(|d| d.id.clone()).collect();
+    // Unfinished dependencies per resource; a resource is ready at zero.
+    let mut waiting_on: HashMap<ResourceId, usize> = desired
+        .resources
+        .iter()
+        .map(|d| (d.id.clone(), graph.dependencies(&d.id).len()))
+        .collect();
+    let mut ready: std::collections::VecDeque<ResourceId> = desired
+        .resources
+        .iter()
+        .filter(|d| waiting_on.get(&d.id) == Some(&0))
+        .map(|d| d.id.clone())
+        .collect();
     let mut running: HashSet<ResourceId> = HashSet::new();
-    let mut tasks: JoinSet<(ResourceId, Result<kinds::Applied, kinds::ApplyError>, Duration)> = JoinSet::new();
+    let mut tasks: JoinSet<(
+        ResourceId,
+        Result<kinds::Applied, kinds::ApplyError>,
+        Duration,
+    )> = JoinSet::new();
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
 
-    loop {
-        // Schedule whatever is ready, in topological order.
-        let mut i = 0;
-        while i < pending.len() {
-            let id = pending[i].clone();
-            let deps = graph.dependencies(&id);
-            if deps.iter().any(|d| !done.contains_key(d)) {
-                i += 1;
-                continue;
+    // Marks `id` finished and makes its dependents whose dependencies all finished ready.
+    fn finish(
+        id: ResourceId,
+        condition: Condition,
+        graph: &DependencyGraph,
+        done: &mut HashMap<ResourceId, Condition>,
+        waiting_on: &mut HashMap<ResourceId, usize>,
+        ready: &mut std::collections::VecDeque<ResourceId>,
+    ) {
+        for dependent in graph.dependents(&id) {
+            if let Some(n) = waiting_on.get_mut(&dependent) {
+                *n -= 1;
+                if *n == 0 {
+                    ready.push_back(dependent);
+                }
             }
-            let failed_dep = deps.iter().find(|d| done.get(*d) != Some(&Condition::Ready));
+        }
+        done.insert(id, condition);
+    }
+
+    loop {
+        // Start whatever is ready, up to the parallelism bound.
+        while running.len() < parallelism {
+            let Some(id) = ready.pop_front() else { break };
+            let deps = graph.dependencies(&id);
+            let failed_dep = deps
+                .iter()
+                .find(|d| done.get(*d) != Some(&Condition::Ready));
             let rp = plans.get(&id).copied();
             let d = desired_by_id[&id];
             if let Some(dep) = failed_dep {
-                pending.remove(i);
                 let message = format!("blocked: dependency {dep} did not converge");
-                if rp.is_some_and(|p| p.action != Action::NoOp) || observed.records.contains_key(&id) {
-                    record(&ctx, d, rp.map_or(Action::NoOp, |p| p.action), Condition::Blocked, "DependencyFailed", &message, serde_json::Value::Null, observed).await?;
+                if rp.is_some_and(|p| p.action != Action::NoOp)
+                    || observed.records.contains_key(&id)
+                {
+                    record(
+                        &ctx,
+                        d,
+                        rp.map_or(Action::NoOp, |p| p.action),
+                        Condition::Blocked,
+                        "DependencyFailed",
+                        &message,
+                        serde_json::Value::Null,
+                        observed,
+                    )
+                    .await?;
                 }
                 progress.line(&format!("⊘ {id}: {message}"));
                 report.outcomes.push(Outcome {
@@ -107,16 +158,18 @@ pub async fn execute(
                     message,
                     millis: 0,
                 });
-                done.insert(id, Condition::Blocked);
+                finish(
+                    id,
+                    Condition::Blocked,
+                    graph,
+                    &mut done,
+                    &mut waiting_on,
+                    &mut ready,
+                );
                 continue;
             }
             match rp {
                 Some(p) if p.action != Action::NoOp => {
-                    if running.len() >= parallelism {
-                        i += 1;
-                        continue;
-                    }
-                    pending.remove(i);
                     running.insert(id.clone());
                     let ctx = ctx.clone();
                     let d = d.clone();
@@ -128,10 +181,14 @@ pub async fn execute(
                         (d.id.clone(), r, t0.elapsed())
                     });
                 }
-                _ => {
-                    pending.remove(i);
-                    done.insert(id, Condition::Ready);
-                }
+                _ => finish(
+                    id,
+                    Condition::Ready,
+                    graph,
+                    &mut done,
+                    &mut waiting_on,
+                    &mut ready,
+                ),
             }
         }
         if tasks.is_empty() {
@@ -158,13 +215,37 @@ pub async fn execute(
         let action = plans.get(&id).map_or(Action::NoOp, |p| p.action);
         let (condition, message) = match result {
             Ok(applied) => {
-                record(&ctx, d, action, Condition::Ready, "Applied", &applied.message, applied.outputs, observed).await?;
-                progress.line(&format!("✓ {id}: {} ({} ms)", applied.message, took.as_millis()));
+                record(
+                    &ctx,
+                    d,
+                    action,
+                    Condition::Ready,
+                    "Applied",
+                    &applied.message,
+                    applied.outputs,
+                    observed,
+                )
+                .await?;
+                progress.line(&format!(
+                    "✓ {id}: {} ({} ms)",
+                    applied.message,
+                    took.as_millis()
+                ));
                 (Condition::Ready, applied.message)
             }
             Err(e) => {
                 let message = e.to_string();
-                record(&ctx, d, action, Condition::Failed, e.reason(), &message, serde_json::Value::Null, observed).await?;
+                record(
+                    &ctx,
+                    d,
+                    action,
+                    Condition::Failed,
+                    e.reason(),
+                    &message,
+                    serde_json::Value::Null,
+                    observed,
+                )
+                .await?;
                 progress.line(&format!("✗ {id}: {message}"));
                 (Condition::Failed, message)
             }
@@ -176,11 +257,15 @@ pub async fn execute(
             message,
             millis: took.as_millis(),
         });
-        done.insert(id, condition);
+        finish(id, condition, graph, &mut done, &mut waiting_on, &mut ready);
     }
 
     // Resources no longer in the specs, after everything else.
-    for p in plan.resources.iter().filter(|p| !desired_by_id.contains_key(&p.id) && p.action != Action::NoOp) {
+    for p in plan
+        .resources
+        .iter()
+        .filter(|p| !desired_by_id.contains_key(&p.id) && p.action != Action::NoOp)
+    {
         let t0 = Instant::now();
         let (condition, message) = match kinds::apply_removed(&ctx, p).await {
             Ok(applied) => {
@@ -227,9 +312,17 @@ async fn record(
         condition,
         reason: reason.to_string(),
         message: message.to_string(),
-        outputs: if outputs.is_null() { previous.map_or(serde_json::Value::Null, |p| p.outputs.clone()) } else { outputs },
+        outputs: if outputs.is_null() {
+            previous.map_or(serde_json::Value::Null, |p| p.outputs.clone())
+        } else {
+            outputs
+        },
         protect: d.protect,
-        last_change_ms: if changed { now } else { previous.map_or(now, |p| p.last_change_ms) },
+        last_change_ms: if changed {
+            now
+        } else {
+            previous.map_or(now, |p| p.last_change_ms)
+        },
         last_apply_ms: now,
     };
     ctx.state.record(&rec, action.verb()).await

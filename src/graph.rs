@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diag::{DiagCode, SpecDiagnostic};
-use crate::spec::{Resource, ResourceId, SpecSet, SpannedStr};
 use crate::spec::validate::resolve_reference;
+use crate::spec::{Resource, ResourceId, SpannedStr, SpecSet};
 
 /// Resources and the "must run before" relation between them.
 #[derive(Debug, Clone)]
@@ -38,7 +38,8 @@ impl DependencyGraph {
             index.insert(r.id.clone(), graph.add_node(r.id.clone()));
         }
         // (dependency, dependent) → where the dependent names it.
-        let mut edge_sites: HashMap<(NodeIndex, NodeIndex), (&Resource, &SpannedStr)> = HashMap::new();
+        let mut edge_sites: HashMap<(NodeIndex, NodeIndex), (&Resource, &SpannedStr)> =
+            HashMap::new();
         for r in &set.resources {
             for (reference, kind) in references(r) {
                 if let Ok(dep) = resolve_reference(r, reference, kind, &set.resources) {
@@ -48,13 +49,13 @@ impl DependencyGraph {
                 }
             }
         }
-        match toposort(&graph, None) {
-            Ok(order) => Ok(DependencyGraph {
-                order: order.into_iter().map(|n| graph[n].clone()).collect(),
+        match stable_toposort(&graph) {
+            Some(order) => Ok(DependencyGraph {
+                order,
                 graph,
                 index,
             }),
-            Err(_) => {
+            None => {
                 let mut diags = Vec::new();
                 for scc in tarjan_scc(&graph) {
                     let is_cycle = scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
@@ -65,14 +66,19 @@ impl DependencyGraph {
                     let names: Vec<String> = path.iter().map(|n| graph[*n].to_string()).collect();
                     // Point at the reference that closes the loop.
                     let (last, first) = (path[path.len() - 2], path[path.len() - 1]);
-                    if let Some((r, site)) = edge_sites.get(&(first, last)).or_else(|| edge_sites.values().next()) {
+                    if let Some((r, site)) = edge_sites
+                        .get(&(first, last))
+                        .or_else(|| edge_sites.values().next())
+                    {
                         diags.push(
                             r.diag_at(
                                 DiagCode::Cycle,
                                 site,
                                 format!("dependency cycle: {}", names.join(" → ")),
                             )
-                            .with_hint("remove one of these references so the resources can be ordered"),
+                            .with_hint(
+                                "remove one of these references so the resources can be ordered",
+                            ),
                         );
                     }
                 }
@@ -102,6 +108,41 @@ impl DependencyGraph {
             })
             .unwrap_or_default()
     }
+}
+
+/// Kahn's algorithm, always taking the smallest ready id (kind order, then name),
+/// so plans list resources in the same order on every run. `None` on a cycle.
+fn stable_toposort(graph: &DiGraph<ResourceId, ()>) -> Option<Vec<ResourceId>> {
+    use std::collections::BTreeMap;
+    let mut indegree: HashMap<NodeIndex, usize> = graph
+        .node_indices()
+        .map(|n| {
+            (
+                n,
+                graph
+                    .neighbors_directed(n, petgraph::Direction::Incoming)
+                    .count(),
+            )
+        })
+        .collect();
+    let mut ready: BTreeMap<ResourceId, NodeIndex> = indegree
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(n, _)| (graph[*n].clone(), *n))
+        .collect();
+    let mut order = Vec::with_capacity(graph.node_count());
+    while let Some((id, n)) = ready.pop_first() {
+        order.push(id);
+        for m in graph.neighbors_directed(n, petgraph::Direction::Outgoing) {
+            if let Some(d) = indegree.get_mut(&m) {
+                *d -= 1;
+                if *d == 0 {
+                    ready.insert(graph[m].clone(), m);
+                }
+            }
+        }
+    }
+    (order.len() == graph.node_count()).then_some(order)
 }
 
 /// A closed walk through a strongly connected component, as dependent → dependency
@@ -135,4 +176,53 @@ fn cycle_path(graph: &DiGraph<ResourceId, ()>, scc: &[NodeIndex]) -> Vec<NodeInd
         }
     }
     vec![start, start]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::SourceFile;
+    use std::sync::Arc;
+
+    fn set(yaml: &str) -> (SpecSet, Vec<SpecDiagnostic>) {
+        let file = Arc::new(SourceFile::new(
+            "g.yaml".into(),
+            "/p/g.yaml".into(),
+            yaml.into(),
+        ));
+        let (mut resources, mut diags) = (vec![], vec![]);
+        crate::spec::load::load_file(&file, &mut resources, &mut diags);
+        let set = crate::spec::validate::validate("/p".into(), resources, &mut diags);
+        (set, diags)
+    }
+
+    #[test]
+    fn orders_dependencies_first_then_by_kind_and_name() {
+        let (s, d) = set(
+            "kind: Entity\nname: b\njoinKeys: [k]\ndependsOn: [c]\n---\nkind: Entity\nname: c\njoinKeys: [k]\n---\nkind: Entity\nname: a\njoinKeys: [k]\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let g = DependencyGraph::build(&s).unwrap();
+        let names: Vec<&str> = g.order.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "b"]);
+        assert_eq!(
+            g.dependents(&ResourceId::new(crate::spec::Kind::Entity, "c"))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn prints_cycles_as_paths() {
+        let (_, d) = set(
+            "kind: Entity\nname: a\njoinKeys: [k]\ndependsOn: [b]\n---\nkind: Entity\nname: b\njoinKeys: [k]\ndependsOn: [Entity/a]\n",
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, DiagCode::Cycle);
+        assert!(
+            d[0].message.contains("Entity/a → Entity/b → Entity/a"),
+            "{}",
+            d[0].message
+        );
+    }
 }

@@ -192,7 +192,15 @@ impl Plan {
             }
             for w in &r.warnings {
                 let line = format!("! {}: {w}", r.id);
-                let _ = writeln!(out, "{}", if colour { line.yellow().to_string() } else { line });
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    if colour {
+                        line.yellow().to_string()
+                    } else {
+                        line
+                    }
+                );
             }
         }
         let s = self.summary();
@@ -212,10 +220,12 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan 
         .iter()
         .map(|d| kinds::diff(d, observed, opts))
         .collect();
+    let wanted: std::collections::HashSet<&ResourceId> =
+        desired.resources.iter().map(|d| &d.id).collect();
     let mut gone: Vec<&ResourceId> = observed
         .records
         .keys()
-        .filter(|id| !desired.resources.iter().any(|d| &d.id == *id))
+        .filter(|id| !wanted.contains(id))
         .collect();
     gone.sort();
     for id in gone {

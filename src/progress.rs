@@ -45,10 +45,10 @@ impl Progress {
 
     /// Removes the spinner of `id`.
     pub fn finish(&self, id: &ResourceId) {
-        if let Ok(mut bars) = self.bars.lock() {
-            if let Some(bar) = bars.remove(id) {
-                bar.finish_and_clear();
-            }
+        if let Ok(mut bars) = self.bars.lock()
+            && let Some(bar) = bars.remove(id)
+        {
+            bar.finish_and_clear();
         }
     }
 

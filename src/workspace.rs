@@ -40,8 +40,8 @@ pub enum WorkspaceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Inputs could not be read.
-    #[error("{0}: {1}")]
-    Inputs(ResourceId, ApplyError),
+    #[error("{}: {}", .0.0, .0.1)]
+    Inputs(Box<(ResourceId, ApplyError)>),
 }
 
 /// Loaded specs and their graph.
@@ -98,8 +98,13 @@ impl Workspace {
     }
 
     /// Hashes inputs, observes the stores and computes the plan.
-    pub async fn plan(&self, stores: &Stores, opts: &PlanOptions) -> Result<(Desired, Observed, Plan), WorkspaceError> {
-        let desired = kinds::desire(&self.set, &self.graph.order).map_err(|(id, e)| WorkspaceError::Inputs(id, e))?;
+    pub async fn plan(
+        &self,
+        stores: &Stores,
+        opts: &PlanOptions,
+    ) -> Result<(Desired, Observed, Plan), WorkspaceError> {
+        let desired = kinds::desire(&self.set, &self.graph.order)
+            .map_err(WorkspaceError::Inputs)?;
         let observed = kinds::observe(&stores.state, &stores.offline).await?;
         let plan = plan::diff(&desired, &observed, opts);
         Ok((desired, observed, plan))
@@ -115,7 +120,8 @@ impl Workspace {
         progress: &Progress,
         on_plan: impl FnOnce(&Plan),
     ) -> Result<(Plan, ApplyReport), WorkspaceError> {
-        let lock = ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
+        let lock =
+            ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
         let result = async {
             let (desired, observed, plan) = self.plan(stores, opts).await?;
             on_plan(&plan);
@@ -127,7 +133,16 @@ impl Workspace {
                 offline: stores.offline.clone(),
                 root: self.set.root.clone(),
             });
-            let report = engine::execute(ctx, &desired, &observed, &self.graph, &plan, parallelism, progress).await?;
+            let report = engine::execute(
+                ctx,
+                &desired,
+                &observed,
+                &self.graph,
+                &plan,
+                parallelism,
+                progress,
+            )
+            .await?;
             Ok((plan, report))
         }
         .await;
@@ -137,8 +152,14 @@ impl Workspace {
 
     /// Removes every resource the specs name (dependents first), dropping table
     /// data; protected resources are kept and reported.
-    pub async fn destroy(&self, stores: &Stores, lock_timeout: Duration, progress: &Progress) -> Result<(Plan, ApplyReport), WorkspaceError> {
-        let lock = ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
+    pub async fn destroy(
+        &self,
+        stores: &Stores,
+        lock_timeout: Duration,
+        progress: &Progress,
+    ) -> Result<(Plan, ApplyReport), WorkspaceError> {
+        let lock =
+            ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
         let result = async {
             let observed = kinds::observe(&stores.state, &stores.offline).await?;
             let opts = PlanOptions { prune_data: true };
@@ -147,7 +168,11 @@ impl Workspace {
                 .order
                 .iter()
                 .rev()
-                .filter(|id| observed.records.contains_key(*id) || observed.tables.contains_key(&id.name) && id.kind == crate::spec::Kind::Table)
+                .filter(|id| {
+                    observed.records.contains_key(*id)
+                        || observed.tables.contains_key(&id.name)
+                            && id.kind == crate::spec::Kind::Table
+                })
                 .map(|id| kinds::diff_removed(id, &observed, &opts))
                 .collect();
             let plan = Plan { resources };
@@ -156,7 +181,16 @@ impl Workspace {
                 offline: stores.offline.clone(),
                 root: self.set.root.clone(),
             });
-            let report = engine::execute(ctx, &Desired::default(), &observed, &self.graph, &plan, 1, progress).await?;
+            let report = engine::execute(
+                ctx,
+                &Desired::default(),
+                &observed,
+                &self.graph,
+                &plan,
+                1,
+                progress,
+            )
+            .await?;
             Ok((plan, report))
         }
         .await;

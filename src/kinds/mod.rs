@@ -136,21 +136,27 @@ pub trait Reconciler {
 }
 
 /// Builds the desired state of every resource in `order`.
-pub fn desire(set: &SpecSet, order: &[ResourceId]) -> Result<Desired, (ResourceId, ApplyError)> {
+pub fn desire(set: &SpecSet, order: &[ResourceId]) -> Result<Desired, Box<(ResourceId, ApplyError)>> {
     let mut resources = Vec::with_capacity(order.len());
+    let by_id: HashMap<&ResourceId, &Resource> = set.resources.iter().map(|r| (&r.id, r)).collect();
     for id in order {
-        let Some(r) = set.get(id) else { continue };
+        let Some(r) = by_id.get(id).copied() else {
+            continue;
+        };
         let inputs = match r.id.kind {
             Kind::Project | Kind::Entity => record::RecordOnly::desire(r, set),
             Kind::Table => table::TableReconciler::desire(r, set),
         }
-        .map_err(|e| (id.clone(), e))?;
+        .map_err(|e| Box::new((id.clone(), e)))?;
         let spec_json = r.spec.canonical_json();
         let input_hash = match &inputs {
             Inputs::None => String::new(),
             Inputs::Table(t) => t.input_hash(),
         };
-        let spec_hash = crate::hash::hash_parts([crate::hash::hash_json(&spec_json).as_str(), input_hash.as_str()]);
+        let spec_hash = crate::hash::hash_parts([
+            crate::hash::hash_json(&spec_json).as_str(),
+            input_hash.as_str(),
+        ]);
         let protect = matches!(&r.spec, Spec::Table(t) if t.protect);
         resources.push(DesiredResource {
             id: id.clone(),
@@ -166,7 +172,8 @@ pub fn desire(set: &SpecSet, order: &[ResourceId]) -> Result<Desired, (ResourceI
 
 /// Reads the state store and the offline store.
 pub async fn observe(state: &StateStore, offline: &Db) -> Result<Observed, StoreError> {
-    let (records, tables) = tokio::try_join!(state.load_all(), crate::store::offline::observe(offline))?;
+    let (records, tables) =
+        tokio::try_join!(state.load_all(), crate::store::offline::observe(offline))?;
     Ok(Observed { records, tables })
 }
 
@@ -187,7 +194,11 @@ pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) ->
 }
 
 /// Per-kind apply.
-pub async fn apply(ctx: &ApplyContext, d: &DesiredResource, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+pub async fn apply(
+    ctx: &ApplyContext,
+    d: &DesiredResource,
+    plan: &ResourcePlan,
+) -> Result<Applied, ApplyError> {
     match d.id.kind {
         Kind::Project | Kind::Entity => record::RecordOnly::apply(ctx, d, plan).await,
         Kind::Table => table::TableReconciler::apply(ctx, d, plan).await,

@@ -19,15 +19,22 @@ impl Reconciler for RecordOnly {
         match observed.records.get(&d.id) {
             None => {
                 plan.action = Action::Create;
-                plan.reasons.push(format!("new {}", d.id.kind.as_str().to_lowercase()));
+                plan.reasons
+                    .push(format!("new {}", d.id.kind.as_str().to_lowercase()));
             }
             Some(rec) if rec.spec_hash != d.spec_hash => {
                 plan.action = Action::Update;
-                plan.reasons.push(format!("spec changed: {}", changed_fields(&rec.spec_json, &d.spec_json)));
+                plan.reasons.push(format!(
+                    "spec changed: {}",
+                    changed_fields(&rec.spec_json, &d.spec_json)
+                ));
             }
             Some(rec) if rec.condition != Condition::Ready => {
                 plan.action = Action::Update;
-                plan.reasons.push(format!("last apply ended {}: {}", rec.condition, rec.reason));
+                plan.reasons.push(format!(
+                    "last apply ended {}: {}",
+                    rec.condition, rec.reason
+                ));
             }
             Some(_) => {}
         }
@@ -37,7 +44,11 @@ impl Reconciler for RecordOnly {
         plan
     }
 
-    async fn apply(_ctx: &ApplyContext, _d: &DesiredResource, _plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+    async fn apply(
+        _ctx: &ApplyContext,
+        _d: &DesiredResource,
+        _plan: &ResourcePlan,
+    ) -> Result<Applied, ApplyError> {
         Ok(Applied {
             message: "recorded".into(),
             outputs: serde_json::Value::Null,
@@ -59,7 +70,10 @@ pub fn diff_removed(id: &ResourceId) -> ResourcePlan {
 /// Top-level fields whose values differ between two spec JSONs, e.g. `joinKeys`.
 pub fn changed_fields(old: &serde_json::Value, new: &serde_json::Value) -> String {
     let empty = serde_json::Map::new();
-    let (o, n) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
     let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
     keys.sort();
     keys.dedup();

@@ -26,12 +26,13 @@ pub fn references(s: &str) -> Vec<(String, usize)> {
             i += 2;
             continue;
         }
-        if bytes[i] == b'$' && bytes[i + 1] == b'{' {
-            if let Some(end) = s[i + 2..].find('}') {
-                out.push((s[i + 2..i + 2 + end].to_string(), i));
-                i += end + 3;
-                continue;
-            }
+        if bytes[i] == b'$'
+            && bytes[i + 1] == b'{'
+            && let Some(end) = s[i + 2..].find('}')
+        {
+            out.push((s[i + 2..i + 2 + end].to_string(), i));
+            i += end + 3;
+            continue;
         }
         i += 1;
     }
@@ -49,14 +50,14 @@ pub fn interpolate_with(
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$$") {
+        if let Some(tail) = after.strip_prefix("$$") {
             out.push('$');
-            rest = &after[2..];
+            rest = tail;
             consumed += pos + 2;
-        } else if after.starts_with("${") {
-            match after[2..].find('}') {
+        } else if let Some(tail) = after.strip_prefix("${") {
+            match tail.find('}') {
                 Some(end) => {
-                    let name = &after[2..2 + end];
+                    let name = &tail[..end];
                     let value = lookup(name).ok_or_else(|| UnsetVar {
                         name: name.to_string(),
                         offset: consumed + pos,
@@ -120,7 +121,10 @@ mod tests {
             interpolate_with("postgres://u:${PW}@h/db", lookup).unwrap(),
             "postgres://u:s3cret@h/db"
         );
-        assert_eq!(interpolate_with("cost $$5 ${PW}", lookup).unwrap(), "cost $5 s3cret");
+        assert_eq!(
+            interpolate_with("cost $$5 ${PW}", lookup).unwrap(),
+            "cost $5 s3cret"
+        );
         assert_eq!(interpolate_with("a $b", lookup).unwrap(), "a $b");
     }
 
@@ -129,12 +133,18 @@ mod tests {
         let err = interpolate_with("x ${PW} ${NOPE}", lookup).unwrap_err();
         assert_eq!(err.name, "NOPE");
         assert_eq!(err.offset, 8);
-        assert_eq!(references("x ${PW} $${no} ${NOPE}"), vec![("PW".into(), 2), ("NOPE".into(), 15)]);
+        assert_eq!(
+            references("x ${PW} $${no} ${NOPE}"),
+            vec![("PW".into(), 2), ("NOPE".into(), 15)]
+        );
     }
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:pw@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
         assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
     }
 }

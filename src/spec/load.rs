@@ -112,7 +112,11 @@ pub fn load_dir(root: &Path) -> (Vec<Resource>, Vec<SpecDiagnostic>) {
     let files = match discover(root) {
         Ok(f) => f,
         Err(e) => {
-            let f = SourceFile::new(root.display().to_string(), root.to_path_buf(), String::new());
+            let f = SourceFile::new(
+                root.display().to_string(),
+                root.to_path_buf(),
+                String::new(),
+            );
             diags.push(SpecDiagnostic::at(
                 DiagCode::MissingFile,
                 &f,
@@ -145,7 +149,10 @@ pub fn load_dir(root: &Path) -> (Vec<Resource>, Vec<SpecDiagnostic>) {
                         continue;
                     }
                 };
-                let text = text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text);
+                let text = text
+                    .strip_prefix('\u{feff}')
+                    .map(str::to_string)
+                    .unwrap_or(text);
                 let file = Arc::new(SourceFile::new(display, path.clone(), text));
                 load_file(&file, &mut resources, &mut diags);
             }
@@ -235,7 +242,8 @@ fn kind_list() -> String {
 }
 
 fn parse_as<T: DeserializeOwned>(file: &SourceFile, doc: &Document) -> Result<T, SpecDiagnostic> {
-    serde_saphyr::from_str::<T>(&doc.padded).map_err(|e| saphyr_diag(file, &e, doc.first_line, None))
+    serde_saphyr::from_str::<T>(&doc.padded)
+        .map_err(|e| saphyr_diag(file, &e, doc.first_line, None))
 }
 
 /// Turns a YAML/serde error into a diagnostic with a hint.
@@ -329,7 +337,11 @@ mod tests {
     use super::*;
 
     fn file(text: &str) -> Arc<SourceFile> {
-        Arc::new(SourceFile::new("t.yaml".into(), "/p/t.yaml".into(), text.into()))
+        Arc::new(SourceFile::new(
+            "t.yaml".into(),
+            "/p/t.yaml".into(),
+            text.into(),
+        ))
     }
 
     #[test]

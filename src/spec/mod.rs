@@ -18,9 +18,7 @@ use crate::diag::{SourceFile, SpecDiagnostic};
 pub use kinds::*;
 
 /// The kinds of resource reconcile knows.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
     /// Project settings (stores).
     Project,
@@ -165,7 +163,12 @@ impl Resource {
             at.value.len().max(1)
         };
         let len = len.min(self.file.text.len() - start);
-        SpecDiagnostic::new(code, &self.file, miette::SourceSpan::new(start.into(), len), message)
+        SpecDiagnostic::new(
+            code,
+            &self.file,
+            miette::SourceSpan::new(start.into(), len),
+            message,
+        )
     }
 }
 

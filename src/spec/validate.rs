@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use super::env;
-use super::{Expectation, Kind, ProjectSpec, Resource, ResourceId, Spec, SpecSet, SpannedStr};
+use super::{Expectation, Kind, ProjectSpec, Resource, ResourceId, SpannedStr, Spec, SpecSet};
 use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
 use crate::graph;
 
@@ -42,11 +42,19 @@ pub fn load_and_validate(root: &Path) -> Result<SpecSet, Vec<SpecDiagnostic>> {
     };
     let (resources, mut diags) = super::load::load_dir(&root);
     let set = validate(root, resources, &mut diags);
-    if diags.is_empty() { Ok(set) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(set)
+    } else {
+        Err(diags)
+    }
 }
 
 /// Cross-document checks over loaded resources; appends to `diags`.
-pub fn validate(root: PathBuf, resources: Vec<Resource>, diags: &mut Vec<SpecDiagnostic>) -> SpecSet {
+pub fn validate(
+    root: PathBuf,
+    resources: Vec<Resource>,
+    diags: &mut Vec<SpecDiagnostic>,
+) -> SpecSet {
     let mut seen: HashMap<&ResourceId, &Resource> = HashMap::new();
     let mut duplicates = HashSet::new();
     for (i, r) in resources.iter().enumerate() {
@@ -75,11 +83,18 @@ pub fn validate(root: PathBuf, resources: Vec<Resource>, diags: &mut Vec<SpecDia
         .map(|(_, r)| r)
         .collect();
 
-    let projects: Vec<&Resource> = resources.iter().filter(|r| r.id.kind == Kind::Project).collect();
+    let projects: Vec<&Resource> = resources
+        .iter()
+        .filter(|r| r.id.kind == Kind::Project)
+        .collect();
     for extra in projects.iter().skip(1) {
         diags.push(
             extra
-                .diag_at(DiagCode::DuplicateName, extra.spec.name(), "a second Project document")
+                .diag_at(
+                    DiagCode::DuplicateName,
+                    extra.spec.name(),
+                    "a second Project document",
+                )
                 .with_hint("declare exactly one `kind: Project` per spec folder"),
         );
     }
@@ -113,7 +128,11 @@ fn default_project(root: &Path) -> ProjectSpec {
         .unwrap_or_else(|| "project".to_string());
     ProjectSpec {
         kind: "Project".to_string(),
-        name: serde_saphyr::Spanned::new(name, serde_saphyr::Location::UNKNOWN, serde_saphyr::Location::UNKNOWN),
+        name: serde_saphyr::Spanned::new(
+            name,
+            serde_saphyr::Location::UNKNOWN,
+            serde_saphyr::Location::UNKNOWN,
+        ),
         description: None,
         state: None,
         offline: None,
@@ -237,7 +256,9 @@ fn check_env(r: &Resource, value: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) 
                     span,
                     format!("environment variable `{name}` is not set"),
                 )
-                .with_hint(format!("export {name}=… before running, or write `$${{` for a literal `${{`")),
+                .with_hint(format!(
+                    "export {name}=… before running, or write `$${{` for a literal `${{`"
+                )),
             );
         }
     }
@@ -263,9 +284,7 @@ pub fn confine(root: &Path, base: &Path, rel: &str) -> Result<PathBuf, String> {
     if real.starts_with(root) {
         Ok(real)
     } else {
-        Err(format!(
-            "`{rel}` resolves outside the project folder"
-        ))
+        Err(format!("`{rel}` resolves outside the project folder"))
     }
 }
 
@@ -290,35 +309,47 @@ fn check_table(root: &Path, r: &Resource, t: &super::TableSpec, diags: &mut Vec<
             );
         }
     }
-    let column_exists = |c: &SpannedStr, diags: &mut Vec<SpecDiagnostic>| -> Option<super::ColumnType> {
-        match t.columns.get(&c.value) {
-            Some(ty) => Some(*ty),
-            None => {
-                let d = r.diag_at(
-                    DiagCode::MissingReference,
-                    c,
-                    format!("table `{}` has no column `{}`", t.name.value, c.value),
-                );
-                diags.push(match did_you_mean(&c.value, t.columns.keys().map(String::as_str)) {
-                    Some(s) => d.with_hint(format!("did you mean `{s}`?")),
-                    None => d.with_hint(format!(
-                        "declared columns: {}",
-                        t.columns.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )),
-                });
-                None
+    let column_exists =
+        |c: &SpannedStr, diags: &mut Vec<SpecDiagnostic>| -> Option<super::ColumnType> {
+            match t.columns.get(&c.value) {
+                Some(ty) => Some(*ty),
+                None => {
+                    let d = r.diag_at(
+                        DiagCode::MissingReference,
+                        c,
+                        format!("table `{}` has no column `{}`", t.name.value, c.value),
+                    );
+                    diags.push(
+                        match did_you_mean(&c.value, t.columns.keys().map(String::as_str)) {
+                            Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                            None => d.with_hint(format!(
+                                "declared columns: {}",
+                                t.columns.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )),
+                        },
+                    );
+                    None
+                }
             }
-        }
-    };
+        };
     if t.primary_key.is_empty() {
-        diags.push(r.diag_at(DiagCode::MissingField, &t.name, "table has an empty primaryKey").with_hint("name the columns that identify a row"));
+        diags.push(
+            r.diag_at(
+                DiagCode::MissingField,
+                &t.name,
+                "table has an empty primaryKey",
+            )
+            .with_hint("name the columns that identify a row"),
+        );
     }
     for k in &t.primary_key {
         column_exists(k, diags);
     }
     for e in &t.expect {
         match e {
-            Expectation::NotNull(cols) | Expectation::Unique(cols) | Expectation::NotConstant(cols) => {
+            Expectation::NotNull(cols)
+            | Expectation::Unique(cols)
+            | Expectation::NotConstant(cols) => {
                 for c in cols {
                     column_exists(c, diags);
                 }
@@ -329,13 +360,21 @@ fn check_table(root: &Path, r: &Resource, t: &super::TableSpec, diags: &mut Vec<
                         diags.push(r.diag_at(
                             DiagCode::InvalidValue,
                             &b.column,
-                            format!("between needs a numeric column; `{}` is {}", b.column.value, ty.as_str()),
+                            format!(
+                                "between needs a numeric column; `{}` is {}",
+                                b.column.value,
+                                ty.as_str()
+                            ),
                         ));
                     }
                 }
                 if let (Some(lo), Some(hi)) = (b.min, b.max) {
                     if lo > hi {
-                        diags.push(r.diag_at(DiagCode::InvalidValue, &b.column, format!("between has min {lo} above max {hi}")));
+                        diags.push(r.diag_at(
+                            DiagCode::InvalidValue,
+                            &b.column,
+                            format!("between has min {lo} above max {hi}"),
+                        ));
                     }
                 }
             }
@@ -348,12 +387,20 @@ fn check_table(root: &Path, r: &Resource, t: &super::TableSpec, diags: &mut Vec<
                         diags.push(r.diag_at(
                             DiagCode::InvalidValue,
                             &rx.column,
-                            format!("regex needs a string column; `{}` is {}", rx.column.value, ty.as_str()),
+                            format!(
+                                "regex needs a string column; `{}` is {}",
+                                rx.column.value,
+                                ty.as_str()
+                            ),
                         ));
                     }
                 }
                 if let Err(e) = regex::Regex::new(&rx.pattern.value) {
-                    diags.push(r.diag_at(DiagCode::InvalidValue, &rx.pattern, format!("invalid regular expression: {e}")));
+                    diags.push(r.diag_at(
+                        DiagCode::InvalidValue,
+                        &rx.pattern,
+                        format!("invalid regular expression: {e}"),
+                    ));
                 }
             }
             Expectation::RowCount(_) | Expectation::ExactColumns(_) => {}
@@ -361,16 +408,27 @@ fn check_table(root: &Path, r: &Resource, t: &super::TableSpec, diags: &mut Vec<
     }
     let mut dates = HashSet::new();
     if t.snapshots.is_empty() {
-        diags.push(r.diag_at(DiagCode::MissingField, &t.name, "table has no snapshots").with_hint("add `snapshots: [{ asOf: 2024-01-31, path: data.csv }]`"));
+        diags.push(
+            r.diag_at(DiagCode::MissingField, &t.name, "table has no snapshots")
+                .with_hint("add `snapshots: [{ asOf: 2024-01-31, path: data.csv }]`"),
+        );
     }
     for s in &t.snapshots {
         if chrono::NaiveDate::parse_from_str(&s.as_of.value, "%Y-%m-%d").is_err() {
             diags.push(
-                r.diag_at(DiagCode::InvalidValue, &s.as_of, format!("`{}` is not a date", s.as_of.value))
-                    .with_hint("write dates as YYYY-MM-DD"),
+                r.diag_at(
+                    DiagCode::InvalidValue,
+                    &s.as_of,
+                    format!("`{}` is not a date", s.as_of.value),
+                )
+                .with_hint("write dates as YYYY-MM-DD"),
             );
         } else if !dates.insert(s.as_of.value.clone()) {
-            diags.push(r.diag_at(DiagCode::DuplicateName, &s.as_of, format!("two snapshots as of {}", s.as_of.value)));
+            diags.push(r.diag_at(
+                DiagCode::DuplicateName,
+                &s.as_of,
+                format!("two snapshots as of {}", s.as_of.value),
+            ));
         }
         match confine(root, r.base_dir(), &s.path.value) {
             Err(msg) => diags.push(

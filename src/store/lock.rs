@@ -32,7 +32,10 @@ pub enum ApplyLock {
 
 /// Who holds a lock.
 fn holder_line(pid: i64, host: &str, since_ms: i64) -> String {
-    format!("locked by pid {pid} on host {host} since {}", format_ms(since_ms))
+    format!(
+        "locked by pid {pid} on host {host} since {}",
+        format_ms(since_ms)
+    )
 }
 
 fn advisory_key(project: &str) -> i64 {
@@ -44,7 +47,11 @@ fn advisory_key(project: &str) -> i64 {
 
 impl ApplyLock {
     /// Takes the lock for `project`, waiting up to `timeout` (zero: try once).
-    pub async fn acquire(db: &Db, project: &str, timeout: Duration) -> Result<ApplyLock, StoreError> {
+    pub async fn acquire(
+        db: &Db,
+        project: &str,
+        timeout: Duration,
+    ) -> Result<ApplyLock, StoreError> {
         let deadline = Instant::now() + timeout;
         let host = gethostname::gethostname().to_string_lossy().to_string();
         let pid = i64::from(std::process::id());
@@ -78,7 +85,11 @@ impl ApplyLock {
                         let who = who.trim();
                         return Err(StoreError::Locked(format!(
                             "another apply holds the lock ({}); retry later or pass --lock-timeout",
-                            if who.is_empty() { "holder unknown" } else { who }
+                            if who.is_empty() {
+                                "holder unknown"
+                            } else {
+                                who
+                            }
                         )));
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -93,7 +104,10 @@ impl ApplyLock {
                     context: format!("cannot write lock file {}", lock_path.display()),
                     source,
                 })?;
-                Ok(ApplyLock::File { file, path: lock_path })
+                Ok(ApplyLock::File {
+                    file,
+                    path: lock_path,
+                })
             }
             Db::Postgres { pool, .. } => {
                 let key = advisory_key(project);
@@ -114,7 +128,9 @@ impl ApplyLock {
                         .fetch_optional(&mut conn)
                         .await?;
                         let _ = conn.close().await;
-                        let who = who.map_or("holder unknown".to_string(), |(p, h, s)| holder_line(p, &h, s));
+                        let who = who.map_or("holder unknown".to_string(), |(p, h, s)| {
+                            holder_line(p, &h, s)
+                        });
                         return Err(StoreError::Locked(format!(
                             "another apply holds the lock ({who}); retry later or pass --lock-timeout"
                         )));

@@ -13,7 +13,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use thiserror::Error;
 
 use crate::spec::env;
@@ -95,7 +97,10 @@ impl Db {
     /// Relative SQLite paths resolve against `base`.
     pub async fn open(url: &str, base: &Path) -> Result<Db, StoreError> {
         let resolved = env::interpolate(url)?;
-        if let Some(rest) = resolved.strip_prefix("sqlite://").or_else(|| resolved.strip_prefix("sqlite:")) {
+        if let Some(rest) = resolved
+            .strip_prefix("sqlite://")
+            .or_else(|| resolved.strip_prefix("sqlite:"))
+        {
             let rest = rest.split('?').next().unwrap_or(rest);
             let path = if Path::new(rest).is_absolute() {
                 PathBuf::from(rest)
@@ -132,10 +137,11 @@ impl Db {
                 })?;
             Ok(Db::Sqlite { pool, path })
         } else if resolved.starts_with("postgres://") || resolved.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(&resolved).map_err(|source| StoreError::Connect {
-                url: env::redact_url(url),
-                source,
-            })?;
+            let opts =
+                PgConnectOptions::from_str(&resolved).map_err(|source| StoreError::Connect {
+                    url: env::redact_url(url),
+                    source,
+                })?;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))

@@ -169,7 +169,10 @@ pub async fn write_snapshots(
                 .execute(&mut *tx)
                 .await?;
             for w in writes {
-                sqlx::query(trusted(&delete_rows)).bind(w.as_of).execute(&mut *tx).await?;
+                sqlx::query(trusted(&delete_rows))
+                    .bind(w.as_of)
+                    .execute(&mut *tx)
+                    .await?;
                 $insert(&mut tx, layout, w).await?;
                 let m = &w.manifest;
                 sqlx::query(UPSERT_SNAPSHOT)
@@ -321,6 +324,7 @@ pub async fn drop_table(db: &Db, table: &str) -> Result<(), StoreError> {
 pub async fn count_rows(db: &Db, table: &str, as_of: &str) -> Result<i64, StoreError> {
     let date = NaiveDate::parse_from_str(as_of, "%Y-%m-%d").ok();
     let sql = format!("SELECT COUNT(*) FROM {} WHERE \"as_of\" = $1", quote(table));
-    let (n,): (i64,) = with_pool!(db, p => sqlx::query_as(trusted(&sql)).bind(date).fetch_one(p).await)?;
+    let (n,): (i64,) =
+        with_pool!(db, p => sqlx::query_as(trusted(&sql)).bind(date).fetch_one(p).await)?;
     Ok(n)
 }

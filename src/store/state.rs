@@ -96,7 +96,19 @@ pub struct StateStore {
     pub project: String,
 }
 
-type Row = (String, String, String, String, String, String, String, String, i64, i64, i64);
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+);
 
 impl StateStore {
     /// Wraps an open database.
@@ -110,9 +122,23 @@ impl StateStore {
     /// Every resource of the project, in one query.
     pub async fn load_all(&self) -> Result<HashMap<ResourceId, ResourceRecord>, StoreError> {
         const Q: &str = "SELECT kind, name, spec_hash, spec_json, status, reason, message, outputs, protect, last_change_ms, last_apply_ms FROM reconcile_resources WHERE project = $1";
-        let rows: Vec<Row> = with_pool!(&self.db, p => sqlx::query_as(Q).bind(&self.project).fetch_all(p).await)?;
+        let rows: Vec<Row> =
+            with_pool!(&self.db, p => sqlx::query_as(Q).bind(&self.project).fetch_all(p).await)?;
         let mut out = HashMap::with_capacity(rows.len());
-        for (kind, name, spec_hash, spec_json, status, reason, message, outputs, protect, change, apply) in rows {
+        for (
+            kind,
+            name,
+            spec_hash,
+            spec_json,
+            status,
+            reason,
+            message,
+            outputs,
+            protect,
+            change,
+            apply,
+        ) in rows
+        {
             let Some(kind) = Kind::parse(&kind) else {
                 continue; // a kind from a newer version of reconcile
             };
@@ -186,7 +212,8 @@ impl StateStore {
 
     /// Forgets a resource (after it was deleted), logging the deletion.
     pub async fn forget(&self, id: &ResourceId, message: &str) -> Result<(), StoreError> {
-        const DEL: &str = "DELETE FROM reconcile_resources WHERE project = $1 AND kind = $2 AND name = $3";
+        const DEL: &str =
+            "DELETE FROM reconcile_resources WHERE project = $1 AND kind = $2 AND name = $3";
         const EVENT: &str = "INSERT INTO reconcile_events (project, kind, name, at_ms, action, outcome, message) VALUES ($1, $2, $3, $4, 'delete', 'ok', $5)";
         with_pool!(&self.db, p => {
             let mut tx = p.begin().await?;

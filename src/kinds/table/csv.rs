@@ -102,13 +102,19 @@ fn describe_header(missing: &[String], extra: &[String], order: &Option<Vec<Stri
         parts.push(format!("undeclared column(s) {}", quote_list(extra)));
     }
     if let Some(o) = order {
-        parts.push(format!("columns in another order than declared ({})", o.join(", ")));
+        parts.push(format!(
+            "columns in another order than declared ({})",
+            o.join(", ")
+        ));
     }
     parts.join("; ")
 }
 
 fn quote_list(v: &[String]) -> String {
-    v.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses `bytes` (a whole CSV file) into a batch of the declared columns.
@@ -125,7 +131,7 @@ pub fn parse(
         .flexible(false)
         .from_reader(bytes);
     let header = match rdr.byte_headers() {
-        Ok(h) if !h.is_empty() && !(h.len() == 1 && h[0].is_empty()) => h.clone(),
+        Ok(h) if !(h.is_empty() || h.len() == 1 && h[0].is_empty()) => h.clone(),
         Ok(_) => return Err(CsvError::Empty { file: file.into() }),
         Err(e) => return Err(malformed(file, bytes, &e)),
     };
@@ -143,7 +149,10 @@ pub fn parse(
         .filter(|n| !declared.iter().any(|(d, _)| d == *n))
         .cloned()
         .collect();
-    let in_order = names.iter().map(String::as_str).eq(declared.iter().map(|(d, _)| d.as_str()));
+    let in_order = names
+        .iter()
+        .map(String::as_str)
+        .eq(declared.iter().map(|(d, _)| d.as_str()));
     if !missing.is_empty() || !extra.is_empty() || (exact_order && !in_order) {
         let order = (missing.is_empty() && extra.is_empty()).then(|| names.clone());
         return Err(CsvError::Header {
@@ -175,8 +184,14 @@ pub fn parse(
             Ok(true) => {}
             Err(e) => return Err(malformed(file, bytes, &e)),
         }
-        let start = record.position().map_or(0, |p| p.byte() as usize).min(bytes.len());
-        newlines += bytes[counted_to..start].iter().filter(|&&b| b == b'\n').count() as u64;
+        let start = record
+            .position()
+            .map_or(0, |p| p.byte() as usize)
+            .min(bytes.len());
+        newlines += bytes[counted_to..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
         counted_to = start;
         let line = 1 + newlines + u64::from(bytes.get(start) == Some(&b'\n'));
         if record.len() == 1 && record[0].is_empty() && names.len() > 1 {
@@ -218,15 +233,23 @@ pub fn parse(
         });
     }
     Ok(Batch {
-        columns: declared.iter().map(|(n, _)| n.clone()).zip(columns).collect(),
+        columns: declared
+            .iter()
+            .map(|(n, _)| n.clone())
+            .zip(columns)
+            .collect(),
         lines,
     })
 }
 
 fn malformed(file: &str, bytes: &[u8], e: &csv::Error) -> CsvError {
-    let line = e.position().map_or(0, |p| line_at(bytes, p.byte() as usize));
+    let line = e
+        .position()
+        .map_or(0, |p| line_at(bytes, p.byte() as usize));
     let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("this row has {len} fields but the header has {expected_len}")
         }
         csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
@@ -278,7 +301,9 @@ fn push_value(col: &mut Column, text: &str) -> Result<(), ()> {
             "False" | "false" | "FALSE" | "0" => false,
             _ => return Err(()),
         })),
-        Column::Date(v) => v.push(Some(NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| ())?)),
+        Column::Date(v) => v.push(Some(
+            NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| ())?,
+        )),
     }
     Ok(())
 }
@@ -297,9 +322,18 @@ mod tests {
 
     #[test]
     fn parses_bom_crlf_quotes_and_nulls() {
-        let b = parse("t.csv", b"\xEF\xBB\xBFid,n,ok\r\n\"a,1\",3,True\r\nb,,False\r\n", &decl(), true).unwrap();
+        let b = parse(
+            "t.csv",
+            b"\xEF\xBB\xBFid,n,ok\r\n\"a,1\",3,True\r\nb,,False\r\n",
+            &decl(),
+            true,
+        )
+        .unwrap();
         assert_eq!(b.rows(), 2);
-        assert_eq!(b.column("id"), Some(&Column::Str(vec![Some("a,1".into()), Some("b".into())])));
+        assert_eq!(
+            b.column("id"),
+            Some(&Column::Str(vec![Some("a,1".into()), Some("b".into())]))
+        );
         assert_eq!(b.column("n"), Some(&Column::Int(vec![Some(3), None])));
         assert_eq!(b.lines, vec![2, 3]);
     }
@@ -316,19 +350,29 @@ mod tests {
     fn names_line_and_column_of_bad_values() {
         let e = parse("t.csv", b"id,n,ok\na,1,True\nb,x,True\n", &decl(), false).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("line 3, column `n` (#2): `x` is not an int"), "{msg}");
+        assert!(
+            msg.contains("line 3, column `n` (#2): `x` is not an int"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn reports_missing_and_extra_columns() {
         let e = parse("t.csv", b"id,n,extra\na,1,2\n", &decl(), false).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("missing column(s) `ok`") && msg.contains("undeclared column(s) `extra`"), "{msg}");
+        assert!(
+            msg.contains("missing column(s) `ok`") && msg.contains("undeclared column(s) `extra`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn reports_ragged_rows() {
         let e = parse("t.csv", b"id,n,ok\na,1\n", &decl(), false).unwrap_err();
-        assert!(e.to_string().contains("t.csv:2: this row has 2 fields but the header has 3"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("t.csv:2: this row has 2 fields but the header has 3"),
+            "{e}"
+        );
     }
 }

@@ -67,17 +67,23 @@ pub fn check(spec: &TableSpec, batch: &Batch) -> Report {
     };
     let pk: Vec<String> = spec.primary_key.iter().map(|s| s.value.clone()).collect();
     let mut rules: Vec<(String, Rule)> = vec![
-        (format!("primaryKey({})", pk.join(", ")), Rule::NotNull(pk.clone())),
+        (
+            format!("primaryKey({})", pk.join(", ")),
+            Rule::NotNull(pk.clone()),
+        ),
         (format!("primaryKey({})", pk.join(", ")), Rule::Unique(pk)),
     ];
     for e in &spec.expect {
-        let cols = |v: &[crate::spec::SpannedStr]| v.iter().map(|s| s.value.clone()).collect::<Vec<_>>();
+        let cols =
+            |v: &[crate::spec::SpannedStr]| v.iter().map(|s| s.value.clone()).collect::<Vec<_>>();
         let rule = match e {
             Expectation::NotNull(c) => Rule::NotNull(cols(c)),
             Expectation::Unique(c) => Rule::Unique(cols(c)),
             Expectation::NotConstant(c) => Rule::NotConstant(cols(c)),
             Expectation::Between(b) => Rule::Between(b.column.value.clone(), b.min, b.max),
-            Expectation::InSet(s) => Rule::InSet(s.column.value.clone(), s.values.iter().cloned().collect()),
+            Expectation::InSet(s) => {
+                Rule::InSet(s.column.value.clone(), s.values.iter().cloned().collect())
+            }
             Expectation::Regex(r) => match regex::Regex::new(&r.pattern.value) {
                 Ok(rx) => Rule::Regex(r.column.value.clone(), rx),
                 Err(_) => continue, // validation rejects invalid patterns earlier
@@ -130,11 +136,16 @@ impl Rule {
                         }
                     }
                 }
-                fail(format!("no empty values in {}", cols.join(", ")), samples, count)
+                fail(
+                    format!("no empty values in {}", cols.join(", ")),
+                    samples,
+                    count,
+                )
             }
             Rule::Unique(cols) => {
                 let columns: Vec<_> = cols.iter().filter_map(|c| b.column(c)).collect();
-                let mut first_seen: HashMap<Vec<Option<KeyPart>>, u64> = HashMap::with_capacity(b.rows());
+                let mut first_seen: HashMap<Vec<Option<KeyPart>>, u64> =
+                    HashMap::with_capacity(b.rows());
                 let mut samples = Vec::new();
                 let mut count = 0;
                 for i in 0..b.rows() {
@@ -146,13 +157,20 @@ impl Rule {
                         count += 1;
                         if samples.len() < SAMPLES {
                             let shown: Vec<String> = columns.iter().map(|c| c.display(i)).collect();
-                            samples.push((b.lines[i], format!("{} (first at line {first})", shown.join(", "))));
+                            samples.push((
+                                b.lines[i],
+                                format!("{} (first at line {first})", shown.join(", ")),
+                            ));
                         }
                     } else {
                         first_seen.insert(key, b.lines[i]);
                     }
                 }
-                fail(format!("each value of ({}) appears once", cols.join(", ")), samples, count)
+                fail(
+                    format!("each value of ({}) appears once", cols.join(", ")),
+                    samples,
+                    count,
+                )
             }
             Rule::NotConstant(cols) => {
                 let mut constant = Vec::new();
@@ -168,7 +186,9 @@ impl Rule {
                         }
                     }
                     if distinct.len() <= 1 {
-                        let v = (0..b.rows()).find(|&i| !col.is_null(i)).map_or("NULL".into(), |i| col.display(i));
+                        let v = (0..b.rows())
+                            .find(|&i| !col.is_null(i))
+                            .map_or("NULL".into(), |i| col.display(i));
                         constant.push((0, format!("{name} is always {v}")));
                     }
                 }
@@ -185,12 +205,12 @@ impl Rule {
                 let mut samples = Vec::new();
                 let mut count = 0;
                 for i in 0..b.rows() {
-                    if let Some(x) = col.as_f64(i) {
-                        if min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
-                            count += 1;
-                            if samples.len() < SAMPLES {
-                                samples.push((b.lines[i], format!("{name} = {}", col.display(i))));
-                            }
+                    if let Some(x) = col.as_f64(i)
+                        && (min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m))
+                    {
+                        count += 1;
+                        if samples.len() < SAMPLES {
+                            samples.push((b.lines[i], format!("{name} = {}", col.display(i))));
                         }
                     }
                 }
@@ -224,16 +244,18 @@ impl Rule {
             }
             Rule::Regex(name, rx) => {
                 let col = b.column(name)?;
-                let crate::data::Column::Str(values) = col else { return None };
+                let crate::data::Column::Str(values) = col else {
+                    return None;
+                };
                 let mut samples = Vec::new();
                 let mut count = 0;
                 for (i, v) in values.iter().enumerate() {
-                    if let Some(v) = v {
-                        if !rx.is_match(v) {
-                            count += 1;
-                            if samples.len() < SAMPLES {
-                                samples.push((b.lines[i], format!("{name} = {v:?}")));
-                            }
+                    if let Some(v) = v
+                        && !rx.is_match(v)
+                    {
+                        count += 1;
+                        if samples.len() < SAMPLES {
+                            samples.push((b.lines[i], format!("{name} = {v:?}")));
                         }
                     }
                 }

@@ -45,13 +45,18 @@ pub struct TableInputs {
 impl TableInputs {
     /// Hash of every input file, in order.
     pub fn input_hash(&self) -> String {
-        hash::hash_parts(self.snapshots.iter().flat_map(|s| [s.as_of.as_str(), s.file_hash.as_str()]))
+        hash::hash_parts(
+            self.snapshots
+                .iter()
+                .flat_map(|s| [s.as_of.as_str(), s.file_hash.as_str()]),
+        )
     }
 }
 
 /// Derives the SQL layout of a table spec.
 pub fn layout(t: &TableSpec) -> TableLayout {
-    let columns: Vec<(String, crate::spec::ColumnType)> = t.columns.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let columns: Vec<(String, crate::spec::ColumnType)> =
+        t.columns.iter().map(|(k, v)| (k.clone(), *v)).collect();
     let primary_key: Vec<String> = t.primary_key.iter().map(|s| s.value.clone()).collect();
     let schema = serde_json::json!({
         "columns": columns.iter().map(|(n, ty)| [n.as_str(), ty.as_str()]).collect::<Vec<_>>(),
@@ -87,11 +92,16 @@ impl Reconciler for TableReconciler {
         };
         let mut snapshots = Vec::with_capacity(t.snapshots.len());
         for s in &t.snapshots {
-            let path = crate::spec::validate::confine(&set.root, r.base_dir(), &s.path.value).map_err(|m| ApplyError::Io {
-                path: s.path.value.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, m),
-            })?;
-            let source = path.strip_prefix(&set.root).unwrap_or(&path).display().to_string();
+            let path = crate::spec::validate::confine(&set.root, r.base_dir(), &s.path.value)
+                .map_err(|m| ApplyError::Io {
+                    path: s.path.value.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, m),
+                })?;
+            let source = path
+                .strip_prefix(&set.root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             let file_hash = hash::hash_file(&path).map_err(|e| ApplyError::Io {
                 path: source.clone(),
                 source: e,
@@ -112,7 +122,9 @@ impl Reconciler for TableReconciler {
 
     fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
         let mut plan = ResourcePlan::noop(d.id.clone());
-        let Some((_, inputs)) = table_spec(d) else { return plan };
+        let Some((_, inputs)) = table_spec(d) else {
+            return plan;
+        };
         let record = observed.records.get(&d.id);
         let all_loads = |reason: &str| -> Vec<SnapshotLoad> {
             inputs
@@ -129,7 +141,11 @@ impl Reconciler for TableReconciler {
         let Some(stored) = observed.tables.get(&inputs.layout.name) else {
             plan.action = Action::Create;
             let dates: Vec<&str> = inputs.snapshots.iter().map(|s| s.as_of.as_str()).collect();
-            plan.reasons.push(format!("new table; load {} snapshot(s): {}", dates.len(), dates.join(", ")));
+            plan.reasons.push(format!(
+                "new table; load {} snapshot(s): {}",
+                dates.len(),
+                dates.join(", ")
+            ));
             plan.operations.push(Operation::LoadSnapshots {
                 recreate: true,
                 snapshots: all_loads("new"),
@@ -138,8 +154,14 @@ impl Reconciler for TableReconciler {
         };
         if stored.schema_hash != inputs.layout.schema_hash {
             plan.action = Action::Replace;
-            let detail = record.map_or_else(|| "schema changed".to_string(), |r| schema_change(&r.spec_json, &d.spec_json));
-            plan.reasons.push(format!("{detail}; rebuild and reload {} snapshot(s)", inputs.snapshots.len()));
+            let detail = record.map_or_else(
+                || "schema changed".to_string(),
+                |r| schema_change(&r.spec_json, &d.spec_json),
+            );
+            plan.reasons.push(format!(
+                "{detail}; rebuild and reload {} snapshot(s)",
+                inputs.snapshots.len()
+            ));
             plan.operations.push(Operation::LoadSnapshots {
                 recreate: true,
                 snapshots: all_loads("schema changed"),
@@ -151,7 +173,10 @@ impl Reconciler for TableReconciler {
         for s in &inputs.snapshots {
             let reason = match stored.snapshots.get(&s.as_of) {
                 None => Some(format!("new snapshot {} ({})", s.as_of, s.source)),
-                Some(st) if st.file_hash != s.file_hash => Some(format!("data changed in snapshot {} ({})", s.as_of, s.source)),
+                Some(st) if st.file_hash != s.file_hash => Some(format!(
+                    "data changed in snapshot {} ({})",
+                    s.as_of, s.source
+                )),
                 Some(st) if st.expect_hash != inputs.expect_hash => {
                     expect_changed = true;
                     Some(format!("revalidate snapshot {}", s.as_of))
@@ -169,7 +194,10 @@ impl Reconciler for TableReconciler {
             }
         }
         if expect_changed {
-            let what = record.map_or_else(|| "expectations changed".to_string(), |r| expectation_change(&r.spec_json, &d.spec_json));
+            let what = record.map_or_else(
+                || "expectations changed".to_string(),
+                |r| expectation_change(&r.spec_json, &d.spec_json),
+            );
             plan.reasons.insert(0, what);
         }
         if !loads.is_empty() {
@@ -186,8 +214,12 @@ impl Reconciler for TableReconciler {
         orphans.sort();
         for as_of in orphans {
             if opts.prune_data && !d.protect {
-                plan.reasons.push(format!("snapshot {as_of} removed from the spec: drop its rows"));
-                plan.operations.push(Operation::DropSnapshot { as_of: as_of.clone() });
+                plan.reasons.push(format!(
+                    "snapshot {as_of} removed from the spec: drop its rows"
+                ));
+                plan.operations.push(Operation::DropSnapshot {
+                    as_of: as_of.clone(),
+                });
             } else {
                 plan.warnings.push(format!(
                     "snapshot {as_of} is no longer in the spec; its rows are kept (pass --prune-data to drop them)"
@@ -200,15 +232,22 @@ impl Reconciler for TableReconciler {
             match record {
                 None => {
                     plan.action = Action::Update;
-                    plan.reasons.push("data present but not recorded in the state store: adopt it".into());
+                    plan.reasons
+                        .push("data present but not recorded in the state store: adopt it".into());
                 }
                 Some(r) if r.spec_hash != d.spec_hash => {
                     plan.action = Action::Update;
-                    plan.reasons.push(format!("spec changed: {}", super::record::changed_fields(&r.spec_json, &d.spec_json)));
+                    plan.reasons.push(format!(
+                        "spec changed: {}",
+                        super::record::changed_fields(&r.spec_json, &d.spec_json)
+                    ));
                 }
                 Some(r) if r.condition != crate::store::state::Condition::Ready => {
                     plan.action = Action::Update;
-                    plan.reasons.push(format!("last apply ended {} ({}); data is current: mark ready", r.condition, r.reason));
+                    plan.reasons.push(format!(
+                        "last apply ended {} ({}); data is current: mark ready",
+                        r.condition, r.reason
+                    ));
                 }
                 Some(_) => {}
             }
@@ -219,7 +258,11 @@ impl Reconciler for TableReconciler {
         plan
     }
 
-    async fn apply(ctx: &ApplyContext, d: &DesiredResource, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+    async fn apply(
+        ctx: &ApplyContext,
+        d: &DesiredResource,
+        plan: &ResourcePlan,
+    ) -> Result<Applied, ApplyError> {
         let Some((spec, inputs)) = table_spec(d) else {
             return Ok(Applied::default());
         };
@@ -228,18 +271,19 @@ impl Reconciler for TableReconciler {
         let mut rows_written = 0usize;
         for op in &plan.operations {
             match op {
-                Operation::LoadSnapshots { recreate, snapshots } => {
-                    match load_snapshots(ctx, spec, inputs, snapshots, *recreate).await {
-                        Ok((n, rows)) => {
-                            rows_written += rows;
-                            messages.push(format!("loaded {n} snapshot(s), {rows} rows"));
-                        }
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
+                Operation::LoadSnapshots {
+                    recreate,
+                    snapshots,
+                } => match load_snapshots(ctx, spec, inputs, snapshots, *recreate).await {
+                    Ok((n, rows)) => {
+                        rows_written += rows;
+                        messages.push(format!("loaded {n} snapshot(s), {rows} rows"));
                     }
-                }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                },
                 Operation::DropSnapshot { as_of } => {
                     offline::drop_snapshot(&ctx.offline, &inputs.layout.name, as_of).await?;
                     messages.push(format!("dropped snapshot {as_of}"));
@@ -252,7 +296,10 @@ impl Reconciler for TableReconciler {
         }
         // Outputs: what the manifest now holds.
         let stored = offline::observe(&ctx.offline).await?;
-        let snaps = stored.get(&inputs.layout.name).map(|t| t.snapshots.clone()).unwrap_or_default();
+        let snaps = stored
+            .get(&inputs.layout.name)
+            .map(|t| t.snapshots.clone())
+            .unwrap_or_default();
         let mut dates: Vec<(&String, &StoredSnapshot)> = snaps.iter().collect();
         dates.sort_by(|a, b| a.0.cmp(b.0));
         let outputs = serde_json::json!({
@@ -260,7 +307,11 @@ impl Reconciler for TableReconciler {
             "rowsWritten": rows_written,
         });
         Ok(Applied {
-            message: if messages.is_empty() { "up to date".into() } else { messages.join("; ") },
+            message: if messages.is_empty() {
+                "up to date".into()
+            } else {
+                messages.join("; ")
+            },
             outputs,
         })
     }
@@ -277,11 +328,15 @@ async fn load_snapshots(
 ) -> Result<(usize, usize), ApplyError> {
     let mut tasks = Vec::new();
     for l in loads {
-        let Some(s) = inputs.snapshots.iter().find(|s| s.as_of == l.as_of) else { continue };
+        let Some(s) = inputs.snapshots.iter().find(|s| s.as_of == l.as_of) else {
+            continue;
+        };
         let s = s.clone();
         let spec = spec.clone();
         let columns = inputs.layout.columns.clone();
-        tasks.push(tokio::task::spawn_blocking(move || parse_and_check(&spec, &columns, &s)));
+        tasks.push(tokio::task::spawn_blocking(move || {
+            parse_and_check(&spec, &columns, &s)
+        }));
     }
     let mut good = Vec::new();
     let mut problems = Vec::new();
@@ -322,13 +377,20 @@ async fn load_snapshots(
 type Parsed = (DesiredSnapshot, NaiveDate, crate::data::Batch, String);
 
 /// Reads the file once, hashes exactly those bytes, parses and validates them.
-fn parse_and_check(spec: &TableSpec, columns: &[(String, crate::spec::ColumnType)], s: &DesiredSnapshot) -> Result<Parsed, ApplyError> {
+fn parse_and_check(
+    spec: &TableSpec,
+    columns: &[(String, crate::spec::ColumnType)],
+    s: &DesiredSnapshot,
+) -> Result<Parsed, ApplyError> {
     let bytes = std::fs::read(&s.path).map_err(|e| ApplyError::Io {
         path: s.source.clone(),
         source: e,
     })?;
     let file_hash = hash::hash_bytes(&bytes);
-    let exact = spec.expect.iter().any(|e| matches!(e, Expectation::ExactColumns(true)));
+    let exact = spec
+        .expect
+        .iter()
+        .any(|e| matches!(e, Expectation::ExactColumns(true)));
     let batch = csv::parse(&s.source, &bytes, columns, exact)?;
     let report = expect::check(spec, &batch);
     if !report.is_valid() {
@@ -337,7 +399,8 @@ fn parse_and_check(spec: &TableSpec, columns: &[(String, crate::spec::ColumnType
             s.as_of, s.source
         )));
     }
-    let date = NaiveDate::parse_from_str(&s.as_of, "%Y-%m-%d").map_err(|e| ApplyError::Task(format!("bad date {}: {e}", s.as_of)))?;
+    let date = NaiveDate::parse_from_str(&s.as_of, "%Y-%m-%d")
+        .map_err(|e| ApplyError::Task(format!("bad date {}: {e}", s.as_of)))?;
     Ok((s.clone(), date, batch, file_hash))
 }
 
@@ -345,7 +408,13 @@ fn combine(mut problems: Vec<ApplyError>) -> ApplyError {
     if problems.len() == 1 {
         return problems.remove(0);
     }
-    ApplyError::Validation(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    ApplyError::Validation(
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// A table no longer in the specs: dropped only with `--prune-data` and never when
@@ -354,17 +423,22 @@ pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) ->
     let mut plan = ResourcePlan::noop(id.clone());
     let protected = observed.records.get(id).is_some_and(|r| r.protect);
     if protected {
-        plan.warnings.push("no longer in the specs but protected in the state store; its data is kept".into());
+        plan.warnings.push(
+            "no longer in the specs but protected in the state store; its data is kept".into(),
+        );
     } else if opts.prune_data {
         plan.action = Action::Delete;
         let rows: i64 = observed
             .tables
             .get(&id.name)
             .map_or(0, |t| t.snapshots.values().map(|s| s.row_count).sum());
-        plan.reasons.push(format!("no longer in the specs: drop the table and its {rows} rows"));
+        plan.reasons.push(format!(
+            "no longer in the specs: drop the table and its {rows} rows"
+        ));
         plan.operations = vec![Operation::DropTable, Operation::Forget];
     } else {
-        plan.warnings.push("no longer in the specs; its data is kept (pass --prune-data to drop it)".into());
+        plan.warnings
+            .push("no longer in the specs; its data is kept (pass --prune-data to drop it)".into());
     }
     plan
 }
@@ -386,7 +460,11 @@ fn schema_change(old: &Value, new: &Value) -> String {
     let cols = |v: &Value| -> HashMap<String, String> {
         v.get("columns")
             .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, t)| (k.clone(), t.as_str().unwrap_or("?").to_string())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, t)| (k.clone(), t.as_str().unwrap_or("?").to_string()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (o, n) = (cols(old), cols(new));
@@ -421,7 +499,12 @@ fn schema_change(old: &Value, new: &Value) -> String {
 
 /// Describes which expectations were added or removed between two spec JSONs.
 fn expectation_change(old: &Value, new: &Value) -> String {
-    let list = |v: &Value| v.get("expect").and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = |v: &Value| {
+        v.get("expect")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (o, n) = (list(old), list(new));
     let mut parts = Vec::new();
     for e in n.iter().filter(|e| !o.contains(e)) {
@@ -433,7 +516,11 @@ fn expectation_change(old: &Value, new: &Value) -> String {
     if old.get("primaryKey") != new.get("primaryKey") {
         parts.push("primary key changed".into());
     }
-    if parts.is_empty() { "expectations changed".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "expectations changed".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// `between(months_active)` from `{"between": {"column": "months_active", …}}`.
@@ -442,9 +529,21 @@ fn json_label(e: &Value) -> String {
         return e.to_string();
     };
     let arg = match body {
-        Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
-        Value::Object(m) => m.get("column").and_then(Value::as_str).unwrap_or_default().to_string(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Object(m) => m
+            .get("column")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         _ => String::new(),
     };
-    if arg.is_empty() { name.clone() } else { format!("{name}({arg})") }
+    if arg.is_empty() {
+        name.clone()
+    } else {
+        format!("{name}({arg})")
+    }
 }
