@@ -103,8 +103,8 @@ impl Workspace {
         stores: &Stores,
         opts: &PlanOptions,
     ) -> Result<(Desired, Observed, Plan), WorkspaceError> {
-        let desired = kinds::desire(&self.set, &self.graph.order)
-            .map_err(WorkspaceError::Inputs)?;
+        let desired =
+            kinds::desire(&self.set, &self.graph.order).map_err(WorkspaceError::Inputs)?;
         let observed = kinds::observe(&stores.state, &stores.offline).await?;
         let plan = plan::diff(&desired, &observed, opts);
         Ok((desired, observed, plan))

@@ -136,7 +136,10 @@ pub trait Reconciler {
 }
 
 /// Builds the desired state of every resource in `order`.
-pub fn desire(set: &SpecSet, order: &[ResourceId]) -> Result<Desired, Box<(ResourceId, ApplyError)>> {
+pub fn desire(
+    set: &SpecSet,
+    order: &[ResourceId],
+) -> Result<Desired, Box<(ResourceId, ApplyError)>> {
     let mut resources = Vec::with_capacity(order.len());
     let by_id: HashMap<&ResourceId, &Resource> = set.resources.iter().map(|r| (&r.id, r)).collect();
     for id in order {

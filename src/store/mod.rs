@@ -181,6 +181,43 @@ impl Db {
     }
 }
 
+/// Opening a transaction that will write. SQLite allows one writer at a time, and a
+/// deferred transaction that reads first fails with "database is locked" when it
+/// later tries to write; `BEGIN IMMEDIATE` takes the write lock up front and waits
+/// for it (busy timeout) instead.
+pub trait BeginWrite {
+    /// The database of the pool.
+    type Database: sqlx::Database;
+    /// Begins a transaction that is allowed to write.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
+    > + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+}
+
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

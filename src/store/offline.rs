@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::{Db, StoreError, now_ms};
+use super::{BeginWrite, Db, StoreError, now_ms};
 use crate::data::{Batch, Column};
 use crate::spec::ColumnType;
 use crate::with_pool;
@@ -153,7 +153,7 @@ pub async fn write_snapshots(
     // Same statements on both backends; only the bulk insert differs.
     macro_rules! write_in_tx {
         ($pool:expr, $insert:ident) => {{
-            let mut tx = $pool.begin().await?;
+            let mut tx = $pool.begin_write().await?;
             if recreate {
                 sqlx::query(trusted(&drop)).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1")
@@ -296,7 +296,7 @@ pub async fn drop_snapshot(db: &Db, table: &str, as_of: &str) -> Result<(), Stor
     let date = NaiveDate::parse_from_str(as_of, "%Y-%m-%d").ok();
     let del_rows = format!("DELETE FROM {} WHERE \"as_of\" = $1", quote(table));
     with_pool!(db, p => {
-        let mut tx = p.begin().await?;
+        let mut tx = p.begin_write().await?;
         sqlx::query(trusted(&del_rows)).bind(date).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1 AND as_of = $2")
             .bind(table).bind(as_of).execute(&mut *tx).await?;
@@ -310,7 +310,7 @@ pub async fn drop_snapshot(db: &Db, table: &str, as_of: &str) -> Result<(), Stor
 pub async fn drop_table(db: &Db, table: &str) -> Result<(), StoreError> {
     let drop = format!("DROP TABLE IF EXISTS {}", quote(table));
     with_pool!(db, p => {
-        let mut tx = p.begin().await?;
+        let mut tx = p.begin_write().await?;
         sqlx::query(trusted(&drop)).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1").bind(table).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM reconcile_tables WHERE table_name = $1").bind(table).execute(&mut *tx).await?;

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Db, StoreError, now_ms};
+use super::{BeginWrite, Db, StoreError, now_ms};
 use crate::spec::{Kind, ResourceId};
 use crate::with_pool;
 
@@ -178,7 +178,7 @@ impl StateStore {
             Condition::Blocked => "blocked",
         };
         with_pool!(&self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(UPSERT)
                 .bind(&self.project)
                 .bind(rec.id.kind.as_str())
@@ -216,7 +216,7 @@ impl StateStore {
             "DELETE FROM reconcile_resources WHERE project = $1 AND kind = $2 AND name = $3";
         const EVENT: &str = "INSERT INTO reconcile_events (project, kind, name, at_ms, action, outcome, message) VALUES ($1, $2, $3, $4, 'delete', 'ok', $5)";
         with_pool!(&self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(DEL).bind(&self.project).bind(id.kind.as_str()).bind(&id.name).execute(&mut *tx).await?;
             sqlx::query(EVENT).bind(&self.project).bind(id.kind.as_str()).bind(&id.name).bind(now_ms()).bind(message).execute(&mut *tx).await?;
             tx.commit().await?;

@@ -547,3 +547,226 @@ fn json_label(e: &Value) -> String {
         format!("{name}({arg})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::diag::SourceFile;
+    use crate::kinds::Desired;
+    use crate::plan::{PlanOptions, diff};
+    use crate::spec::Kind;
+    use crate::store::offline::StoredTable;
+    use crate::store::state::{Condition, ResourceRecord};
+
+    const SPEC: &str = "kind: Table\nname: subs\nprimaryKey: [id]\ncolumns: { id: string, n: int }\n\
+        snapshots:\n  - { asOf: 2024-01-31, path: a.csv }\n  - { asOf: 2024-02-29, path: b.csv }\n";
+
+    /// Desired state of a table spec with made-up file hashes.
+    fn desired(yaml: &str, hashes: &[&str]) -> DesiredResource {
+        let file = Arc::new(SourceFile::new(
+            "t.yaml".into(),
+            "/p/t.yaml".into(),
+            yaml.into(),
+        ));
+        let (mut rs, mut ds) = (vec![], vec![]);
+        crate::spec::load::load_file(&file, &mut rs, &mut ds);
+        assert!(ds.is_empty(), "{ds:?}");
+        let Spec::Table(t) = rs.remove(0).spec else {
+            panic!("not a table")
+        };
+        let inputs = TableInputs {
+            layout: layout(&t),
+            expect_hash: expect_hash(&t),
+            snapshots: t
+                .snapshots
+                .iter()
+                .zip(hashes)
+                .map(|(s, h)| DesiredSnapshot {
+                    as_of: s.as_of.value.clone(),
+                    path: s.path.value.clone().into(),
+                    source: s.path.value.clone(),
+                    file_hash: h.to_string(),
+                })
+                .collect(),
+        };
+        let spec_json = Spec::Table(t.clone()).canonical_json();
+        let spec_hash = hash::hash_parts([
+            hash::hash_json(&spec_json).as_str(),
+            inputs.input_hash().as_str(),
+        ]);
+        DesiredResource {
+            id: ResourceId::new(Kind::Table, "subs"),
+            spec: Spec::Table(t),
+            spec_json,
+            spec_hash,
+            protect: false,
+            inputs: Inputs::Table(inputs),
+        }
+    }
+
+    /// What the stores would hold after successfully applying `d`.
+    fn observed_after(d: &DesiredResource) -> Observed {
+        let (_, inputs) = table_spec(d).expect("table");
+        let mut snapshots = HashMap::new();
+        for s in &inputs.snapshots {
+            snapshots.insert(
+                s.as_of.clone(),
+                StoredSnapshot {
+                    file_hash: s.file_hash.clone(),
+                    expect_hash: inputs.expect_hash.clone(),
+                    row_count: 10,
+                    source: s.source.clone(),
+                    loaded_ms: 0,
+                },
+            );
+        }
+        let mut o = Observed::default();
+        o.tables.insert(
+            "subs".into(),
+            StoredTable {
+                schema_hash: inputs.layout.schema_hash.clone(),
+                snapshots,
+            },
+        );
+        o.records.insert(
+            d.id.clone(),
+            ResourceRecord {
+                id: d.id.clone(),
+                spec_hash: d.spec_hash.clone(),
+                spec_json: d.spec_json.clone(),
+                condition: Condition::Ready,
+                reason: "Applied".into(),
+                message: String::new(),
+                outputs: Value::Null,
+                protect: false,
+                last_change_ms: 0,
+                last_apply_ms: 0,
+            },
+        );
+        o
+    }
+
+    fn plan_text(d: DesiredResource, o: &Observed, prune: bool) -> String {
+        let desired = Desired { resources: vec![d] };
+        diff(&desired, o, &PlanOptions { prune_data: prune }).render(false)
+    }
+
+    #[test]
+    fn new_table_is_created_with_all_snapshots() {
+        let d = desired(SPEC, &["h1", "h2"]);
+        assert_eq!(
+            plan_text(d, &Observed::default(), false),
+            "+ create Table/subs\n      new table; load 2 snapshot(s): 2024-01-31, 2024-02-29\n\
+             Plan: 1 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged.\n"
+        );
+    }
+
+    #[test]
+    fn unchanged_table_is_a_noop() {
+        let d = desired(SPEC, &["h1", "h2"]);
+        let o = observed_after(&d);
+        assert_eq!(
+            plan_text(d, &o, false),
+            "Plan: 0 to create, 0 to update, 0 to replace, 0 to delete, 1 unchanged.\n"
+        );
+    }
+
+    #[test]
+    fn changed_file_reloads_exactly_that_snapshot() {
+        let o = observed_after(&desired(SPEC, &["h1", "h2"]));
+        let d = desired(SPEC, &["h1", "h2-edited"]);
+        assert_eq!(
+            plan_text(d, &o, false),
+            "~ update Table/subs\n      data changed in snapshot 2024-02-29 (b.csv)\n\
+             Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 0 unchanged.\n"
+        );
+    }
+
+    #[test]
+    fn added_expectation_revalidates_and_says_which() {
+        let o = observed_after(&desired(SPEC, &["h1", "h2"]));
+        let d = desired(
+            &format!("{SPEC}expect:\n  - between: {{ column: n, min: 0 }}\n"),
+            &["h1", "h2"],
+        );
+        assert_eq!(
+            plan_text(d, &o, false),
+            "~ update Table/subs\n      expectation added: between(n)\n      revalidate snapshot 2024-01-31\n      revalidate snapshot 2024-02-29\n\
+             Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 0 unchanged.\n"
+        );
+    }
+
+    #[test]
+    fn schema_change_replaces_the_table() {
+        let o = observed_after(&desired(SPEC, &["h1", "h2"]));
+        let d = desired(&SPEC.replace("n: int", "n: float, m: bool"), &["h1", "h2"]);
+        assert_eq!(
+            plan_text(d, &o, false),
+            "-/+ replace Table/subs\n      column `m` added, column `n` int → float; rebuild and reload 2 snapshot(s)\n\
+             Plan: 0 to create, 0 to update, 1 to replace, 0 to delete, 0 unchanged.\n"
+        );
+    }
+
+    #[test]
+    fn removed_snapshot_is_kept_unless_pruning() {
+        let o = observed_after(&desired(SPEC, &["h1", "h2"]));
+        let one = SPEC.replace("  - { asOf: 2024-02-29, path: b.csv }\n", "");
+        let text = plan_text(desired(&one, &["h1"]), &o, false);
+        assert!(
+            text.contains(
+                "! Table/subs: snapshot 2024-02-29 is no longer in the spec; its rows are kept"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("spec changed: `snapshots`"), "{text}");
+        assert!(!text.contains("drop its rows"), "{text}");
+        let text = plan_text(desired(&one, &["h1"]), &o, true);
+        assert!(text.contains("~ update Table/subs\n      snapshot 2024-02-29 removed from the spec: drop its rows"), "{text}");
+    }
+
+    #[test]
+    fn removed_table_needs_prune_data_and_respects_protect() {
+        let mut o = observed_after(&desired(SPEC, &["h1", "h2"]));
+        let empty = Desired::default();
+        let kept = diff(&empty, &o, &PlanOptions { prune_data: false });
+        assert_eq!(kept.resources[0].action, Action::NoOp);
+        assert!(
+            kept.render(false)
+                .contains("its data is kept (pass --prune-data to drop it)")
+        );
+        let dropped = diff(&empty, &o, &PlanOptions { prune_data: true });
+        assert_eq!(dropped.resources[0].action, Action::Delete);
+        assert_eq!(
+            dropped.resources[0].operations,
+            vec![Operation::DropTable, Operation::Forget]
+        );
+        if let Some(r) = o.records.values_mut().next() {
+            r.protect = true;
+        }
+        let protected = diff(&empty, &o, &PlanOptions { prune_data: true });
+        assert_eq!(protected.resources[0].action, Action::NoOp);
+        assert!(
+            protected
+                .render(false)
+                .contains("protected in the state store")
+        );
+    }
+
+    #[test]
+    fn failed_apply_with_current_data_is_retried_as_a_record() {
+        let d = desired(SPEC, &["h1", "h2"]);
+        let mut o = observed_after(&d);
+        if let Some(r) = o.records.values_mut().next() {
+            r.condition = Condition::Failed;
+            r.reason = "StoreError".into();
+        }
+        let text = plan_text(d, &o, false);
+        assert!(
+            text.contains("last apply ended Failed (StoreError)"),
+            "{text}"
+        );
+    }
+}
