@@ -9,7 +9,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diag::{DiagCode, SpecDiagnostic};
-use crate::spec::validate::resolve_reference;
+use crate::spec::validate::{ResourceIndex, resolve_reference};
 use crate::spec::{Resource, ResourceId, SpannedStr, SpecSet};
 
 /// Resources and the "must run before" relation between them.
@@ -40,9 +40,10 @@ impl DependencyGraph {
         // (dependency, dependent) → where the dependent names it.
         let mut edge_sites: HashMap<(NodeIndex, NodeIndex), (&Resource, &SpannedStr)> =
             HashMap::new();
+        let names = ResourceIndex::new(&set.resources);
         for r in &set.resources {
             for (reference, kind) in references(r) {
-                if let Ok(dep) = resolve_reference(r, reference, kind, &set.resources) {
+                if let Ok(dep) = resolve_reference(r, reference, kind, &names) {
                     let (a, b) = (index[&dep], index[&r.id]);
                     graph.update_edge(a, b, ());
                     edge_sites.entry((a, b)).or_insert((r, reference));

@@ -40,11 +40,11 @@ pub fn discover(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// One YAML document of a file: its text padded with blank lines so that
-/// line numbers in it are the file's line numbers.
+/// One YAML document of a file and the number of file lines before it: the
+/// parser's line numbers plus `line_offset` are the file's line numbers.
 struct Document {
-    padded: String,
-    first_line: u64,
+    text: String,
+    line_offset: u64,
 }
 
 /// Splits a file into documents at `---` / `...` marker lines (YAML forbids those
@@ -52,36 +52,35 @@ struct Document {
 fn split_documents(text: &str) -> Vec<Document> {
     let mut docs = Vec::new();
     let mut current = String::new();
-    let mut first_line = 1u64;
+    let mut line_offset = 0u64;
     let mut has_content = false;
+    let mut flush = |current: &mut String, line_offset: u64, has_content: bool| {
+        if has_content {
+            docs.push(Document {
+                text: std::mem::take(current),
+                line_offset,
+            });
+        }
+        current.clear();
+    };
     for (idx, line) in text.split_inclusive('\n').enumerate() {
         let lineno = idx as u64 + 1;
         let bare = line.trim_end_matches(['\n', '\r']);
         let is_start = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
         let is_end = bare == "..." || bare.starts_with("... ");
         if is_start || is_end {
-            if has_content {
-                docs.push(Document {
-                    padded: std::mem::take(&mut current),
-                    first_line,
-                });
-            }
-            current = "\n".repeat(lineno as usize);
+            flush(&mut current, line_offset, has_content);
             has_content = false;
-            first_line = lineno + 1;
+            line_offset = lineno;
             if is_start && bare.len() > 3 {
-                // `--- content` keeps its content at its column.
-                current.pop();
-                current.push_str(&" ".repeat(4));
+                // `--- content` keeps its content at its column, on this line.
+                line_offset = lineno - 1;
+                current.push_str("    ");
                 current.push_str(&bare[4..]);
                 current.push('\n');
-                has_content = !bare[4..].trim().is_empty();
-                first_line = lineno;
+                has_content = !bare[4..].trim().is_empty() && !bare[4..].trim().starts_with('#');
             }
             continue;
-        }
-        if current.is_empty() && idx > 0 {
-            current = "\n".repeat(idx);
         }
         let t = bare.trim();
         if !t.is_empty() && !t.starts_with('#') {
@@ -89,12 +88,7 @@ fn split_documents(text: &str) -> Vec<Document> {
         }
         current.push_str(line);
     }
-    if has_content {
-        docs.push(Document {
-            padded: current,
-            first_line,
-        });
-    }
+    flush(&mut current, line_offset, has_content);
     docs
 }
 
@@ -178,10 +172,10 @@ pub fn load_file(
     diags: &mut Vec<SpecDiagnostic>,
 ) {
     for doc in split_documents(&file.text) {
-        let probe: Probe = match serde_saphyr::from_str(&doc.padded) {
+        let probe: Probe = match serde_saphyr::from_str(&doc.text) {
             Ok(p) => p,
             Err(e) => {
-                diags.push(saphyr_diag(file, &e, doc.first_line, None));
+                diags.push(saphyr_diag(file, &e, doc.line_offset, None));
                 continue;
             }
         };
@@ -190,7 +184,7 @@ pub fn load_file(
                 SpecDiagnostic::at(
                     DiagCode::MissingField,
                     file,
-                    doc.first_line,
+                    doc.line_offset + 1,
                     1,
                     "document has no `kind`",
                 )
@@ -206,7 +200,7 @@ pub fn load_file(
             let mut d = SpecDiagnostic::at(
                 DiagCode::UnknownKind,
                 file,
-                loc.line(),
+                loc.line() + doc.line_offset,
                 loc.column(),
                 format!("unknown kind `{}`", kind_s.value),
             );
@@ -227,6 +221,7 @@ pub fn load_file(
                 id: ResourceId::new(kind, spec.name().value.clone()),
                 spec,
                 file: file.clone(),
+                line_offset: doc.line_offset,
             }),
             Err(d) => diags.push(d),
         }
@@ -242,22 +237,21 @@ fn kind_list() -> String {
 }
 
 fn parse_as<T: DeserializeOwned>(file: &SourceFile, doc: &Document) -> Result<T, SpecDiagnostic> {
-    serde_saphyr::from_str::<T>(&doc.padded)
-        .map_err(|e| saphyr_diag(file, &e, doc.first_line, None))
+    serde_saphyr::from_str::<T>(&doc.text).map_err(|e| saphyr_diag(file, &e, doc.line_offset, None))
 }
 
 /// Turns a YAML/serde error into a diagnostic with a hint.
 fn saphyr_diag(
     file: &SourceFile,
     err: &serde_saphyr::Error,
-    fallback_line: u64,
+    line_offset: u64,
     _kind: Option<Kind>,
 ) -> SpecDiagnostic {
     let (line, column) = err
         .location()
-        .map(|l| (l.line(), l.column()))
-        .filter(|(l, _)| *l > 0)
-        .unwrap_or((fallback_line, 1));
+        .map(|l| (l.line() + line_offset, l.column()))
+        .filter(|(l, _)| *l > line_offset)
+        .unwrap_or((line_offset + 1, 1));
     let opts = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
     let rendered = err.render_with_options(opts);
     let message = strip_location_suffix(&rendered).to_string();
@@ -348,8 +342,14 @@ mod tests {
     fn splits_documents_keeping_line_numbers() {
         let docs = split_documents("# c\nkind: A\n---\nkind: B\nname: x\n...\n---\n\nkind: C\n");
         assert_eq!(docs.len(), 3);
-        assert_eq!(docs[1].padded.lines().nth(3), Some("kind: B"));
-        assert_eq!(docs[2].padded.lines().nth(8), Some("kind: C"));
+        assert_eq!(
+            (docs[1].line_offset, docs[1].text.lines().next()),
+            (3, Some("kind: B"))
+        );
+        assert_eq!(
+            (docs[2].line_offset, docs[2].text.lines().nth(1)),
+            (7, Some("kind: C"))
+        );
     }
 
     #[test]

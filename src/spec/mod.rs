@@ -138,12 +138,22 @@ pub struct Resource {
     pub spec: Spec,
     /// The file it was written in.
     pub file: Arc<SourceFile>,
+    /// File lines before this resource's document (its locations are relative to it).
+    pub line_offset: u64,
 }
 
 impl Resource {
     /// Folder that relative paths in this spec resolve against.
     pub fn base_dir(&self) -> &Path {
         self.file.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// File (line, column) of a spanned value of this resource.
+    pub fn position(&self, at: &SpannedStr) -> (u64, u64) {
+        (
+            at.referenced.line() + self.line_offset,
+            at.referenced.column(),
+        )
     }
 
     /// A diagnostic pointing at a spanned value of this resource.
@@ -153,8 +163,8 @@ impl Resource {
         at: &SpannedStr,
         message: impl Into<String>,
     ) -> SpecDiagnostic {
-        let loc = at.referenced;
-        let start = self.file.offset(loc.line(), loc.column());
+        let (line, column) = self.position(at);
+        let start = self.file.offset(line, column);
         // A quoted scalar's location points at the quote; cover the value either way.
         let raw = &self.file.text[start..];
         let len = if raw.starts_with('"') || raw.starts_with('\'') {

@@ -68,7 +68,7 @@ pub fn validate(
                 .with_hint(format!(
                     "first defined at {}:{}",
                     first.file.display,
-                    first.spec.name().referenced.line()
+                    first.position(first.spec.name()).0
                 )),
             );
             duplicates.insert(i);
@@ -106,8 +106,9 @@ pub fn validate(
         None => (default_project(&root), root.clone()),
     };
 
+    let index = ResourceIndex::new(&resources);
     for r in &resources {
-        check_resource(&root, r, &resources, diags);
+        check_resource(&root, r, &index, diags);
     }
     let set = SpecSet {
         root,
@@ -139,7 +140,12 @@ fn default_project(root: &Path) -> ProjectSpec {
     }
 }
 
-fn check_resource(root: &Path, r: &Resource, all: &[Resource], diags: &mut Vec<SpecDiagnostic>) {
+fn check_resource(
+    root: &Path,
+    r: &Resource,
+    all: &ResourceIndex<'_>,
+    diags: &mut Vec<SpecDiagnostic>,
+) {
     for dep in r.spec.depends_on() {
         if let Err(d) = resolve_reference(r, dep, None, all) {
             diags.push(d);
@@ -170,13 +176,31 @@ fn check_resource(root: &Path, r: &Resource, all: &[Resource], diags: &mut Vec<S
     }
 }
 
+/// Resources by name, so resolving a reference costs a hash lookup, not a scan.
+pub struct ResourceIndex<'a> {
+    all: &'a [Resource],
+    by_name: HashMap<&'a str, Vec<&'a Resource>>,
+}
+
+impl<'a> ResourceIndex<'a> {
+    /// Indexes `all`.
+    pub fn new(all: &'a [Resource]) -> Self {
+        let mut by_name: HashMap<&str, Vec<&Resource>> = HashMap::with_capacity(all.len());
+        for r in all {
+            by_name.entry(r.id.name.as_str()).or_default().push(r);
+        }
+        ResourceIndex { all, by_name }
+    }
+}
+
 /// Resolves `name` or `Kind/name` to a resource, optionally of an expected kind.
 pub fn resolve_reference(
     from: &Resource,
     reference: &SpannedStr,
     expected: Option<Kind>,
-    all: &[Resource],
+    index: &ResourceIndex<'_>,
 ) -> Result<ResourceId, SpecDiagnostic> {
+    let all = index.all;
     let (kind, name) = match reference.value.split_once('/') {
         Some((k, n)) => match Kind::parse(k) {
             Some(k) => (Some(k), n),
@@ -190,10 +214,16 @@ pub fn resolve_reference(
         },
         None => (expected, reference.value.as_str()),
     };
-    let matches: Vec<&Resource> = all
-        .iter()
-        .filter(|c| c.id.name == name && kind.is_none_or(|k| c.id.kind == k))
-        .collect();
+    let matches: Vec<&Resource> = index
+        .by_name
+        .get(name)
+        .map(|v| {
+            v.iter()
+                .copied()
+                .filter(|c| kind.is_none_or(|k| c.id.kind == k))
+                .collect()
+        })
+        .unwrap_or_default();
     match matches.as_slice() {
         [one] => Ok(one.id.clone()),
         [] => {
@@ -244,8 +274,8 @@ fn check_identifier(r: &Resource, s: &SpannedStr, what: &str, diags: &mut Vec<Sp
 fn check_env(r: &Resource, value: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
     for (name, offset) in env::references(&value.value) {
         if std::env::var_os(&name).is_none() {
-            let loc = value.referenced;
-            let base = r.file.offset(loc.line(), loc.column());
+            let (line, column) = r.position(value);
+            let base = r.file.offset(line, column);
             let quoted = r.file.text[base..].starts_with(['"', '\'']);
             let start = base + offset + usize::from(quoted);
             let span = miette::SourceSpan::new(start.into(), name.len() + 3);
@@ -355,45 +385,45 @@ fn check_table(root: &Path, r: &Resource, t: &super::TableSpec, diags: &mut Vec<
                 }
             }
             Expectation::Between(b) => {
-                if let Some(ty) = column_exists(&b.column, diags) {
-                    if !matches!(ty, super::ColumnType::Int | super::ColumnType::Float) {
-                        diags.push(r.diag_at(
-                            DiagCode::InvalidValue,
-                            &b.column,
-                            format!(
-                                "between needs a numeric column; `{}` is {}",
-                                b.column.value,
-                                ty.as_str()
-                            ),
-                        ));
-                    }
+                if let Some(ty) = column_exists(&b.column, diags)
+                    && !matches!(ty, super::ColumnType::Int | super::ColumnType::Float)
+                {
+                    diags.push(r.diag_at(
+                        DiagCode::InvalidValue,
+                        &b.column,
+                        format!(
+                            "between needs a numeric column; `{}` is {}",
+                            b.column.value,
+                            ty.as_str()
+                        ),
+                    ));
                 }
-                if let (Some(lo), Some(hi)) = (b.min, b.max) {
-                    if lo > hi {
-                        diags.push(r.diag_at(
-                            DiagCode::InvalidValue,
-                            &b.column,
-                            format!("between has min {lo} above max {hi}"),
-                        ));
-                    }
+                if let (Some(lo), Some(hi)) = (b.min, b.max)
+                    && lo > hi
+                {
+                    diags.push(r.diag_at(
+                        DiagCode::InvalidValue,
+                        &b.column,
+                        format!("between has min {lo} above max {hi}"),
+                    ));
                 }
             }
             Expectation::InSet(s) => {
                 column_exists(&s.column, diags);
             }
             Expectation::Regex(rx) => {
-                if let Some(ty) = column_exists(&rx.column, diags) {
-                    if ty != super::ColumnType::String {
-                        diags.push(r.diag_at(
-                            DiagCode::InvalidValue,
-                            &rx.column,
-                            format!(
-                                "regex needs a string column; `{}` is {}",
-                                rx.column.value,
-                                ty.as_str()
-                            ),
-                        ));
-                    }
+                if let Some(ty) = column_exists(&rx.column, diags)
+                    && ty != super::ColumnType::String
+                {
+                    diags.push(r.diag_at(
+                        DiagCode::InvalidValue,
+                        &rx.column,
+                        format!(
+                            "regex needs a string column; `{}` is {}",
+                            rx.column.value,
+                            ty.as_str()
+                        ),
+                    ));
                 }
                 if let Err(e) = regex::Regex::new(&rx.pattern.value) {
                     diags.push(r.diag_at(
