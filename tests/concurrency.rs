@@ -178,6 +178,48 @@ async fn kill_9_mid_load_never_leaves_half_a_snapshot(backend: &str) {
     assert_eq!(p.run(&["plan"]).status.code(), Some(0));
 }
 
+async fn ctrl_c_stops_cleanly(backend: &str) {
+    let Some(p) = with_backend(backend, "sigint", 1).await else {
+        return;
+    };
+    assert!(p.run(&["apply"]).status.success());
+    let db = p.db().await;
+    write_big_csv(&p.specs.join("data/big.csv"), 2);
+    let child = Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .arg("apply")
+        .arg(&p.specs)
+        .args(&p.store_args)
+        .current_dir(p.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("wait");
+    let (versions, manifest) = snapshot_state(&db).await;
+    assert_eq!(
+        versions.len(),
+        1,
+        "mixed versions after Ctrl-C: {versions:?}"
+    );
+    assert_eq!(manifest, Some(ROWS as i64));
+    match out.status.code() {
+        Some(130) => {
+            assert!(text(&out).contains("interrupted"), "{}", text(&out));
+            assert_eq!(versions[0].0, 1, "an interrupted load must not be visible");
+        }
+        Some(0) => assert_eq!(versions[0].0, 2), // finished before the signal
+        other => panic!("unexpected exit {other:?}: {}", text(&out)),
+    }
+    assert!(p.run(&["apply"]).status.success());
+    assert_eq!(snapshot_state(&db).await.0, vec![(2, ROWS as i64)]);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -193,5 +235,6 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     second_apply_waits_or_fails_cleanly,
-    kill_9_mid_load_never_leaves_half_a_snapshot
+    kill_9_mid_load_never_leaves_half_a_snapshot,
+    ctrl_c_stops_cleanly
 );

@@ -167,6 +167,48 @@ async fn bad_csv_is_refused_and_previous_snapshot_survives(backend: &str) {
     );
 }
 
+async fn destroy_removes_what_the_specs_created_except_protected(backend: &str) {
+    let Some(p) = project(backend, "destroy").await else {
+        return;
+    };
+    let labels = p.specs.join("tables/labels.yaml");
+    let spec = std::fs::read_to_string(&labels).expect("read");
+    std::fs::write(&labels, format!("{spec}protect: true\n")).expect("write");
+    assert!(p.run(&["apply"]).status.success());
+    let refused = p.run(&["destroy"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "destroy without --yes must refuse"
+    );
+    let db = p.db().await;
+    assert_eq!(
+        count_rows(&db, "subscriptions", "2024-01-31")
+            .await
+            .expect("count"),
+        USERS
+    );
+    let out = p.run(&["destroy", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("protected"), "{}", text(&out));
+    assert!(
+        count_rows(&db, "subscriptions", "2024-01-31")
+            .await
+            .is_err(),
+        "table must be gone"
+    );
+    assert_eq!(
+        count_rows(&db, "labels", "2024-01-31")
+            .await
+            .expect("count"),
+        USERS
+    );
+    // Everything but the protected table is planned anew.
+    let plan = text(&p.run(&["plan"]));
+    assert!(plan.contains("+ create Table/subscriptions"), "{plan}");
+    assert!(!plan.contains("Table/labels\n"), "{plan}");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -183,5 +225,6 @@ macro_rules! on_both_backends {
 on_both_backends!(
     apply_converges_and_second_plan_is_noop,
     editing_one_cell_plans_exactly_that_snapshot,
-    bad_csv_is_refused_and_previous_snapshot_survives
+    bad_csv_is_refused_and_previous_snapshot_survives,
+    destroy_removes_what_the_specs_created_except_protected
 );

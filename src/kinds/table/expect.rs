@@ -93,7 +93,15 @@ pub fn check(spec: &TableSpec, batch: &Batch) -> Report {
         };
         rules.push((e.label(), rule));
     }
+    let mut checked_unique: Vec<Vec<String>> = Vec::new();
     for (label, rule) in rules {
+        if let Rule::Unique(cols) = &rule {
+            // The primary key already implies uniqueness; do not hash the same key twice.
+            if checked_unique.contains(cols) {
+                continue;
+            }
+            checked_unique.push(cols.clone());
+        }
         if let Some(f) = rule.check(&label, batch) {
             report.failures.push(f);
         }
@@ -144,6 +152,31 @@ impl Rule {
             }
             Rule::Unique(cols) => {
                 let columns: Vec<_> = cols.iter().filter_map(|c| b.column(c)).collect();
+                if let [crate::data::Column::Str(values)] = columns.as_slice() {
+                    // The common case (a text key): hash borrowed strings, clone nothing.
+                    let mut first_seen: HashMap<&str, u64> = HashMap::with_capacity(values.len());
+                    let (mut samples, mut count) = (Vec::new(), 0);
+                    for (i, v) in values.iter().enumerate() {
+                        let Some(v) = v else { continue };
+                        match first_seen.get(v.as_str()) {
+                            Some(first) => {
+                                count += 1;
+                                if samples.len() < SAMPLES {
+                                    samples
+                                        .push((b.lines[i], format!("{v} (first at line {first})")));
+                                }
+                            }
+                            None => {
+                                first_seen.insert(v, b.lines[i]);
+                            }
+                        }
+                    }
+                    return fail(
+                        format!("each value of ({}) appears once", cols.join(", ")),
+                        samples,
+                        count,
+                    );
+                }
                 let mut first_seen: HashMap<Vec<Option<KeyPart>>, u64> =
                     HashMap::with_capacity(b.rows());
                 let mut samples = Vec::new();
