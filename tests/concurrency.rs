@@ -1,10 +1,11 @@
 //! Two applies never interleave, and a `kill -9` in the middle of a snapshot load
 //! never leaves a half-loaded snapshot behind — on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Project, fresh_pg_database, text};
@@ -80,32 +81,17 @@ async fn second_apply_waits_or_fails_cleanly(backend: &str) {
         "{msg}"
     );
     // With a timeout it waits for the holder.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
-    cmd.args(["apply", "--lock-timeout", "20s"])
-        .arg(&p.specs)
-        .args(&p.store_args)
-        .current_dir(p.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().expect("spawn");
+    let child = p.spawn(&["apply", "--lock-timeout", "20s"]);
     tokio::time::sleep(Duration::from_millis(700)).await;
     held.release().await;
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", text(&out));
     // Two applies racing: both succeed one after the other, never interleaved.
     write_big_csv(&p.specs.join("data/big.csv"), 2);
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_reconcile"))
-            .args(["apply", "--lock-timeout", "60s"])
-            .arg(&p.specs)
-            .args(&p.store_args)
-            .current_dir(p.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn")
-    };
-    let (a, b) = (spawn(), spawn());
+    let (a, b) = (
+        p.spawn(&["apply", "--lock-timeout", "60s"]),
+        p.spawn(&["apply", "--lock-timeout", "60s"]),
+    );
     let (a, b) = (
         a.wait_with_output().expect("a"),
         b.wait_with_output().expect("b"),
@@ -130,15 +116,7 @@ async fn kill_9_mid_load_never_leaves_half_a_snapshot(backend: &str) {
     write_big_csv(&p.specs.join("data/big.csv"), 2);
     let mut killed_while_running = 0;
     for delay_ms in [150u64, 300, 450, 600, 800, 1000, 1300] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reconcile"))
-            .arg("apply")
-            .arg(&p.specs)
-            .args(&p.store_args)
-            .current_dir(p.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = p.spawn(&["apply"]);
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         if child.try_wait().expect("try_wait").is_none() {
@@ -185,15 +163,7 @@ async fn ctrl_c_stops_cleanly(backend: &str) {
     assert!(p.run(&["apply"]).status.success());
     let db = p.db().await;
     write_big_csv(&p.specs.join("data/big.csv"), 2);
-    let child = Command::new(env!("CARGO_BIN_EXE_reconcile"))
-        .arg("apply")
-        .arg(&p.specs)
-        .args(&p.store_args)
-        .current_dir(p.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = p.spawn(&["apply"]);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -218,19 +188,6 @@ async fn ctrl_c_stops_cleanly(backend: &str) {
     }
     assert!(p.run(&["apply"]).status.success());
     assert_eq!(snapshot_state(&db).await.0, vec![(2, ROWS as i64)]);
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
 }
 
 on_both_backends!(

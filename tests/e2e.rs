@@ -1,6 +1,7 @@
 //! End to end on the StreamFlow example: the real binary against a real SQLite
 //! file (embedded default) and a real PostgreSQL server (one database per test).
 
+#[macro_use]
 mod common;
 
 use common::{Project, fresh_pg_database, text};
@@ -207,19 +208,6 @@ async fn destroy_removes_what_the_specs_created_except_protected(backend: &str) 
     let plan = text(&p.run(&["plan"]));
     assert!(plan.contains("+ create Table/subscriptions"), "{plan}");
     assert!(!plan.contains("Table/labels\n"), "{plan}");
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name("sqlite").await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name("postgres").await })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -265,19 +265,24 @@ fn strip_location_suffix(msg: &str) -> &str {
     }
 }
 
+/// The names after serde's "expected one of a, b, c".
+fn expected_names(message: &str) -> Vec<String> {
+    message
+        .split_once("expected one of ")
+        .or_else(|| message.split_once("expected "))
+        .map(|(_, list)| {
+            list.split(", ")
+                .map(|s| s.trim_matches(['`', ' ']).to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Picks the code and hint from serde's message shapes.
 fn classify(file: &SourceFile, line: u64, column: u64, message: String) -> SpecDiagnostic {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default().to_string();
-        let expected: Vec<String> = rest
-            .split_once("expected one of ")
-            .or_else(|| rest.split_once("expected "))
-            .map(|(_, list)| {
-                list.split(", ")
-                    .map(|s| s.trim_matches(['`', ' ']).to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let expected = expected_names(rest);
         let d = SpecDiagnostic::at(
             DiagCode::UnknownField,
             file,
@@ -296,15 +301,7 @@ fn classify(file: &SourceFile, line: u64, column: u64, message: String) -> SpecD
     }
     if message.starts_with("unknown variant `") {
         let variant = message.split('`').nth(1).unwrap_or_default().to_string();
-        let expected: Vec<String> = message
-            .split_once("expected one of ")
-            .or_else(|| message.split_once("expected "))
-            .map(|(_, list)| {
-                list.split(", ")
-                    .map(|s| s.trim_matches(['`', ' ']).to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let expected = expected_names(&message);
         let d = SpecDiagnostic::at(DiagCode::InvalidValue, file, line, column, message.clone());
         return match did_you_mean(&variant, expected.iter().map(String::as_str)) {
             Some(s) => d.with_hint(format!("did you mean `{s}`?")),

@@ -1,6 +1,20 @@
 //! Shared helpers for integration tests: temporary copies of the example specs,
 //! running the real binary, and a fresh PostgreSQL database per test.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// Generates `sqlite::NAME` and `postgres::NAME` tests from `async fn NAME(backend: &str)`.
+macro_rules! on_both_backends {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() { super::$name("sqlite").await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() { super::$name("postgres").await })*
+        }
+    };
+}
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -57,6 +71,20 @@ impl Project {
         cmd.args(args).arg(&self.specs).args(&self.store_args);
         cmd.env("NO_COLOR", "1").current_dir(self.dir.path());
         cmd.output().expect("run reconcile")
+    }
+
+    /// Starts `reconcile <args…> <specs> <store args>` in the background, output piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_reconcile"))
+            .args(args)
+            .arg(&self.specs)
+            .args(&self.store_args)
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn reconcile")
     }
 
     /// The state/offline store URL this project uses.
