@@ -25,7 +25,13 @@ pub struct DependencyGraph {
 
 /// Every reference of a resource to another, with where it is written.
 pub fn references(r: &Resource) -> Vec<(&SpannedStr, Option<crate::spec::Kind>)> {
-    r.spec.depends_on().iter().map(|d| (d, None)).collect()
+    let mut refs: Vec<(&SpannedStr, Option<crate::spec::Kind>)> =
+        r.spec.depends_on().iter().map(|d| (d, None)).collect();
+    if let crate::spec::Spec::FeatureView(v) = &r.spec {
+        refs.push((&v.entity, Some(crate::spec::Kind::Entity)));
+        refs.push((&v.table, Some(crate::spec::Kind::Table)));
+    }
+    refs
 }
 
 impl DependencyGraph {

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod data;
 pub mod diag;
 pub mod engine;
+pub mod features;
 pub mod graph;
 pub mod hash;
 pub mod kinds;

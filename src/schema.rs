@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::spec::{EntitySpec, Kind, ProjectSpec, TableSpec};
+use crate::spec::{EntitySpec, FeatureViewSpec, Kind, ProjectSpec, TableSpec};
 
 /// `(file name, schema)` for every kind, plus `all.json` accepting any kind.
 pub fn schemas() -> Vec<(String, Value)> {
@@ -13,6 +13,7 @@ pub fn schemas() -> Vec<(String, Value)> {
             Kind::Project => schemars::schema_for!(ProjectSpec),
             Kind::Entity => schemars::schema_for!(EntitySpec),
             Kind::Table => schemars::schema_for!(TableSpec),
+            Kind::FeatureView => schemars::schema_for!(FeatureViewSpec),
         };
         let mut v = schema.to_value();
         if let Some(props) = v.get_mut("properties").and_then(Value::as_object_mut) {

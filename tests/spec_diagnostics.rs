@@ -310,3 +310,55 @@ fn the_cli_prints_locations_and_json() {
     assert_eq!(v[0]["column"], 1);
     assert_eq!(v[0]["code"], "unknown-field");
 }
+
+const VIEW: &str = "kind: Entity
+name: user
+joinKeys: [user_id]
+---
+kind: FeatureView
+name: subs
+entity: user
+table: subscriptions
+features: [months_active]
+ttl: 90d
+";
+
+#[test]
+fn feature_views_check_their_features_and_join_keys() {
+    assert!(diagnose(&[("t.yaml", TABLE), CSV, ("v.yaml", VIEW)]).is_empty());
+    let bad = VIEW.replace("[months_active]", "[months_actve]");
+    let d = only(
+        &diagnose(&[("t.yaml", TABLE), CSV, ("v.yaml", &bad)]),
+        DiagCode::MissingReference,
+        "v.yaml",
+        9,
+        12,
+    );
+    assert_eq!(d.hint.as_deref(), Some("did you mean `months_active`?"));
+    let bad = VIEW.replace("joinKeys: [user_id]", "joinKeys: [account_id]");
+    let d = only(
+        &diagnose(&[("t.yaml", TABLE), CSV, ("v.yaml", &bad)]),
+        DiagCode::MissingReference,
+        "v.yaml",
+        8,
+        8,
+    );
+    assert!(d.message.contains("lacks `account_id`"), "{}", d.message);
+    let bad = VIEW.replace("table: subscriptions", "table: subscription");
+    let d = only(
+        &diagnose(&[("t.yaml", TABLE), CSV, ("v.yaml", &bad)]),
+        DiagCode::MissingReference,
+        "v.yaml",
+        8,
+        8,
+    );
+    assert_eq!(d.hint.as_deref(), Some("did you mean `subscriptions`?"));
+    let bad = VIEW.replace("ttl: 90d", "ttl: 3 months");
+    only(
+        &diagnose(&[("t.yaml", TABLE), CSV, ("v.yaml", &bad)]),
+        DiagCode::InvalidValue,
+        "v.yaml",
+        10,
+        6,
+    );
+}

@@ -147,7 +147,7 @@ pub fn desire(
             continue;
         };
         let inputs = match r.id.kind {
-            Kind::Project | Kind::Entity => record::RecordOnly::desire(r, set),
+            Kind::Project | Kind::Entity | Kind::FeatureView => record::RecordOnly::desire(r, set),
             Kind::Table => table::TableReconciler::desire(r, set),
         }
         .map_err(|e| Box::new((id.clone(), e)))?;
@@ -183,7 +183,9 @@ pub async fn observe(state: &StateStore, offline: &Db) -> Result<Observed, Store
 /// Per-kind diff.
 pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     match d.id.kind {
-        Kind::Project | Kind::Entity => record::RecordOnly::diff(d, observed, opts),
+        Kind::Project | Kind::Entity | Kind::FeatureView => {
+            record::RecordOnly::diff(d, observed, opts)
+        }
         Kind::Table => table::TableReconciler::diff(d, observed, opts),
     }
 }
@@ -191,7 +193,7 @@ pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> Res
 /// The plan for a resource the specs no longer name.
 pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     match id.kind {
-        Kind::Project | Kind::Entity => record::diff_removed(id),
+        Kind::Project | Kind::Entity | Kind::FeatureView => record::diff_removed(id),
         Kind::Table => table::diff_removed(id, observed, opts),
     }
 }
@@ -203,7 +205,9 @@ pub async fn apply(
     plan: &ResourcePlan,
 ) -> Result<Applied, ApplyError> {
     match d.id.kind {
-        Kind::Project | Kind::Entity => record::RecordOnly::apply(ctx, d, plan).await,
+        Kind::Project | Kind::Entity | Kind::FeatureView => {
+            record::RecordOnly::apply(ctx, d, plan).await
+        }
         Kind::Table => table::TableReconciler::apply(ctx, d, plan).await,
     }
 }
@@ -211,7 +215,7 @@ pub async fn apply(
 /// Applies the plan of a resource that is no longer in the specs.
 pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
     match plan.id.kind {
-        Kind::Project | Kind::Entity => Ok(Applied {
+        Kind::Project | Kind::Entity | Kind::FeatureView => Ok(Applied {
             message: "removed from state".into(),
             outputs: serde_json::Value::Null,
         }),

@@ -19,8 +19,7 @@ impl Reconciler for RecordOnly {
         match observed.records.get(&d.id) {
             None => {
                 plan.action = Action::Create;
-                plan.reasons
-                    .push(format!("new {}", d.id.kind.as_str().to_lowercase()));
+                plan.reasons.push(format!("new {}", d.id.kind));
             }
             Some(rec) if rec.spec_hash != d.spec_hash => {
                 plan.action = Action::Update;

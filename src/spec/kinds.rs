@@ -88,6 +88,52 @@ pub struct TableSpec {
     pub protect: bool,
 }
 
+/// Features of an entity taken from a table's columns, for training sets
+/// (point-in-time) and for serving (materialized into the online store).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FeatureViewSpec {
+    /// Always `FeatureView`.
+    pub kind: String,
+    /// View name; features are addressed as `view.feature`.
+    #[schemars(with = "String")]
+    pub name: SpannedStr,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The entity the features describe; the table must have its join keys.
+    #[schemars(with = "String")]
+    pub entity: SpannedStr,
+    /// The table the features come from.
+    #[schemars(with = "String")]
+    pub table: SpannedStr,
+    /// Columns of the table served as features (types come from the table).
+    #[schemars(with = "Vec<String>")]
+    pub features: Vec<SpannedStr>,
+    /// How long a snapshot's values stay valid, e.g. `90d`, `12h`.
+    #[schemars(with = "String", regex(pattern = r"^[0-9]+[dhm]$"))]
+    pub ttl: SpannedStr,
+    /// Materialize the latest values into the online store.
+    #[serde(default)]
+    pub online: bool,
+    /// Extra ordering edges: `name` or `Kind/name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
+    pub depends_on: Vec<SpannedStr>,
+}
+
+/// Parses a TTL such as `90d`, `12h` or `30m`.
+pub fn parse_ttl(s: &str) -> Option<chrono::Duration> {
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
+    match unit {
+        "d" => chrono::Duration::try_days(n),
+        "h" => chrono::Duration::try_hours(n),
+        "m" => chrono::Duration::try_minutes(n),
+        _ => None,
+    }
+}
+
 /// One snapshot: the data as of a date.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -215,6 +215,7 @@ pub fn load_file(
             Kind::Project => parse_as::<ProjectSpec>(file, &doc).map(Spec::Project),
             Kind::Entity => parse_as(file, &doc).map(Spec::Entity),
             Kind::Table => parse_as(file, &doc).map(Spec::Table),
+            Kind::FeatureView => parse_as(file, &doc).map(Spec::FeatureView),
         };
         match parsed {
             Ok(spec) => resources.push(Resource {

@@ -26,11 +26,13 @@ pub enum Kind {
     Entity,
     /// A validated table of snapshots.
     Table,
+    /// Features of an entity from a table.
+    FeatureView,
 }
 
 impl Kind {
     /// Every kind, in the order plans list them.
-    pub const ALL: [Kind; 3] = [Kind::Project, Kind::Entity, Kind::Table];
+    pub const ALL: [Kind; 4] = [Kind::Project, Kind::Entity, Kind::Table, Kind::FeatureView];
 
     /// The name written after `kind:`.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Project => "Project",
             Kind::Entity => "Entity",
             Kind::Table => "Table",
+            Kind::FeatureView => "FeatureView",
         }
     }
 
@@ -87,6 +90,8 @@ pub enum Spec {
     Entity(EntitySpec),
     /// See [`TableSpec`].
     Table(TableSpec),
+    /// See [`FeatureViewSpec`].
+    FeatureView(FeatureViewSpec),
 }
 
 impl Spec {
@@ -96,6 +101,7 @@ impl Spec {
             Spec::Project(_) => Kind::Project,
             Spec::Entity(_) => Kind::Entity,
             Spec::Table(_) => Kind::Table,
+            Spec::FeatureView(_) => Kind::FeatureView,
         }
     }
 
@@ -105,6 +111,7 @@ impl Spec {
             Spec::Project(s) => &s.name,
             Spec::Entity(s) => &s.name,
             Spec::Table(s) => &s.name,
+            Spec::FeatureView(s) => &s.name,
         }
     }
 
@@ -114,6 +121,7 @@ impl Spec {
             Spec::Project(_) => &[],
             Spec::Entity(s) => &s.depends_on,
             Spec::Table(s) => &s.depends_on,
+            Spec::FeatureView(s) => &s.depends_on,
         }
     }
 
@@ -124,6 +132,7 @@ impl Spec {
             Spec::Project(s) => serde_json::to_value(s),
             Spec::Entity(s) => serde_json::to_value(s),
             Spec::Table(s) => serde_json::to_value(s),
+            Spec::FeatureView(s) => serde_json::to_value(s),
         };
         v.unwrap_or(serde_json::Value::Null)
     }

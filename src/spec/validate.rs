@@ -146,12 +146,13 @@ fn check_resource(
     all: &ResourceIndex<'_>,
     diags: &mut Vec<SpecDiagnostic>,
 ) {
-    for dep in r.spec.depends_on() {
-        if let Err(d) = resolve_reference(r, dep, None, all) {
+    for (reference, kind) in crate::graph::references(r) {
+        if let Err(d) = resolve_reference(r, reference, kind, all) {
             diags.push(d);
         }
     }
     match &r.spec {
+        Spec::FeatureView(v) => check_feature_view(r, v, all, diags),
         Spec::Project(p) => {
             for url in [&p.state, &p.offline].into_iter().flatten() {
                 check_env(r, url, diags);
@@ -190,6 +191,15 @@ impl<'a> ResourceIndex<'a> {
             by_name.entry(r.id.name.as_str()).or_default().push(r);
         }
         ResourceIndex { all, by_name }
+    }
+
+    /// The resource with this id.
+    pub fn get(&self, id: &ResourceId) -> Option<&'a Resource> {
+        self.by_name
+            .get(id.name.as_str())?
+            .iter()
+            .copied()
+            .find(|r| r.id.kind == id.kind)
     }
 }
 
@@ -470,6 +480,101 @@ fn check_table(root: &Path, r: &Resource, t: &super::TableSpec, diags: &mut Vec<
                     .with_hint("paths resolve against the folder of this spec file"),
             ),
             Ok(_) => {}
+        }
+    }
+}
+
+fn check_feature_view(
+    r: &Resource,
+    v: &super::FeatureViewSpec,
+    all: &ResourceIndex<'_>,
+    diags: &mut Vec<SpecDiagnostic>,
+) {
+    check_identifier(r, &v.name, "feature view name", diags);
+    if super::parse_ttl(&v.ttl.value).is_none() {
+        diags.push(
+            r.diag_at(
+                DiagCode::InvalidValue,
+                &v.ttl,
+                format!("`{}` is not a duration", v.ttl.value),
+            )
+            .with_hint("write a positive number of days, hours or minutes: `90d`, `12h`, `30m`"),
+        );
+    }
+    let table = resolve_reference(r, &v.table, Some(Kind::Table), all)
+        .ok()
+        .and_then(|id| all.get(&id))
+        .and_then(|t| match &t.spec {
+            Spec::Table(t) => Some(t),
+            _ => None,
+        });
+    let entity = resolve_reference(r, &v.entity, Some(Kind::Entity), all)
+        .ok()
+        .and_then(|id| all.get(&id))
+        .and_then(|e| match &e.spec {
+            Spec::Entity(e) => Some(e),
+            _ => None,
+        });
+    let Some(table) = table else { return };
+    if v.features.is_empty() {
+        diags.push(r.diag_at(
+            DiagCode::MissingField,
+            &v.name,
+            "feature view has no features",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for f in &v.features {
+        if !seen.insert(f.value.as_str()) {
+            diags.push(r.diag_at(
+                DiagCode::DuplicateName,
+                f,
+                format!("feature `{}` listed twice", f.value),
+            ));
+        } else if !table.columns.contains_key(&f.value) {
+            let d = r.diag_at(
+                DiagCode::MissingReference,
+                f,
+                format!("table `{}` has no column `{}`", table.name.value, f.value),
+            );
+            diags.push(
+                match did_you_mean(&f.value, table.columns.keys().map(String::as_str)) {
+                    Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                    None => d.with_hint(format!(
+                        "columns of `{}`: {}",
+                        table.name.value,
+                        table.columns.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                },
+            );
+        }
+    }
+    if let Some(entity) = entity {
+        for key in &entity.join_keys {
+            if !table.columns.contains_key(&key.value) {
+                diags.push(
+                    r.diag_at(
+                        DiagCode::MissingReference,
+                        &v.table,
+                        format!(
+                            "table `{}` lacks `{}`, the join key of entity `{}`",
+                            table.name.value, key.value, entity.name.value
+                        ),
+                    )
+                    .with_hint("a feature view's table must have every join key of its entity"),
+                );
+            } else if v.features.iter().any(|f| f.value == key.value) {
+                let f = v
+                    .features
+                    .iter()
+                    .find(|f| f.value == key.value)
+                    .unwrap_or(&v.name);
+                diags.push(r.diag_at(
+                    DiagCode::InvalidValue,
+                    f,
+                    format!("`{}` is the entity's join key, not a feature", key.value),
+                ));
+            }
         }
     }
 }

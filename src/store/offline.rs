@@ -328,3 +328,84 @@ pub async fn count_rows(db: &Db, table: &str, as_of: &str) -> Result<i64, StoreE
         with_pool!(db, p => sqlx::query_as(trusted(&sql)).bind(date).fetch_one(p).await)?;
     Ok(n)
 }
+
+/// Reads `columns` of every snapshot of a table, with `as_of` first, as a typed
+/// batch (one query). The point-in-time join runs on this in memory, so its cost
+/// does not depend on a query planner's row estimates.
+pub async fn read_table(
+    db: &Db,
+    table: &str,
+    columns: &[(String, ColumnType)],
+) -> Result<(Vec<NaiveDate>, Batch), StoreError> {
+    use sqlx::Row;
+    let list = columns
+        .iter()
+        .map(|(c, _)| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT \"as_of\", {list} FROM {}", quote(table));
+    let mut dates = Vec::new();
+    let mut cols: Vec<Column> = columns
+        .iter()
+        .map(|(_, ty)| Column::with_capacity(*ty, 0))
+        .collect();
+    macro_rules! decode {
+        ($rows:expr, $date:expr, $bool:expr, $day:expr) => {{
+            for row in $rows {
+                dates.push($date(&row)?);
+                for (i, col) in cols.iter_mut().enumerate() {
+                    let j = i + 1;
+                    match col {
+                        Column::Str(v) => v.push(row.try_get::<Option<String>, _>(j)?),
+                        Column::Int(v) => v.push(row.try_get::<Option<i64>, _>(j)?),
+                        Column::Float(v) => v.push(row.try_get::<Option<f64>, _>(j)?),
+                        Column::Bool(v) => v.push($bool(&row, j)?),
+                        Column::Date(v) => v.push($day(&row, j)?),
+                    }
+                }
+            }
+        }};
+    }
+    match db {
+        Db::Sqlite { pool, .. } => {
+            let rows = sqlx::query(trusted(&sql)).fetch_all(pool).await?;
+            let date = |r: &sqlx::sqlite::SqliteRow| -> Result<NaiveDate, sqlx::Error> {
+                let s: String = r.try_get(0)?;
+                NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            };
+            let boolean =
+                |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<bool>, sqlx::Error> {
+                    Ok(r.try_get::<Option<i64>, _>(j)?.map(|x| x != 0))
+                };
+            let day =
+                |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<NaiveDate>, sqlx::Error> {
+                    r.try_get::<Option<String>, _>(j)?
+                        .map(|s| {
+                            NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+                        })
+                        .transpose()
+                };
+            decode!(rows, date, boolean, day);
+        }
+        Db::Postgres { pool, .. } => {
+            let rows = sqlx::query(trusted(&sql)).fetch_all(pool).await?;
+            let date =
+                |r: &sqlx::postgres::PgRow| -> Result<NaiveDate, sqlx::Error> { r.try_get(0) };
+            let boolean = |r: &sqlx::postgres::PgRow,
+                           j: usize|
+             -> Result<Option<bool>, sqlx::Error> { r.try_get(j) };
+            let day = |r: &sqlx::postgres::PgRow,
+                       j: usize|
+             -> Result<Option<NaiveDate>, sqlx::Error> { r.try_get(j) };
+            decode!(rows, date, boolean, day);
+        }
+    }
+    let lines = (1..=dates.len() as u64).collect();
+    let batch = Batch {
+        columns: columns.iter().map(|(c, _)| c.clone()).zip(cols).collect(),
+        lines,
+    };
+    Ok((dates, batch))
+}
