@@ -48,6 +48,25 @@ enum Command {
 enum FeaturesCommand {
     /// A point-in-time correct feature table for every entity as of a date.
     Historical(HistoricalArgs),
+    /// The online feature values of one entity, as JSON.
+    Get(GetArgs),
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    /// Entity name, e.g. `user`.
+    entity: String,
+    /// The entity's key, e.g. `7590-VHVEG`.
+    key: String,
+    /// Folder of specs.
+    #[arg(long, default_value = "specs")]
+    specs: PathBuf,
+    /// State store URL (overrides the Project spec).
+    #[arg(long, env = "RECONCILE_STATE")]
+    state: Option<String>,
+    /// Online store URL (overrides the Project spec).
+    #[arg(long, env = "RECONCILE_ONLINE")]
+    online: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +104,9 @@ struct StoreArgs {
     /// Offline store URL (defaults to the state store).
     #[arg(long, env = "RECONCILE_OFFLINE")]
     offline: Option<String>,
+    /// Online store URL (defaults to the offline store).
+    #[arg(long, env = "RECONCILE_ONLINE")]
+    online: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +169,7 @@ impl StoreArgs {
         StoreOverrides {
             state: self.state.clone(),
             offline: self.offline.clone(),
+            online: self.online.clone(),
         }
     }
 }
@@ -218,6 +241,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Destroy(args) => destroy(args).await,
         Command::Schema { out } => schema(out),
         Command::Features(FeaturesCommand::Historical(args)) => historical(args).await,
+        Command::Features(FeaturesCommand::Get(args)) => get_features(args).await,
     }
 }
 
@@ -517,6 +541,78 @@ async fn historical(args: HistoricalArgs) -> ExitCode {
         t0.elapsed().as_millis()
     );
     ExitCode::SUCCESS
+}
+
+async fn get_features(args: GetArgs) -> ExitCode {
+    let ws = match load(&SpecArgs {
+        dir: args.specs.clone(),
+        json: true,
+    }) {
+        Ok(ws) => ws,
+        Err(c) => return c,
+    };
+    let views: Vec<&crate::spec::FeatureViewSpec> = ws
+        .set
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            crate::spec::Spec::FeatureView(v) if v.online && v.entity.value == args.entity => {
+                Some(v)
+            }
+            _ => None,
+        })
+        .collect();
+    if views.is_empty() {
+        eprintln!(
+            "error: no online FeatureView of entity `{}` in {}",
+            args.entity,
+            args.specs.display()
+        );
+        return ExitCode::from(1);
+    }
+    let overrides = StoreOverrides {
+        state: args.state.clone(),
+        offline: None,
+        online: args.online.clone(),
+    };
+    let result = async {
+        let stores = ws.open_stores(&overrides).await?;
+        let mut found = serde_json::Map::new();
+        let mut missing = Vec::new();
+        for v in &views {
+            let rows = crate::store::online::read_many(
+                &stores.online,
+                &v.name.value,
+                std::slice::from_ref(&args.key),
+            )
+            .await?;
+            match rows.into_values().next() {
+                Some(values) => {
+                    found.insert(v.name.value.clone(), values);
+                }
+                None => missing.push(v.name.value.clone()),
+            }
+        }
+        stores.state.db.close().await;
+        Ok::<_, crate::store::StoreError>((found, missing))
+    }
+    .await;
+    match result {
+        Ok((found, missing)) => {
+            let ok = !found.is_empty();
+            let v = serde_json::json!({ "entity": args.entity, "key": args.key, "features": found, "missing_views": missing });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn schema(out: PathBuf) -> ExitCode {

@@ -86,6 +86,17 @@ pub enum Operation {
     },
     /// Drop a table and its data.
     DropTable,
+    /// Write the latest values per entity of a feature view into the online store.
+    Materialize {
+        /// Rebuild: remove the view's online rows first.
+        full: bool,
+        /// Only snapshots after this date (incremental), if any.
+        after: Option<String>,
+        /// The snapshot dates this materialization covers.
+        snapshots: Vec<String>,
+    },
+    /// Remove a feature view's online rows.
+    DropOnline,
     /// Remove the resource from the state store.
     Forget,
 }

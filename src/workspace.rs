@@ -28,6 +28,8 @@ pub struct StoreOverrides {
     pub state: Option<String>,
     /// Offline store URL (defaults to the state store).
     pub offline: Option<String>,
+    /// Online store URL (defaults to the offline store).
+    pub online: Option<String>,
 }
 
 /// Errors of the whole pipeline, for the CLI to print.
@@ -60,6 +62,8 @@ pub struct Stores {
     pub state: StateStore,
     /// The offline store (may share the state store's pool).
     pub offline: Db,
+    /// The online store (may share the offline store's pool).
+    pub online: Db,
 }
 
 impl Workspace {
@@ -91,9 +95,16 @@ impl Workspace {
         } else {
             Db::open(&offline_url, &offline_base).await?
         };
+        let overridden = overrides.state.is_some() || overrides.offline.is_some();
+        let online = match (&overrides.online, overridden, &p.online) {
+            (Some(u), _, _) => Db::open(u, &cwd).await?,
+            (None, false, Some(u)) => Db::open(&u.value, &self.set.project_dir).await?,
+            _ => offline.clone(),
+        };
         Ok(Stores {
             state: StateStore::new(state_db, p.name.value.clone()),
             offline,
+            online,
         })
     }
 
@@ -105,7 +116,7 @@ impl Workspace {
     ) -> Result<(Desired, Observed, Plan), WorkspaceError> {
         let desired =
             kinds::desire(&self.set, &self.graph.order).map_err(WorkspaceError::Inputs)?;
-        let observed = kinds::observe(&stores.state, &stores.offline).await?;
+        let observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
         let plan = plan::diff(&desired, &observed, opts);
         Ok((desired, observed, plan))
     }
@@ -131,6 +142,7 @@ impl Workspace {
             let ctx = Arc::new(ApplyContext {
                 state: stores.state.clone(),
                 offline: stores.offline.clone(),
+                online: stores.online.clone(),
                 root: self.set.root.clone(),
             });
             let report = engine::execute(
@@ -161,7 +173,7 @@ impl Workspace {
         let lock =
             ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
         let result = async {
-            let observed = kinds::observe(&stores.state, &stores.offline).await?;
+            let observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
             let opts = PlanOptions { prune_data: true };
             let resources = self
                 .graph
@@ -179,6 +191,7 @@ impl Workspace {
             let ctx = Arc::new(ApplyContext {
                 state: stores.state.clone(),
                 offline: stores.offline.clone(),
+                online: stores.online.clone(),
                 root: self.set.root.clone(),
             });
             let report = engine::execute(

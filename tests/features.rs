@@ -100,4 +100,117 @@ async fn point_in_time_never_leaks_the_future(backend: &str) {
     );
 }
 
-on_both_backends!(point_in_time_never_leaks_the_future);
+/// Online rows of view `fv`: (key, as_of, features JSON), sorted by key.
+async fn online_rows(db: &reconcile::store::Db) -> Vec<(String, String, String)> {
+    reconcile::with_pool!(db, pool => sqlx::query_as(
+        "SELECT entity_key, as_of, features FROM reconcile_online WHERE view = 'fv' ORDER BY entity_key")
+        .fetch_all(pool).await)
+    .expect("online rows")
+}
+
+async fn materialization_is_incremental_replaces_and_prunes(backend: &str) {
+    let mut p = crafted();
+    if backend == "postgres" {
+        let Some(url) = fresh_pg_database("online").await else {
+            return;
+        };
+        p.store_args = vec!["--state".into(), url];
+    }
+    let spec_path = p.specs.join("specs.yaml");
+    let full = std::fs::read_to_string(&spec_path).expect("spec");
+    // Start with January and February only, online.
+    let two = full
+        .replace("  - { asOf: 2024-03-01, path: data/mar.csv }\n", "")
+        .replace("online: false", "online: true");
+    std::fs::write(&spec_path, &two).expect("write");
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let db = p.db().await;
+    assert_eq!(
+        online_rows(&db).await,
+        vec![
+            (
+                "a".into(),
+                "2024-02-01".into(),
+                r#"{"note":"feb","v":2}"#.into()
+            ),
+            (
+                "b".into(),
+                "2024-01-01".into(),
+                r#"{"note":null,"v":10}"#.into()
+            ),
+        ]
+    );
+    // Adding March materializes only March: `b` (absent in March) is not rewritten.
+    let three = full.replace("online: false", "online: true");
+    std::fs::write(&spec_path, &three).expect("write");
+    let plan = text(&p.run(&["plan"]));
+    assert!(
+        plan.contains(
+            "~ update FeatureView/fv\n      materialize fv: 1 new snapshot(s) (2024-03-01)"
+        ),
+        "{plan}"
+    );
+    assert!(p.run(&["apply"]).status.success());
+    assert_eq!(
+        online_rows(&db).await,
+        vec![
+            (
+                "a".into(),
+                "2024-03-01".into(),
+                r#"{"note":"mar","v":3}"#.into()
+            ),
+            (
+                "b".into(),
+                "2024-01-01".into(),
+                r#"{"note":null,"v":10}"#.into()
+            ),
+        ]
+    );
+    assert_eq!(
+        p.run(&["plan"]).status.code(),
+        Some(0),
+        "materialization is idempotent"
+    );
+    // Reads go through the CLI as JSON.
+    let out = p.run_without_specs(&["features", "get", "user", "a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["features"]["fv"]["v"], 3);
+    // Changing the feature list replaces the view's online rows.
+    std::fs::write(
+        &spec_path,
+        three.replace("features: [v, note]", "features: [v]"),
+    )
+    .expect("write");
+    let plan = text(&p.run(&["plan"]));
+    assert!(
+        plan.contains(
+            "-/+ replace FeatureView/fv\n      features changed: rebuild its online rows"
+        ),
+        "{plan}"
+    );
+    assert!(p.run(&["apply"]).status.success());
+    assert_eq!(online_rows(&db).await[0].2, r#"{"v":3}"#);
+    // A view removed from the specs has its online rows dropped, and the plan says so.
+    let without_view = three
+        .split("---\nkind: FeatureView")
+        .next()
+        .expect("split")
+        .to_string();
+    std::fs::write(&spec_path, without_view).expect("write");
+    let plan = text(&p.run(&["plan"]));
+    assert!(
+        plan.contains(
+            "- delete FeatureView/fv\n      no longer in the specs: drop its 2 online rows"
+        ),
+        "{plan}"
+    );
+    assert!(p.run(&["apply"]).status.success());
+    assert!(online_rows(&db).await.is_empty());
+}
+
+on_both_backends!(
+    point_in_time_never_leaks_the_future,
+    materialization_is_incremental_replaces_and_prunes
+);

@@ -5,6 +5,7 @@
 //! line in each dispatch `match` below. Loading, validation, graph, planner and
 //! engine stay as they are.
 
+pub mod feature_view;
 pub mod record;
 pub mod table;
 
@@ -45,6 +46,8 @@ pub enum Inputs {
     None,
     /// A table's layout and snapshot files.
     Table(table::TableInputs),
+    /// A feature view resolved against its table, with the table's snapshots.
+    FeatureView(feature_view::ViewInputs),
 }
 
 /// The desired state of every resource, in execution order.
@@ -61,6 +64,8 @@ pub struct Observed {
     pub records: HashMap<ResourceId, ResourceRecord>,
     /// What the offline store holds.
     pub tables: HashMap<String, StoredTable>,
+    /// What the online store holds, per view.
+    pub online: HashMap<String, crate::store::online::OnlineView>,
 }
 
 /// Everything an apply needs to act.
@@ -70,6 +75,8 @@ pub struct ApplyContext {
     pub state: StateStore,
     /// The offline store.
     pub offline: Db,
+    /// The online store.
+    pub online: Db,
     /// The project folder (for messages).
     pub root: PathBuf,
 }
@@ -147,14 +154,16 @@ pub fn desire(
             continue;
         };
         let inputs = match r.id.kind {
-            Kind::Project | Kind::Entity | Kind::FeatureView => record::RecordOnly::desire(r, set),
+            Kind::Project | Kind::Entity => record::RecordOnly::desire(r, set),
             Kind::Table => table::TableReconciler::desire(r, set),
+            Kind::FeatureView => feature_view::FeatureViewReconciler::desire(r, set),
         }
         .map_err(|e| Box::new((id.clone(), e)))?;
         let spec_json = r.spec.canonical_json();
         let input_hash = match &inputs {
             Inputs::None => String::new(),
             Inputs::Table(t) => t.input_hash(),
+            Inputs::FeatureView(v) => v.source_hash(None),
         };
         let spec_hash = crate::hash::hash_parts([
             crate::hash::hash_json(&spec_json).as_str(),
@@ -173,28 +182,39 @@ pub fn desire(
     Ok(Desired { resources })
 }
 
-/// Reads the state store and the offline store.
-pub async fn observe(state: &StateStore, offline: &Db) -> Result<Observed, StoreError> {
-    let (records, tables) =
-        tokio::try_join!(state.load_all(), crate::store::offline::observe(offline))?;
-    Ok(Observed { records, tables })
+/// Reads the state store, the offline store and the online store.
+pub async fn observe(
+    state: &StateStore,
+    offline: &Db,
+    online: &Db,
+) -> Result<Observed, StoreError> {
+    let (records, tables, online) = tokio::try_join!(
+        state.load_all(),
+        crate::store::offline::observe(offline),
+        crate::store::online::observe(online)
+    )?;
+    Ok(Observed {
+        records,
+        tables,
+        online,
+    })
 }
 
 /// Per-kind diff.
 pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     match d.id.kind {
-        Kind::Project | Kind::Entity | Kind::FeatureView => {
-            record::RecordOnly::diff(d, observed, opts)
-        }
+        Kind::Project | Kind::Entity => record::RecordOnly::diff(d, observed, opts),
         Kind::Table => table::TableReconciler::diff(d, observed, opts),
+        Kind::FeatureView => feature_view::FeatureViewReconciler::diff(d, observed, opts),
     }
 }
 
 /// The plan for a resource the specs no longer name.
 pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     match id.kind {
-        Kind::Project | Kind::Entity | Kind::FeatureView => record::diff_removed(id),
+        Kind::Project | Kind::Entity => record::diff_removed(id),
         Kind::Table => table::diff_removed(id, observed, opts),
+        Kind::FeatureView => feature_view::diff_removed(id, observed),
     }
 }
 
@@ -205,21 +225,21 @@ pub async fn apply(
     plan: &ResourcePlan,
 ) -> Result<Applied, ApplyError> {
     match d.id.kind {
-        Kind::Project | Kind::Entity | Kind::FeatureView => {
-            record::RecordOnly::apply(ctx, d, plan).await
-        }
+        Kind::Project | Kind::Entity => record::RecordOnly::apply(ctx, d, plan).await,
         Kind::Table => table::TableReconciler::apply(ctx, d, plan).await,
+        Kind::FeatureView => feature_view::FeatureViewReconciler::apply(ctx, d, plan).await,
     }
 }
 
 /// Applies the plan of a resource that is no longer in the specs.
 pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
     match plan.id.kind {
-        Kind::Project | Kind::Entity | Kind::FeatureView => Ok(Applied {
+        Kind::Project | Kind::Entity => Ok(Applied {
             message: "removed from state".into(),
             outputs: serde_json::Value::Null,
         }),
         Kind::Table => table::apply_removed(ctx, plan).await,
+        Kind::FeatureView => feature_view::apply_removed(ctx, plan).await,
     }
 }
 

@@ -34,6 +34,10 @@ pub struct ProjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub offline: Option<SpannedStr>,
+    /// Online store URL for served feature values; defaults to the offline store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub online: Option<SpannedStr>,
 }
 
 /// Something features are about (a user, a device), identified by join keys.

@@ -137,6 +137,7 @@ fn default_project(root: &Path) -> ProjectSpec {
         description: None,
         state: None,
         offline: None,
+        online: None,
     }
 }
 
@@ -154,7 +155,7 @@ fn check_resource(
     match &r.spec {
         Spec::FeatureView(v) => check_feature_view(r, v, all, diags),
         Spec::Project(p) => {
-            for url in [&p.state, &p.offline].into_iter().flatten() {
+            for url in [&p.state, &p.offline, &p.online].into_iter().flatten() {
                 check_env(r, url, diags);
             }
         }

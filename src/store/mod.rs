@@ -6,6 +6,7 @@
 
 pub mod lock;
 pub mod offline;
+pub mod online;
 pub mod state;
 
 use std::path::{Path, PathBuf};

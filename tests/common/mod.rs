@@ -73,6 +73,17 @@ impl Project {
         cmd.output().expect("run reconcile")
     }
 
+    /// Runs `reconcile <args…> --specs <specs> <store args>` (commands whose folder is a flag).
+    pub fn run_without_specs(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
+        cmd.args(args)
+            .arg("--specs")
+            .arg(&self.specs)
+            .args(&self.store_args);
+        cmd.env("NO_COLOR", "1").current_dir(self.dir.path());
+        cmd.output().expect("run reconcile")
+    }
+
     /// Starts `reconcile <args…> <specs> <store args>` in the background, output piped.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         Command::new(env!("CARGO_BIN_EXE_reconcile"))

@@ -288,7 +288,7 @@ impl Reconciler for TableReconciler {
                     offline::drop_snapshot(&ctx.offline, &inputs.layout.name, as_of).await?;
                     messages.push(format!("dropped snapshot {as_of}"));
                 }
-                Operation::DropTable | Operation::Forget | Operation::Record => {}
+                _ => {}
             }
         }
         if let Some(e) = failure {
