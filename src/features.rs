@@ -120,10 +120,23 @@ struct Indexed {
     by_key: HashMap<String, Vec<(NaiveDate, usize)>>,
 }
 
-async fn load(db: &Db, view: &ResolvedView) -> Result<Indexed, FeatureError> {
+async fn load(
+    db: &Db,
+    view: &ResolvedView,
+    from: Option<NaiveDate>,
+    to: NaiveDate,
+) -> Result<Indexed, FeatureError> {
     let mut columns = vec![(view.key.clone(), ColumnType::String)];
     columns.extend(view.features.iter().cloned());
-    let (dates, batch) = offline::read_table(db, &view.table, &columns).await?;
+    // Only snapshots that can qualify: within the TTL before the earliest point in
+    // time, and not after the latest.
+    let (dates, batch) = offline::read_table(
+        db,
+        &view.table,
+        &columns,
+        (from.and_then(|f| f.checked_sub_signed(view.ttl)), Some(to)),
+    )
+    .await?;
     let Some((_, Column::Str(keys))) = batch.columns.first() else {
         return Err(FeatureError::Invalid {
             view: view.name.clone(),
@@ -156,9 +169,29 @@ pub async fn historical(
     views: &[ResolvedView],
     entities: &EntityRows,
 ) -> Result<Batch, FeatureError> {
+    let (Some(&from), Some(&to)) = (
+        entities.timestamps.iter().min(),
+        entities.timestamps.iter().max(),
+    ) else {
+        // No entity rows: nothing to read; the result still has every column.
+        let empty: Vec<Indexed> = views
+            .iter()
+            .map(|v| Indexed {
+                batch: Batch {
+                    columns: std::iter::once((v.key.clone(), ColumnType::String))
+                        .chain(v.features.iter().cloned())
+                        .map(|(n, t)| (n, Column::with_capacity(t, 0)))
+                        .collect(),
+                    lines: Vec::new(),
+                },
+                by_key: HashMap::new(),
+            })
+            .collect();
+        return Ok(join(views, &empty, entities));
+    };
     let mut loaded = Vec::with_capacity(views.len());
     for view in views {
-        loaded.push(load(db, view).await?);
+        loaded.push(load(db, view, Some(from), to).await?);
     }
     Ok(join(views, &loaded, entities))
 }
@@ -173,7 +206,9 @@ pub async fn historical_as_of(
 ) -> Result<Batch, FeatureError> {
     let mut loaded = Vec::with_capacity(views.len());
     for view in views {
-        loaded.push(load(db, view).await?);
+        // Every snapshot up to `at`: an entity known then is listed even when its
+        // values have expired (they come out null).
+        loaded.push(load(db, view, None, at).await?);
     }
     let mut keys = std::collections::BTreeSet::new();
     for data in &loaded {

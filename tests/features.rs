@@ -214,3 +214,17 @@ on_both_backends!(
     point_in_time_never_leaks_the_future,
     materialization_is_incremental_replaces_and_prunes
 );
+
+#[tokio::test]
+async fn no_entity_rows_give_an_empty_table_with_every_column() {
+    let p = crafted();
+    assert!(p.run(&["apply"]).status.success());
+    let ws = reconcile::workspace::Workspace::load(&p.specs).expect("specs");
+    let view = resolve(&ws.set, "fv").expect("view");
+    let batch = historical(&p.db().await, &[view], &EntityRows::default())
+        .await
+        .expect("historical");
+    assert_eq!(batch.rows(), 0);
+    let names: Vec<&str> = batch.columns.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["user_id", "as_of", "fv.v", "fv.note"]);
+}

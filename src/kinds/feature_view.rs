@@ -220,8 +220,10 @@ async fn materialize(
     let view = &inputs.view;
     let mut columns = vec![(view.key.clone(), ColumnType::String)];
     columns.extend(view.features.iter().cloned());
-    let (dates, batch) = offline::read_table(&ctx.offline, &view.table, &columns).await?;
     let after = after.and_then(|a| chrono::NaiveDate::parse_from_str(a, "%Y-%m-%d").ok());
+    let first = after.and_then(|a| a.succ_opt());
+    let (dates, batch) =
+        offline::read_table(&ctx.offline, &view.table, &columns, (first, None)).await?;
     let keep: Vec<usize> = (0..dates.len())
         .filter(|&i| after.is_none_or(|a| dates[i] > a))
         .collect();

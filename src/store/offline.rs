@@ -336,6 +336,7 @@ pub async fn read_table(
     db: &Db,
     table: &str,
     columns: &[(String, ColumnType)],
+    dates_between: (Option<NaiveDate>, Option<NaiveDate>),
 ) -> Result<(Vec<NaiveDate>, Batch), StoreError> {
     use sqlx::Row;
     let list = columns
@@ -343,7 +344,23 @@ pub async fn read_table(
         .map(|(c, _)| quote(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!("SELECT \"as_of\", {list} FROM {}", quote(table));
+    // Bounds are bound as dates on both backends (SQLite stores them as ISO text,
+    // which compares in date order); a missing bound is left out of the query.
+    let (from, to) = dates_between;
+    let bounds: Vec<NaiveDate> = [from, to].into_iter().flatten().collect();
+    let mut conditions = Vec::new();
+    if from.is_some() {
+        conditions.push(format!("\"as_of\" >= ${}", conditions.len() + 1));
+    }
+    if to.is_some() {
+        conditions.push(format!("\"as_of\" <= ${}", conditions.len() + 1));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!("SELECT \"as_of\", {list} FROM {}{filter}", quote(table));
     let mut dates = Vec::new();
     let mut cols: Vec<Column> = columns
         .iter()
@@ -368,7 +385,11 @@ pub async fn read_table(
     }
     match db {
         Db::Sqlite { pool, .. } => {
-            let rows = sqlx::query(trusted(&sql)).fetch_all(pool).await?;
+            let mut q = sqlx::query(trusted(&sql));
+            for b in &bounds {
+                q = q.bind(*b);
+            }
+            let rows = q.fetch_all(pool).await?;
             let date = |r: &sqlx::sqlite::SqliteRow| -> Result<NaiveDate, sqlx::Error> {
                 let s: String = r.try_get(0)?;
                 NaiveDate::parse_from_str(&s, "%Y-%m-%d")
@@ -390,7 +411,11 @@ pub async fn read_table(
             decode!(rows, date, boolean, day);
         }
         Db::Postgres { pool, .. } => {
-            let rows = sqlx::query(trusted(&sql)).fetch_all(pool).await?;
+            let mut q = sqlx::query(trusted(&sql));
+            for b in &bounds {
+                q = q.bind(*b);
+            }
+            let rows = q.fetch_all(pool).await?;
             let date =
                 |r: &sqlx::postgres::PgRow| -> Result<NaiveDate, sqlx::Error> { r.try_get(0) };
             let boolean = |r: &sqlx::postgres::PgRow,
