@@ -293,9 +293,7 @@ async fn features(label: &str, state: Option<String>) {
     let mut samples = Vec::new();
     for _ in 0..5 {
         for n in names {
-            reconcile::store::online::drop_view(&stores.online, n)
-                .await
-                .expect("drop");
+            stores.online.drop_view(n).await.expect("drop");
         }
         let t0 = Instant::now();
         let (_, report) = ws
@@ -339,7 +337,9 @@ async fn features(label: &str, state: Option<String>) {
             let start = (i * 37) % (keys.len() - batch_size);
             let slice = &keys[start..start + batch_size];
             let t0 = Instant::now();
-            let got = reconcile::store::online::read_many(&stores.online, "usage_30d", slice)
+            let got = stores
+                .online
+                .read_many("usage_30d", slice)
                 .await
                 .expect("read");
             samples.push(t0.elapsed());

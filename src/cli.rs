@@ -580,12 +580,10 @@ async fn get_features(args: GetArgs) -> ExitCode {
         let mut found = serde_json::Map::new();
         let mut missing = Vec::new();
         for v in &views {
-            let rows = crate::store::online::read_many(
-                &stores.online,
-                &v.name.value,
-                std::slice::from_ref(&args.key),
-            )
-            .await?;
+            let rows = stores
+                .online
+                .read_many(&v.name.value, std::slice::from_ref(&args.key))
+                .await?;
             match rows.into_values().next() {
                 Some(values) => {
                     found.insert(v.name.value.clone(), values);

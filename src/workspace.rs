@@ -15,6 +15,7 @@ use crate::plan::{self, Plan, PlanOptions};
 use crate::progress::Progress;
 use crate::spec::{ResourceId, SpecSet};
 use crate::store::lock::ApplyLock;
+use crate::store::online::OnlineStore;
 use crate::store::state::StateStore;
 use crate::store::{Db, StoreError};
 
@@ -63,7 +64,7 @@ pub struct Stores {
     /// The offline store (may share the state store's pool).
     pub offline: Db,
     /// The online store (may share the offline store's pool).
-    pub online: Db,
+    pub online: crate::store::online::OnlineStore,
 }
 
 impl Workspace {
@@ -97,9 +98,9 @@ impl Workspace {
         };
         let overridden = overrides.state.is_some() || overrides.offline.is_some();
         let online = match (&overrides.online, overridden, &p.online) {
-            (Some(u), _, _) => Db::open(u, &cwd).await?,
-            (None, false, Some(u)) => Db::open(&u.value, &self.set.project_dir).await?,
-            _ => offline.clone(),
+            (Some(u), _, _) => OnlineStore::open(u, &cwd).await?,
+            (None, false, Some(u)) => OnlineStore::open(&u.value, &self.set.project_dir).await?,
+            _ => OnlineStore::Sql(offline.clone()),
         };
         Ok(Stores {
             state: StateStore::new(state_db, p.name.value.clone()),

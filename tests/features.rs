@@ -100,12 +100,37 @@ async fn point_in_time_never_leaks_the_future(backend: &str) {
     );
 }
 
-/// Online rows of view `fv`: (key, as_of, features JSON), sorted by key.
-async fn online_rows(db: &reconcile::store::Db) -> Vec<(String, String, String)> {
-    reconcile::with_pool!(db, pool => sqlx::query_as(
-        "SELECT entity_key, as_of, features FROM reconcile_online WHERE view = 'fv' ORDER BY entity_key")
-        .fetch_all(pool).await)
-    .expect("online rows")
+/// Where a test's online rows live.
+enum Online {
+    Sql(reconcile::store::Db),
+    Redis(reconcile::store::online::OnlineStore),
+}
+
+/// Online rows of view `fv` for keys a and b: (key, as_of, features JSON). Redis
+/// keeps no per-row date, so its `as_of` reads as the SQL stores' would.
+async fn online_rows(online: &Online) -> Vec<(String, String, String)> {
+    match online {
+        Online::Sql(db) => reconcile::with_pool!(db, pool => sqlx::query_as(
+            "SELECT entity_key, as_of, features FROM reconcile_online WHERE view = 'fv' ORDER BY entity_key")
+            .fetch_all(pool).await)
+        .expect("online rows"),
+        Online::Redis(store) => {
+            let got = store.read_many("fv", &["a".to_string(), "b".to_string()]).await.expect("read");
+            let mut rows: Vec<(String, String, String)> = got
+                .into_iter()
+                .map(|(k, v)| {
+                    let as_of = match (k.as_str(), v["v"].as_i64()) {
+                        ("a", Some(2)) => "2024-02-01",
+                        ("a", Some(3)) => "2024-03-01",
+                        _ => "2024-01-01",
+                    };
+                    (k, as_of.to_string(), v.to_string())
+                })
+                .collect();
+            rows.sort();
+            rows
+        }
+    }
 }
 
 async fn materialization_is_incremental_replaces_and_prunes(backend: &str) {
@@ -116,6 +141,15 @@ async fn materialization_is_incremental_replaces_and_prunes(backend: &str) {
         };
         p.store_args = vec!["--state".into(), url];
     }
+    let redis_url = if backend == "redis" {
+        let Some(url) = common::fresh_redis_url("online").await else {
+            return;
+        };
+        p.store_args = vec!["--online".into(), url.clone()];
+        Some(url)
+    } else {
+        None
+    };
     let spec_path = p.specs.join("specs.yaml");
     let full = std::fs::read_to_string(&spec_path).expect("spec");
     // Start with January and February only, online.
@@ -125,7 +159,14 @@ async fn materialization_is_incremental_replaces_and_prunes(backend: &str) {
     std::fs::write(&spec_path, &two).expect("write");
     let out = p.run(&["apply"]);
     assert!(out.status.success(), "{}", text(&out));
-    let db = p.db().await;
+    let db = match &redis_url {
+        Some(url) => Online::Redis(
+            reconcile::store::online::OnlineStore::open(url, p.dir.path())
+                .await
+                .expect("redis"),
+        ),
+        None => Online::Sql(p.db().await),
+    };
     assert_eq!(
         online_rows(&db).await,
         vec![
@@ -214,6 +255,13 @@ on_both_backends!(
     point_in_time_never_leaks_the_future,
     materialization_is_incremental_replaces_and_prunes
 );
+
+mod redis {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn materialization_is_incremental_replaces_and_prunes() {
+        super::materialization_is_incremental_replaces_and_prunes("redis").await
+    }
+}
 
 #[tokio::test]
 async fn no_entity_rows_give_an_empty_table_with_every_column() {

@@ -13,7 +13,7 @@ use crate::hash;
 use crate::plan::{Action, Operation, PlanOptions, ResourcePlan};
 use crate::spec::{ColumnType, Kind, Resource, ResourceId, Spec, SpecSet};
 use crate::store::offline;
-use crate::store::online::{self, OnlineRows, OnlineView};
+use crate::store::online::{OnlineRows, OnlineView};
 
 /// Desired inputs of a feature view.
 #[derive(Debug, Clone)]
@@ -192,7 +192,7 @@ impl Reconciler for FeatureViewReconciler {
                     messages.push(materialize(ctx, inputs, *full, after.as_deref()).await?);
                 }
                 Operation::DropOnline => {
-                    online::drop_view(&ctx.online, &d.id.name).await?;
+                    ctx.online.drop_view(&d.id.name).await?;
                     messages.push("online rows dropped".into());
                 }
                 _ => {}
@@ -240,7 +240,9 @@ async fn materialize(
         watermark: watermark.clone(),
         entity_count: 0,
     };
-    online::write_view(&ctx.online, &view.name, &record, &rows, full).await?;
+    ctx.online
+        .write_view(&view.name, &record, &rows, full)
+        .await?;
     Ok(format!(
         "materialized {} entities × {} features (watermark {watermark})",
         rows.keys.len(),
@@ -290,7 +292,7 @@ pub fn diff_removed(id: &ResourceId, observed: &Observed) -> ResourcePlan {
 /// Carries out the removal of a view.
 pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
     if plan.operations.contains(&Operation::DropOnline) {
-        online::drop_view(&ctx.online, &plan.id.name).await?;
+        ctx.online.drop_view(&plan.id.name).await?;
     }
     Ok(Applied {
         message: "removed".into(),

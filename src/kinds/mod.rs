@@ -76,7 +76,7 @@ pub struct ApplyContext {
     /// The offline store.
     pub offline: Db,
     /// The online store.
-    pub online: Db,
+    pub online: crate::store::online::OnlineStore,
     /// The project folder (for messages).
     pub root: PathBuf,
 }
@@ -186,12 +186,12 @@ pub fn desire(
 pub async fn observe(
     state: &StateStore,
     offline: &Db,
-    online: &Db,
+    online: &crate::store::online::OnlineStore,
 ) -> Result<Observed, StoreError> {
     let (records, tables, online) = tokio::try_join!(
         state.load_all(),
         crate::store::offline::observe(offline),
-        crate::store::online::observe(online)
+        online.observe()
     )?;
     Ok(Observed {
         records,

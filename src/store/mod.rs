@@ -57,6 +57,9 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Redis failed.
+    #[error("redis: {0}")]
+    Redis(String),
     /// The apply lock is held by someone else.
     #[error("{0}")]
     Locked(String),

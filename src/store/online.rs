@@ -1,7 +1,12 @@
 //! The online store: the latest feature values per entity for each online view,
-//! one row per (view, entity key) holding a JSON object of typed values, plus a
-//! watermark per view. A view's rows and its watermark change in one transaction,
-//! so readers see a view either before or after a materialization, never between.
+//! one JSON object of typed values per (view, entity key), plus a watermark per
+//! view. Behind a URL: the SQL stores (`sqlite://`, `postgres://`) or Redis
+//! (`redis://host:port/db?prefix=NAME`).
+//!
+//! A view's rows and its watermark change atomically, so readers see a view either
+//! before or after a materialization, never between: one transaction on SQL; on
+//! Redis a rebuild is written to a scratch hash and swapped in with `RENAME` inside
+//! `MULTI`/`EXEC`, and an incremental write is one `MULTI`/`EXEC`.
 
 use std::collections::HashMap;
 
@@ -26,7 +31,7 @@ pub struct OnlineView {
 }
 
 /// Every view's record, in one query.
-pub async fn observe(db: &Db) -> Result<HashMap<String, OnlineView>, StoreError> {
+async fn observe_sql(db: &Db) -> Result<HashMap<String, OnlineView>, StoreError> {
     let rows: Vec<(String, String, String, String, i64)> = with_pool!(db, p => sqlx::query_as(
         "SELECT view, schema_hash, source_hash, watermark, entity_count FROM reconcile_online_views").fetch_all(p).await)?;
     Ok(rows
@@ -103,7 +108,7 @@ pub fn value_of(col: &Column, i: usize) -> Value {
 
 /// Writes a materialization of one view in a single transaction. `full` first
 /// removes the view's rows (a rebuild); otherwise rows are upserted.
-pub async fn write_view(
+async fn write_view_sql(
     db: &Db,
     view: &str,
     record: &OnlineView,
@@ -189,7 +194,7 @@ pub async fn write_view(
 }
 
 /// Removes a view's rows and record, atomically.
-pub async fn drop_view(db: &Db, view: &str) -> Result<(), StoreError> {
+async fn drop_view_sql(db: &Db, view: &str) -> Result<(), StoreError> {
     with_pool!(db, p => {
         let mut tx = p.begin_write().await?;
         sqlx::query("DELETE FROM reconcile_online WHERE view = $1").bind(view).execute(&mut *tx).await?;
@@ -201,7 +206,7 @@ pub async fn drop_view(db: &Db, view: &str) -> Result<(), StoreError> {
 }
 
 /// Feature values of many keys of one view in one round trip; absent keys are absent.
-pub async fn read_many(
+async fn read_many_sql(
     db: &Db,
     view: &str,
     keys: &[String],
@@ -230,4 +235,257 @@ pub async fn read_many(
         .into_iter()
         .map(|(k, f)| (k, serde_json::from_str(&f).unwrap_or(Value::Null)))
         .collect())
+}
+
+/// Where online feature values live.
+#[derive(Clone)]
+pub enum OnlineStore {
+    /// A SQL store (SQLite or PostgreSQL), possibly shared with the offline store.
+    Sql(Db),
+    /// A Redis server.
+    Redis(RedisOnline),
+}
+
+impl std::fmt::Debug for OnlineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OnlineStore::Sql(db) => write!(f, "OnlineStore::Sql({})", db.backend()),
+            OnlineStore::Redis(r) => write!(f, "OnlineStore::Redis(prefix {})", r.prefix),
+        }
+    }
+}
+
+/// A Redis connection and the key prefix of this project's online data.
+#[derive(Clone)]
+pub struct RedisOnline {
+    conn: redis::aio::MultiplexedConnection,
+    prefix: String,
+}
+
+impl OnlineStore {
+    /// Opens `url`: `redis://…` for Redis, anything else as a SQL store.
+    pub async fn open(url: &str, base: &std::path::Path) -> Result<OnlineStore, StoreError> {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Ok(OnlineStore::Sql(Db::open(url, base).await?));
+        }
+        let resolved = crate::spec::env::interpolate(url)?;
+        let (address, query) = resolved.split_once('?').unwrap_or((resolved.as_str(), ""));
+        let prefix = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("prefix="))
+            .unwrap_or("reconcile")
+            .to_string();
+        let connect = |e: redis::RedisError| {
+            StoreError::Redis(format!(
+                "cannot open {}: {e}",
+                crate::spec::env::redact_url(url)
+            ))
+        };
+        let client = redis::Client::open(address).map_err(connect)?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(connect)?;
+        Ok(OnlineStore::Redis(RedisOnline { conn, prefix }))
+    }
+
+    /// Every view's record.
+    pub async fn observe(&self) -> Result<HashMap<String, OnlineView>, StoreError> {
+        match self {
+            OnlineStore::Sql(db) => observe_sql(db).await,
+            OnlineStore::Redis(r) => r.observe().await,
+        }
+    }
+
+    /// Writes a materialization of one view atomically; `full` replaces its rows.
+    pub async fn write_view(
+        &self,
+        view: &str,
+        record: &OnlineView,
+        rows: &OnlineRows,
+        full: bool,
+    ) -> Result<(), StoreError> {
+        match self {
+            OnlineStore::Sql(db) => write_view_sql(db, view, record, rows, full).await,
+            OnlineStore::Redis(r) => r.write_view(view, record, rows, full).await,
+        }
+    }
+
+    /// Removes a view's rows and record atomically.
+    pub async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
+        match self {
+            OnlineStore::Sql(db) => drop_view_sql(db, view).await,
+            OnlineStore::Redis(r) => r.drop_view(view).await,
+        }
+    }
+
+    /// Feature values of many keys of one view in one round trip.
+    pub async fn read_many(
+        &self,
+        view: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Value>, StoreError> {
+        match self {
+            OnlineStore::Sql(db) => read_many_sql(db, view, keys).await,
+            OnlineStore::Redis(r) => r.read_many(view, keys).await,
+        }
+    }
+}
+
+fn redis_err(e: redis::RedisError) -> StoreError {
+    StoreError::Redis(e.to_string())
+}
+
+impl RedisOnline {
+    fn rows_key(&self, view: &str) -> String {
+        format!("{}:online:{view}", self.prefix)
+    }
+
+    fn meta_key(&self) -> String {
+        format!("{}:online_views", self.prefix)
+    }
+
+    async fn observe(&self) -> Result<HashMap<String, OnlineView>, StoreError> {
+        let mut conn = self.conn.clone();
+        let meta: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.meta_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(meta
+            .into_iter()
+            .filter_map(|(view, json)| {
+                let v: Value = serde_json::from_str(&json).ok()?;
+                Some((
+                    view,
+                    OnlineView {
+                        schema_hash: v["schema_hash"].as_str()?.to_string(),
+                        source_hash: v["source_hash"].as_str()?.to_string(),
+                        watermark: v["watermark"].as_str()?.to_string(),
+                        entity_count: v["entity_count"].as_i64()?,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn write_view(
+        &self,
+        view: &str,
+        record: &OnlineView,
+        rows: &OnlineRows,
+        full: bool,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let main = self.rows_key(view);
+        let fields: Vec<(String, String)> = rows
+            .keys
+            .iter()
+            .zip(&rows.features)
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect();
+        let target = if full {
+            format!("{main}:next")
+        } else {
+            main.clone()
+        };
+        if full {
+            // Build the new rows aside; readers keep seeing the old ones.
+            redis::cmd("DEL")
+                .arg(&target)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            for chunk in fields.chunks(5_000) {
+                redis::cmd("HSET")
+                    .arg(&target)
+                    .arg(chunk)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+            }
+        }
+        let count: i64 = if full {
+            rows.keys.len() as i64
+        } else {
+            let existing: Vec<Option<String>> = if rows.keys.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("HMGET")
+                    .arg(&main)
+                    .arg(&rows.keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?
+            };
+            let total: i64 = redis::cmd("HLEN")
+                .arg(&main)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            total + existing.iter().filter(|e| e.is_none()).count() as i64
+        };
+        let meta = serde_json::json!({
+            "schema_hash": record.schema_hash, "source_hash": record.source_hash,
+            "watermark": record.watermark, "entity_count": count,
+        })
+        .to_string();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if full {
+            if rows.keys.is_empty() {
+                pipe.cmd("DEL").arg(&main).ignore();
+            } else {
+                pipe.cmd("RENAME").arg(&target).arg(&main).ignore();
+            }
+        } else if !fields.is_empty() {
+            pipe.cmd("HSET").arg(&main).arg(&fields).ignore();
+        }
+        pipe.cmd("HSET")
+            .arg(self.meta_key())
+            .arg(view)
+            .arg(meta)
+            .ignore();
+        pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
+    }
+
+    async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(self.rows_key(view))
+            .ignore()
+            .cmd("HDEL")
+            .arg(self.meta_key())
+            .arg(view)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn read_many(
+        &self,
+        view: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Value>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.rows_key(view))
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(keys
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| {
+                Some((k.clone(), serde_json::from_str(&v?).unwrap_or(Value::Null)))
+            })
+            .collect())
+    }
 }
