@@ -244,14 +244,15 @@ async fn plan_10k() {
 
 /// Point-in-time training set, materialization throughput and online reads on
 /// one applied copy of the example.
-async fn features(label: &str, state: Option<String>) {
+async fn features(label: &str, state: Option<String>, online: Option<String>) {
     use reconcile::features::{historical_as_of, resolve};
     let (_dir, specs) = example_copy();
     let ws = Workspace::load(&specs).expect("specs");
     let stores = ws
         .open_stores(&StoreOverrides {
             state,
-            ..Default::default()
+            offline: None,
+            online,
         })
         .await
         .expect("stores");
@@ -390,10 +391,22 @@ fn main() {
             drop_pg_databases(&urls).await;
         }
         plan_10k().await;
-        features("SQLite", None).await;
+        features("SQLite", None, None).await;
         if let Some(urls) = pg_databases(1).await {
-            features("PostgreSQL", urls.first().cloned()).await;
+            features("PostgreSQL", urls.first().cloned(), None).await;
             drop_pg_databases(&urls).await;
+        }
+        let redis = format!(
+            "redis://127.0.0.1:6379/0?prefix=reconcile_bench_{}",
+            std::process::id()
+        );
+        if reconcile::store::online::OnlineStore::open(&redis, Path::new("."))
+            .await
+            .is_ok()
+        {
+            features("Redis online, SQLite offline", None, Some(redis)).await;
+        } else {
+            println!("NOTICE: Redis figures skipped: no server on 127.0.0.1:6379");
         }
     });
 }
