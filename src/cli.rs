@@ -425,13 +425,13 @@ async fn status(args: StoreArgs) -> ExitCode {
         );
     } else {
         println!(
-            "{:<8} {:<22} {:<11} {:<24} REASON",
+            "{:<12} {:<22} {:<11} {:<24} REASON",
             "KIND", "NAME", "STATE", "LAST CHANGE"
         );
         for r in &rows {
             let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
             println!(
-                "{:<8} {:<22} {:<11} {:<24} {}",
+                "{:<12} {:<22} {:<11} {:<24} {}",
                 r["kind"].as_str().unwrap_or_default(),
                 s("name"),
                 s("state"),
