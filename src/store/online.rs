@@ -119,22 +119,39 @@ async fn write_view_sql(
         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (view) DO UPDATE SET schema_hash = excluded.schema_hash, \
         source_hash = excluded.source_hash, watermark = excluded.watermark, entity_count = excluded.entity_count, updated_ms = excluded.updated_ms";
     const COUNT: &str = "SELECT COUNT(*) FROM reconcile_online WHERE view = $1";
-    match db {
-        Db::Sqlite { pool, .. } => {
-            let mut tx = pool.begin_write().await?;
+    // Same statements on both backends around the bulk insert, which differs.
+    macro_rules! write_in_tx {
+        ($pool:expr, |$tx:ident| $insert:block) => {{
+            let mut $tx = $pool.begin_write().await?;
             if full {
                 sqlx::query("DELETE FROM reconcile_online WHERE view = $1")
                     .bind(view)
-                    .execute(&mut *tx)
+                    .execute(&mut *$tx)
                     .await?;
             }
+            $insert
+            let (n,): (i64,) = sqlx::query_as(COUNT).bind(view).fetch_one(&mut *$tx).await?;
+            sqlx::query(UPSERT_VIEW)
+                .bind(view)
+                .bind(&record.schema_hash)
+                .bind(&record.source_hash)
+                .bind(&record.watermark)
+                .bind(n)
+                .bind(now_ms())
+                .execute(&mut *$tx)
+                .await?;
+            $tx.commit().await?;
+        }};
+    }
+    const UPSERT_ROWS: &str = "ON CONFLICT (view, entity_key) DO UPDATE SET as_of = excluded.as_of, features = excluded.features";
+    match db {
+        Db::Sqlite { pool, .. } => write_in_tx!(pool, |tx| {
             // Four values per row; stay under SQLite's bound-parameter limit.
             for start in (0..rows.keys.len()).step_by(5_000) {
                 let end = (start + 5_000).min(rows.keys.len());
                 let values = vec!["(?, ?, ?, ?)"; end - start].join(", ");
                 let sql = format!(
-                    "INSERT INTO reconcile_online (view, entity_key, as_of, features) VALUES {values} \
-                     ON CONFLICT (view, entity_key) DO UPDATE SET as_of = excluded.as_of, features = excluded.features"
+                    "INSERT INTO reconcile_online (view, entity_key, as_of, features) VALUES {values} {UPSERT_ROWS}"
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for i in start..end {
@@ -146,49 +163,20 @@ async fn write_view_sql(
                 }
                 q.execute(&mut *tx).await?;
             }
-            let (n,): (i64,) = sqlx::query_as(COUNT).bind(view).fetch_one(&mut *tx).await?;
-            sqlx::query(UPSERT_VIEW)
-                .bind(view)
-                .bind(&record.schema_hash)
-                .bind(&record.source_hash)
-                .bind(&record.watermark)
-                .bind(n)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Db::Postgres { pool, .. } => {
-            let mut tx = pool.begin_write().await?;
-            if full {
-                sqlx::query("DELETE FROM reconcile_online WHERE view = $1")
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(
+        }),
+        Db::Postgres { pool, .. } => write_in_tx!(pool, |tx| {
+            let sql = format!(
                 "INSERT INTO reconcile_online (view, entity_key, as_of, features) \
-                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[]) \
-                 ON CONFLICT (view, entity_key) DO UPDATE SET as_of = excluded.as_of, features = excluded.features",
-            )
-            .bind(view)
-            .bind(&rows.keys)
-            .bind(&rows.as_of)
-            .bind(&rows.features)
-            .execute(&mut *tx)
-            .await?;
-            let (n,): (i64,) = sqlx::query_as(COUNT).bind(view).fetch_one(&mut *tx).await?;
-            sqlx::query(UPSERT_VIEW)
+                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[]) {UPSERT_ROWS}"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(view)
-                .bind(&record.schema_hash)
-                .bind(&record.source_hash)
-                .bind(&record.watermark)
-                .bind(n)
-                .bind(now_ms())
+                .bind(&rows.keys)
+                .bind(&rows.as_of)
+                .bind(&rows.features)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
-        }
+        }),
     }
     Ok(())
 }

@@ -144,14 +144,7 @@ pub async fn fresh_pg_database(tag: &str) -> Option<String> {
             return None;
         }
     };
-    let name = format!(
-        "reconcile_{tag}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() % 1_000_000_000)
-            .unwrap_or(0)
-    );
+    let name = unique_name(tag);
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name}"
     )))
@@ -168,14 +161,7 @@ pub async fn fresh_pg_database(tag: &str) -> Option<String> {
 /// A Redis URL with a key prefix of its own, or `None` (with a notice) when no
 /// server answers. Under `CI=true` a missing server fails.
 pub async fn fresh_redis_url(tag: &str) -> Option<String> {
-    let prefix = format!(
-        "reconcile_{tag}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() % 1_000_000_000)
-            .unwrap_or(0)
-    );
+    let prefix = unique_name(tag);
     let url = format!("redis://127.0.0.1:6379/0?prefix={prefix}");
     match reconcile::store::online::OnlineStore::open(&url, Path::new(".")).await {
         Ok(_) => Some(url),
@@ -187,4 +173,16 @@ pub async fn fresh_redis_url(tag: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// `reconcile_<tag>_<pid>_<nanos>`: a database or key prefix no other test uses.
+fn unique_name(tag: &str) -> String {
+    format!(
+        "reconcile_{tag}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() % 1_000_000_000)
+            .unwrap_or(0)
+    )
 }
