@@ -392,7 +392,7 @@ pub async fn read_table(
             let rows = q.fetch_all(pool).await?;
             let date = |r: &sqlx::sqlite::SqliteRow| -> Result<NaiveDate, sqlx::Error> {
                 let s: String = r.try_get(0)?;
-                NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                s.parse::<NaiveDate>()
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))
             };
             let boolean =
@@ -403,7 +403,7 @@ pub async fn read_table(
                 |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<NaiveDate>, sqlx::Error> {
                     r.try_get::<Option<String>, _>(j)?
                         .map(|s| {
-                            NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                            s.parse::<NaiveDate>()
                                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))
                         })
                         .transpose()

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{BeginWrite, Db, StoreError, now_ms};
 use crate::data::{Batch, Column};
@@ -81,29 +81,86 @@ impl OnlineRows {
         }
         let mut picked: Vec<(&str, usize)> = latest.into_iter().collect();
         picked.sort_unstable();
-        let mut out = OnlineRows::default();
+        // Features in name order with their `"name":` prefix rendered once; each
+        // row's JSON is then written straight into one buffer (no map per row).
+        let mut features: Vec<(String, &Column)> = batch.columns[1..]
+            .iter()
+            .map(|(name, col)| (format!("{}:", Value::from(name.as_str())), col))
+            .collect();
+        features.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = OnlineRows {
+            keys: Vec::with_capacity(picked.len()),
+            as_of: Vec::with_capacity(picked.len()),
+            features: Vec::with_capacity(picked.len()),
+        };
         for (k, i) in picked {
-            let mut obj = Map::with_capacity(batch.columns.len() - 1);
-            for (name, col) in &batch.columns[1..] {
-                obj.insert(name.clone(), value_of(col, i));
+            let mut json = String::with_capacity(24 * features.len());
+            json.push('{');
+            for (n, (prefix, col)) in features.iter().enumerate() {
+                if n > 0 {
+                    json.push(',');
+                }
+                json.push_str(prefix);
+                write_json_value(&mut json, col, i);
             }
+            json.push('}');
             out.keys.push(k.to_string());
             out.as_of.push(dates[i].to_string());
-            out.features.push(Value::Object(obj).to_string());
+            out.features.push(json);
         }
         out
     }
 }
 
-/// A typed cell as JSON (null for null).
-pub fn value_of(col: &Column, i: usize) -> Value {
-    match col {
-        Column::Str(v) => v[i].clone().map_or(Value::Null, Value::from),
-        Column::Int(v) => v[i].map_or(Value::Null, Value::from),
-        Column::Float(v) => v[i].map_or(Value::Null, Value::from),
-        Column::Bool(v) => v[i].map_or(Value::Null, Value::from),
-        Column::Date(v) => v[i].map_or(Value::Null, |d| Value::from(d.to_string())),
+/// Appends a typed cell as JSON (`null` for null), as serde_json would write it.
+fn write_json_value(out: &mut String, col: &Column, i: usize) {
+    use std::fmt::Write as _;
+    let _ = match col {
+        Column::Str(v) => match &v[i] {
+            Some(s) => {
+                write_json_str(out, s);
+                Ok(())
+            }
+            None => write!(out, "null"),
+        },
+        Column::Int(v) => match v[i] {
+            Some(x) => write!(out, "{x}"),
+            None => write!(out, "null"),
+        },
+        // Debug keeps the shortest round-trip form and a `.0` on whole numbers.
+        Column::Float(v) => match v[i] {
+            Some(x) => write!(out, "{x:?}"),
+            None => write!(out, "null"),
+        },
+        Column::Bool(v) => match v[i] {
+            Some(x) => write!(out, "{x}"),
+            None => write!(out, "null"),
+        },
+        Column::Date(v) => match v[i] {
+            Some(d) => write!(out, "\"{d}\""),
+            None => write!(out, "null"),
+        },
+    };
+}
+
+/// Appends a JSON string literal with the escapes JSON requires.
+fn write_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
     }
+    out.push('"');
 }
 
 /// Writes a materialization of one view in a single transaction. `full` first
@@ -475,5 +532,46 @@ impl RedisOnline {
                 Some((k.clone(), serde_json::from_str(&v?).unwrap_or(Value::Null)))
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_the_latest_per_key_as_json_in_name_order() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let batch = Batch {
+            columns: vec![
+                (
+                    "k".into(),
+                    Column::Str(vec![Some("a".into()), Some("a".into()), Some("b".into())]),
+                ),
+                ("z".into(), Column::Float(vec![Some(1.0), Some(2.5), None])),
+                (
+                    "s".into(),
+                    Column::Str(vec![
+                        Some("x".into()),
+                        Some("q\"uo\\te\n".into()),
+                        Some("y".into()),
+                    ]),
+                ),
+                (
+                    "b".into(),
+                    Column::Bool(vec![Some(true), Some(false), None]),
+                ),
+            ],
+            lines: vec![1, 2, 3],
+        };
+        let rows = OnlineRows::latest(&batch, &[d("2024-02-01"), d("2024-01-01"), d("2024-01-01")]);
+        assert_eq!(rows.keys, ["a", "b"]);
+        assert_eq!(rows.as_of, ["2024-02-01", "2024-01-01"]);
+        assert_eq!(rows.features[0], r#"{"b":true,"s":"x","z":1.0}"#);
+        assert_eq!(rows.features[1], r#"{"b":null,"s":"y","z":null}"#);
+        // Escapes agree with serde_json.
+        let mut s = String::new();
+        write_json_str(&mut s, "q\"uo\\te\n\u{1}");
+        assert_eq!(s, serde_json::to_string("q\"uo\\te\n\u{1}").unwrap());
     }
 }
