@@ -220,3 +220,45 @@ on_both_backends!(
     bad_csv_is_refused_and_previous_snapshot_survives,
     destroy_removes_what_the_specs_created_except_protected
 );
+
+/// `${VAR}` references are resolved to connect but stored as references.
+#[tokio::test]
+async fn env_references_stay_references_in_the_state_store() {
+    let p = Project::example();
+    let project = p.specs.join("project.yaml");
+    let spec = std::fs::read_to_string(&project).expect("read");
+    let spec = spec.replace(
+        "state: sqlite://.reconcile/state.db",
+        "state: \"sqlite://.reconcile/${RECONCILE_E2E_SECRET_DB}\"",
+    );
+    std::fs::write(&project, spec).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(["apply", "-q"])
+        .arg(&p.specs)
+        .env("RECONCILE_E2E_SECRET_DB", "s3cret.db")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let db = reconcile::store::Db::open(
+        &format!(
+            "sqlite://{}",
+            p.specs.join(".reconcile/s3cret.db").display()
+        ),
+        p.dir.path(),
+    )
+    .await
+    .expect("open");
+    let (json,): (String,) = reconcile::with_pool!(&db, pool => sqlx::query_as(
+        "SELECT spec_json FROM reconcile_resources WHERE kind = 'Project'").fetch_one(pool).await)
+    .expect("project row");
+    assert!(json.contains("${RECONCILE_E2E_SECRET_DB}"), "{json}");
+    assert!(!json.contains("s3cret"), "{json}");
+    // Without the variable, validation names it.
+    let out = p.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("RECONCILE_E2E_SECRET_DB"),
+        "{}",
+        text(&out)
+    );
+}
