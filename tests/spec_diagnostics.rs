@@ -353,6 +353,19 @@ fn feature_views_check_their_features_and_join_keys() {
         8,
     );
     assert_eq!(d.hint.as_deref(), Some("did you mean `subscriptions`?"));
+    let int_key = TABLE.replace("user_id: string", "user_id: int");
+    let d = only(
+        &diagnose(&[("t.yaml", &int_key), CSV, ("v.yaml", VIEW)]),
+        DiagCode::InvalidValue,
+        "v.yaml",
+        8,
+        8,
+    );
+    assert!(
+        d.message.contains("need a string join key"),
+        "{}",
+        d.message
+    );
     let bad = VIEW.replace("ttl: 90d", "ttl: 3 months");
     only(
         &diagnose(&[("t.yaml", TABLE), CSV, ("v.yaml", &bad)]),

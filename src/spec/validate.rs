@@ -564,6 +564,19 @@ fn check_feature_view(
                     )
                     .with_hint("a feature view's table must have every join key of its entity"),
                 );
+            } else if table.columns.get(&key.value) != Some(&super::ColumnType::String) {
+                let ty = table.columns.get(&key.value).map_or("?", |t| t.as_str());
+                diags.push(
+                    r.diag_at(
+                        DiagCode::InvalidValue,
+                        &v.table,
+                        format!(
+                            "join key `{}` is {ty} in table `{}`; feature views need a string join key",
+                            key.value, table.name.value
+                        ),
+                    )
+                    .with_hint(format!("declare `{}: string` in the table's columns", key.value)),
+                );
             } else if v.features.iter().any(|f| f.value == key.value) {
                 let f = v
                     .features
