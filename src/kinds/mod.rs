@@ -11,7 +11,6 @@ pub mod table;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -242,6 +241,3 @@ pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Ap
         Kind::FeatureView => feature_view::apply_removed(ctx, plan).await,
     }
 }
-
-/// Shared handle to the apply context, for spawned tasks.
-pub type SharedContext = Arc<ApplyContext>;

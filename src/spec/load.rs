@@ -175,7 +175,7 @@ pub fn load_file(
         let probe: Probe = match serde_saphyr::from_str(&doc.text) {
             Ok(p) => p,
             Err(e) => {
-                diags.push(saphyr_diag(file, &e, doc.line_offset, None));
+                diags.push(saphyr_diag(file, &e, doc.line_offset));
                 continue;
             }
         };
@@ -238,16 +238,11 @@ fn kind_list() -> String {
 }
 
 fn parse_as<T: DeserializeOwned>(file: &SourceFile, doc: &Document) -> Result<T, SpecDiagnostic> {
-    serde_saphyr::from_str::<T>(&doc.text).map_err(|e| saphyr_diag(file, &e, doc.line_offset, None))
+    serde_saphyr::from_str::<T>(&doc.text).map_err(|e| saphyr_diag(file, &e, doc.line_offset))
 }
 
 /// Turns a YAML/serde error into a diagnostic with a hint.
-fn saphyr_diag(
-    file: &SourceFile,
-    err: &serde_saphyr::Error,
-    line_offset: u64,
-    _kind: Option<Kind>,
-) -> SpecDiagnostic {
+fn saphyr_diag(file: &SourceFile, err: &serde_saphyr::Error, line_offset: u64) -> SpecDiagnostic {
     let (line, column) = err
         .location()
         .map(|l| (l.line() + line_offset, l.column()))
