@@ -101,13 +101,18 @@ fn ob(v: Option<bool>) -> &'static str {
 }
 
 fn users(d: &mut Draw) -> Vec<User> {
-    let mut seen = HashSet::new();
+    // The first account is the course's well-known example id, so docs can use it.
+    let mut seen = HashSet::from(["7590-VHVEG".to_string()]);
     let mut out = Vec::with_capacity(USERS);
     while out.len() < USERS {
         let digits = d.below(10_000);
         let letters: String = (0..5).map(|_| (b'A' + d.below(26) as u8) as char).collect();
-        let id = format!("{digits:04}-{letters}");
-        if !seen.insert(id.clone()) {
+        let id = if out.is_empty() {
+            "7590-VHVEG".to_string()
+        } else {
+            format!("{digits:04}-{letters}")
+        };
+        if !out.is_empty() && !seen.insert(id.clone()) {
             continue;
         }
         let contract = match d.uniform() {
