@@ -205,17 +205,7 @@ async fn plan_10k() {
         .await
         .expect("stores");
     let progress = Progress::new(true);
-    let (_, report) = ws
-        .apply(
-            &stores,
-            &PlanOptions::default(),
-            2,
-            Duration::ZERO,
-            &progress,
-            |_| {},
-        )
-        .await
-        .expect("apply");
+    let report = converge(&ws, &stores, &progress).await;
     assert!(report.success());
     let mut total = Vec::new();
     let mut pure = Vec::new();
@@ -257,17 +247,7 @@ async fn features(label: &str, state: Option<String>, online: Option<String>) {
         .await
         .expect("stores");
     let progress = Progress::new(true);
-    let (_, report) = ws
-        .apply(
-            &stores,
-            &PlanOptions::default(),
-            2,
-            Duration::ZERO,
-            &progress,
-            |_| {},
-        )
-        .await
-        .expect("apply");
+    let report = converge(&ws, &stores, &progress).await;
     assert!(report.success(), "{report:?}");
     let names = ["subs_profile", "usage_30d", "payments_90d", "support_90d"];
     let views: Vec<_> = names
@@ -297,17 +277,7 @@ async fn features(label: &str, state: Option<String>, online: Option<String>) {
             stores.online.drop_view(n).await.expect("drop");
         }
         let t0 = Instant::now();
-        let (_, report) = ws
-            .apply(
-                &stores,
-                &PlanOptions::default(),
-                2,
-                Duration::ZERO,
-                &progress,
-                |_| {},
-            )
-            .await
-            .expect("apply");
+        let report = converge(&ws, &stores, &progress).await;
         samples.push(t0.elapsed());
         assert!(report.success());
     }
@@ -356,6 +326,26 @@ async fn features(label: &str, state: Option<String>, online: Option<String>) {
         );
     }
     stores.state.db.close().await;
+}
+
+/// One quiet apply of `ws` with two workers.
+async fn converge(
+    ws: &Workspace,
+    stores: &reconcile::workspace::Stores,
+    progress: &Progress,
+) -> reconcile::engine::ApplyReport {
+    let (_, report) = ws
+        .apply(
+            stores,
+            &PlanOptions::default(),
+            2,
+            Duration::ZERO,
+            progress,
+            |_| {},
+        )
+        .await
+        .expect("apply");
+    report
 }
 
 fn main() {

@@ -2,6 +2,7 @@
 //! online store at the old or at the new state of that view, never between — on
 //! SQLite, PostgreSQL and Redis.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -109,19 +110,7 @@ async fn kill_9_mid_materialization_keeps_old_or_new(backend: &str) {
     assert_eq!(p.run(&["plan"]).status.code(), Some(0));
 }
 
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread")]
-    async fn kill_9_mid_materialization_keeps_old_or_new() {
-        super::kill_9_mid_materialization_keeps_old_or_new("sqlite").await
-    }
-}
-
-mod postgres {
-    #[tokio::test(flavor = "multi_thread")]
-    async fn kill_9_mid_materialization_keeps_old_or_new() {
-        super::kill_9_mid_materialization_keeps_old_or_new("postgres").await
-    }
-}
+on_both_backends!(kill_9_mid_materialization_keeps_old_or_new);
 
 mod redis {
     #[tokio::test(flavor = "multi_thread")]
