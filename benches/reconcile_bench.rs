@@ -103,6 +103,7 @@ async fn ingest(
         let (_dir, specs) = example_copy();
         // Tables only: materialization is measured on its own below.
         std::fs::remove_file(specs.join("features.yaml")).expect("features.yaml");
+        std::fs::remove_file(specs.join("training.yaml")).expect("training.yaml");
         let ws = Workspace::load(&specs).expect("specs");
         let overrides = StoreOverrides {
             state: state_url(i),

@@ -16,6 +16,7 @@ pub mod features;
 pub mod graph;
 pub mod hash;
 pub mod kinds;
+pub mod ml;
 pub mod plan;
 pub mod progress;
 pub mod schema;

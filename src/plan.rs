@@ -97,6 +97,10 @@ pub enum Operation {
     },
     /// Remove a feature view's online rows.
     DropOnline,
+    /// Build the training set, train, validate and register a version.
+    Train,
+    /// Choose the Production version and promote it.
+    Promote,
     /// Remove the resource from the state store.
     Forget,
 }

@@ -3,7 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::spec::{EntitySpec, FeatureViewSpec, Kind, ProjectSpec, TableSpec};
+use crate::spec::{
+    EndpointSpec, EntitySpec, FeatureViewSpec, Kind, ModelSpec, ProjectSpec, TableSpec,
+    TrainingRunSpec,
+};
 
 /// `(file name, schema)` for every kind, plus `all.json` accepting any kind.
 pub fn schemas() -> Vec<(String, Value)> {
@@ -14,6 +17,9 @@ pub fn schemas() -> Vec<(String, Value)> {
             Kind::Entity => schemars::schema_for!(EntitySpec),
             Kind::Table => schemars::schema_for!(TableSpec),
             Kind::FeatureView => schemars::schema_for!(FeatureViewSpec),
+            Kind::TrainingRun => schemars::schema_for!(TrainingRunSpec),
+            Kind::Model => schemars::schema_for!(ModelSpec),
+            Kind::Endpoint => schemars::schema_for!(EndpointSpec),
         };
         let mut v = schema.to_value();
         if let Some(props) = v.get_mut("properties").and_then(Value::as_object_mut) {

@@ -67,6 +67,13 @@ pub struct Stores {
     pub online: crate::store::online::OnlineStore,
 }
 
+impl Stores {
+    /// The model registry, which lives in the state store.
+    pub fn registry(&self) -> crate::store::registry::Registry {
+        crate::store::registry::Registry::new(self.state.db.clone(), self.state.project.clone())
+    }
+}
+
 impl Workspace {
     /// Loads and validates every spec under `dir`.
     pub fn load(dir: &Path) -> Result<Workspace, WorkspaceError> {
@@ -79,11 +86,7 @@ impl Workspace {
     pub async fn open_stores(&self, overrides: &StoreOverrides) -> Result<Stores, StoreError> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let p = &self.set.project;
-        let (state_url, state_base) = match (&overrides.state, &p.state) {
-            (Some(u), _) => (u.clone(), cwd.clone()),
-            (None, Some(u)) => (u.value.clone(), self.set.project_dir.clone()),
-            (None, None) => (DEFAULT_STATE_URL.to_string(), self.set.project_dir.clone()),
-        };
+        let (state_url, state_base) = self.state_url(overrides);
         let (offline_url, offline_base) = match (&overrides.offline, &overrides.state, &p.offline) {
             (Some(u), _, _) => (u.clone(), cwd.clone()),
             (None, Some(_), _) => (state_url.clone(), state_base.clone()),
@@ -107,6 +110,25 @@ impl Workspace {
             offline,
             online,
         })
+    }
+
+    /// The state store's URL and the folder a relative SQLite path resolves against.
+    fn state_url(&self, overrides: &StoreOverrides) -> (String, PathBuf) {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        match (&overrides.state, &self.set.project.state) {
+            (Some(u), _) => (u.clone(), cwd),
+            (None, Some(u)) => (u.value.clone(), self.set.project_dir.clone()),
+            (None, None) => (DEFAULT_STATE_URL.to_string(), self.set.project_dir.clone()),
+        }
+    }
+
+    /// Opens the state store alone (registry commands need nothing else).
+    pub async fn open_state(&self, overrides: &StoreOverrides) -> Result<StateStore, StoreError> {
+        let (url, base) = self.state_url(overrides);
+        Ok(StateStore::new(
+            Db::open(&url, &base).await?,
+            self.set.project.name.value.clone(),
+        ))
     }
 
     /// Hashes inputs, observes the stores and computes the plan.
@@ -144,6 +166,7 @@ impl Workspace {
                 state: stores.state.clone(),
                 offline: stores.offline.clone(),
                 online: stores.online.clone(),
+                registry: stores.registry(),
                 root: self.set.root.clone(),
             });
             let report = engine::execute(
@@ -193,6 +216,7 @@ impl Workspace {
                 state: stores.state.clone(),
                 offline: stores.offline.clone(),
                 online: stores.online.clone(),
+                registry: stores.registry(),
                 root: self.set.root.clone(),
             });
             let report = engine::execute(

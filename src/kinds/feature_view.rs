@@ -56,23 +56,24 @@ fn inputs(d: &DesiredResource) -> Option<&ViewInputs> {
 pub struct FeatureViewReconciler;
 
 impl Reconciler for FeatureViewReconciler {
-    fn desire(r: &Resource, set: &SpecSet) -> Result<Inputs, ApplyError> {
+    fn desire(
+        r: &Resource,
+        set: &SpecSet,
+        upstream: super::Upstream<'_>,
+    ) -> Result<Inputs, ApplyError> {
         let Spec::FeatureView(spec) = &r.spec else {
             return Ok(Inputs::None);
         };
         let view = resolve(set, &r.id.name).map_err(|e| ApplyError::Task(e.to_string()))?;
-        let table = set
-            .resources
-            .iter()
-            .find(|t| t.id == ResourceId::new(Kind::Table, view.table.clone()));
-        let mut snapshots = match table
-            .map(|t| super::table::TableReconciler::desire(t, set))
-            .transpose()?
+        // The table comes first in topological order: reuse its hashed snapshots.
+        let mut snapshots: Vec<(String, String)> = match upstream
+            .get(&ResourceId::new(Kind::Table, view.table.clone()))
+            .map(|t| &t.inputs)
         {
             Some(Inputs::Table(t)) => t
                 .snapshots
-                .into_iter()
-                .map(|s| (s.as_of, s.file_hash))
+                .iter()
+                .map(|s| (s.as_of.clone(), s.file_hash.clone()))
                 .collect(),
             _ => Vec::new(),
         };

@@ -6,8 +6,10 @@
 //! engine stay as they are.
 
 pub mod feature_view;
+pub mod model;
 pub mod record;
 pub mod table;
+pub mod training_run;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,6 +49,26 @@ pub enum Inputs {
     Table(table::TableInputs),
     /// A feature view resolved against its table, with the table's snapshots.
     FeatureView(feature_view::ViewInputs),
+    /// A training run's resolved features, label and source data hash.
+    TrainingRun(training_run::RunInputs),
+    /// The runs feeding a model.
+    Model(model::ModelInputs),
+}
+
+/// What was desired of the resources before this one (its dependencies come
+/// first in topological order), so a kind can build on their inputs instead of
+/// reading and hashing files again.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    done: &'a [DesiredResource],
+    index: &'a HashMap<ResourceId, usize>,
+}
+
+impl<'a> Upstream<'a> {
+    /// The desired state of an earlier resource.
+    pub fn get(&self, id: &ResourceId) -> Option<&'a DesiredResource> {
+        self.index.get(id).map(|&i| &self.done[i])
+    }
 }
 
 /// The desired state of every resource, in execution order.
@@ -65,6 +87,8 @@ pub struct Observed {
     pub tables: HashMap<String, StoredTable>,
     /// What the online store holds, per view.
     pub online: HashMap<String, crate::store::online::OnlineView>,
+    /// Every registered model version.
+    pub registry: crate::store::registry::RegistryState,
 }
 
 /// Everything an apply needs to act.
@@ -76,6 +100,8 @@ pub struct ApplyContext {
     pub offline: Db,
     /// The online store.
     pub online: crate::store::online::OnlineStore,
+    /// The model registry (in the state store).
+    pub registry: crate::store::registry::Registry,
     /// The project folder (for messages).
     pub root: PathBuf,
 }
@@ -112,6 +138,12 @@ pub enum ApplyError {
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// Building a training set or training failed.
+    #[error("{0}")]
+    Training(String),
+    /// The registry refused a stage change.
+    #[error(transparent)]
+    Stage(#[from] crate::store::registry::StageError),
 }
 
 impl ApplyError {
@@ -123,6 +155,8 @@ impl ApplyError {
             ApplyError::Store(_) => "StoreError",
             ApplyError::Io { .. } => "InputMissing",
             ApplyError::Task(_) => "InternalError",
+            ApplyError::Training(_) => "TrainingFailed",
+            ApplyError::Stage(_) => "PromotionFailed",
         }
     }
 }
@@ -130,7 +164,7 @@ impl ApplyError {
 /// The contract of a kind. Static dispatch: each kind is a unit type.
 pub trait Reconciler {
     /// Reads and hashes the resource's inputs (read-only I/O, before any action).
-    fn desire(r: &Resource, set: &SpecSet) -> Result<Inputs, ApplyError>;
+    fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inputs, ApplyError>;
     /// Desired vs observed → plan. Pure.
     fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan;
     /// Carries out a plan.
@@ -146,16 +180,25 @@ pub fn desire(
     set: &SpecSet,
     order: &[ResourceId],
 ) -> Result<Desired, Box<(ResourceId, ApplyError)>> {
-    let mut resources = Vec::with_capacity(order.len());
+    let mut resources: Vec<DesiredResource> = Vec::with_capacity(order.len());
+    let mut index: HashMap<ResourceId, usize> = HashMap::with_capacity(order.len());
     let by_id: HashMap<&ResourceId, &Resource> = set.resources.iter().map(|r| (&r.id, r)).collect();
     for id in order {
         let Some(r) = by_id.get(id).copied() else {
             continue;
         };
+        let upstream = Upstream {
+            done: &resources,
+            index: &index,
+        };
         let inputs = match r.id.kind {
-            Kind::Project | Kind::Entity => record::RecordOnly::desire(r, set),
-            Kind::Table => table::TableReconciler::desire(r, set),
-            Kind::FeatureView => feature_view::FeatureViewReconciler::desire(r, set),
+            Kind::Project | Kind::Entity | Kind::Endpoint => {
+                record::RecordOnly::desire(r, set, upstream)
+            }
+            Kind::Table => table::TableReconciler::desire(r, set, upstream),
+            Kind::FeatureView => feature_view::FeatureViewReconciler::desire(r, set, upstream),
+            Kind::TrainingRun => training_run::TrainingRunReconciler::desire(r, set, upstream),
+            Kind::Model => model::ModelReconciler::desire(r, set, upstream),
         }
         .map_err(|e| Box::new((id.clone(), e)))?;
         let spec_json = r.spec.canonical_json();
@@ -163,12 +206,15 @@ pub fn desire(
             Inputs::None => String::new(),
             Inputs::Table(t) => t.input_hash(),
             Inputs::FeatureView(v) => v.source_hash(None),
+            Inputs::TrainingRun(t) => t.data_hash.clone(),
+            Inputs::Model(m) => m.runs_hash(),
         };
         let spec_hash = crate::hash::hash_parts([
             crate::hash::hash_json(&spec_json).as_str(),
             input_hash.as_str(),
         ]);
         let protect = matches!(&r.spec, Spec::Table(t) if t.protect);
+        index.insert(id.clone(), resources.len());
         resources.push(DesiredResource {
             id: id.clone(),
             spec: r.spec.clone(),
@@ -187,31 +233,40 @@ pub async fn observe(
     offline: &Db,
     online: &crate::store::online::OnlineStore,
 ) -> Result<Observed, StoreError> {
-    let (records, tables, online) = tokio::try_join!(
+    let registry = crate::store::registry::Registry::new(state.db.clone(), state.project.clone());
+    let (records, tables, online, registry) = tokio::try_join!(
         state.load_all(),
         crate::store::offline::observe(offline),
-        online.observe()
+        online.observe(),
+        registry.observe()
     )?;
     Ok(Observed {
         records,
         tables,
         online,
+        registry,
     })
 }
 
 /// Per-kind diff.
 pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     match d.id.kind {
-        Kind::Project | Kind::Entity => record::RecordOnly::diff(d, observed, opts),
+        Kind::Project | Kind::Entity | Kind::Endpoint => {
+            record::RecordOnly::diff(d, observed, opts)
+        }
         Kind::Table => table::TableReconciler::diff(d, observed, opts),
         Kind::FeatureView => feature_view::FeatureViewReconciler::diff(d, observed, opts),
+        Kind::TrainingRun => training_run::TrainingRunReconciler::diff(d, observed, opts),
+        Kind::Model => model::ModelReconciler::diff(d, observed, opts),
     }
 }
 
 /// The plan for a resource the specs no longer name.
 pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     match id.kind {
-        Kind::Project | Kind::Entity => record::diff_removed(id),
+        Kind::Project | Kind::Entity | Kind::TrainingRun | Kind::Model | Kind::Endpoint => {
+            record::diff_removed(id)
+        }
         Kind::Table => table::diff_removed(id, observed, opts),
         Kind::FeatureView => feature_view::diff_removed(id, observed),
     }
@@ -224,19 +279,27 @@ pub async fn apply(
     plan: &ResourcePlan,
 ) -> Result<Applied, ApplyError> {
     match d.id.kind {
-        Kind::Project | Kind::Entity => record::RecordOnly::apply(ctx, d, plan).await,
+        Kind::Project | Kind::Entity | Kind::Endpoint => {
+            record::RecordOnly::apply(ctx, d, plan).await
+        }
         Kind::Table => table::TableReconciler::apply(ctx, d, plan).await,
         Kind::FeatureView => feature_view::FeatureViewReconciler::apply(ctx, d, plan).await,
+        Kind::TrainingRun => training_run::TrainingRunReconciler::apply(ctx, d, plan).await,
+        Kind::Model => model::ModelReconciler::apply(ctx, d, plan).await,
     }
 }
 
 /// Applies the plan of a resource that is no longer in the specs.
 pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
     match plan.id.kind {
-        Kind::Project | Kind::Entity => Ok(Applied {
-            message: "removed from state".into(),
-            outputs: serde_json::Value::Null,
-        }),
+        // Registered versions outlive the specs that produced them: a registry
+        // keeps history, and a removed run or model is only forgotten.
+        Kind::Project | Kind::Entity | Kind::TrainingRun | Kind::Model | Kind::Endpoint => {
+            Ok(Applied {
+                message: "removed from state".into(),
+                outputs: serde_json::Value::Null,
+            })
+        }
         Kind::Table => table::apply_removed(ctx, plan).await,
         Kind::FeatureView => feature_view::apply_removed(ctx, plan).await,
     }

@@ -10,7 +10,11 @@ use crate::store::state::Condition;
 pub struct RecordOnly;
 
 impl Reconciler for RecordOnly {
-    fn desire(_r: &Resource, _set: &SpecSet) -> Result<Inputs, ApplyError> {
+    fn desire(
+        _r: &Resource,
+        _set: &SpecSet,
+        _up: super::Upstream<'_>,
+    ) -> Result<Inputs, ApplyError> {
         Ok(Inputs::None)
     }
 

@@ -216,6 +216,9 @@ pub fn load_file(
             Kind::Entity => parse_as(file, &doc).map(Spec::Entity),
             Kind::Table => parse_as(file, &doc).map(Spec::Table),
             Kind::FeatureView => parse_as(file, &doc).map(Spec::FeatureView),
+            Kind::TrainingRun => parse_as(file, &doc).map(Spec::TrainingRun),
+            Kind::Model => parse_as(file, &doc).map(Spec::Model),
+            Kind::Endpoint => parse_as(file, &doc).map(Spec::Endpoint),
         };
         match parsed {
             Ok(spec) => resources.push(Resource {

@@ -3,6 +3,7 @@
 //!
 //! Spec parsing never panics and returns every diagnostic it can find, not the first.
 
+mod check_ml;
 pub mod env;
 pub mod kinds;
 pub mod load;
@@ -28,11 +29,25 @@ pub enum Kind {
     Table,
     /// Features of an entity from a table.
     FeatureView,
+    /// A reproducible training run producing a model version.
+    TrainingRun,
+    /// A registered model and its Production choice.
+    Model,
+    /// An HTTP prediction endpoint.
+    Endpoint,
 }
 
 impl Kind {
     /// Every kind, in the order plans list them.
-    pub const ALL: [Kind; 4] = [Kind::Project, Kind::Entity, Kind::Table, Kind::FeatureView];
+    pub const ALL: [Kind; 7] = [
+        Kind::Project,
+        Kind::Entity,
+        Kind::Table,
+        Kind::FeatureView,
+        Kind::TrainingRun,
+        Kind::Model,
+        Kind::Endpoint,
+    ];
 
     /// The name written after `kind:`.
     pub fn as_str(self) -> &'static str {
@@ -41,6 +56,9 @@ impl Kind {
             Kind::Entity => "Entity",
             Kind::Table => "Table",
             Kind::FeatureView => "FeatureView",
+            Kind::TrainingRun => "TrainingRun",
+            Kind::Model => "Model",
+            Kind::Endpoint => "Endpoint",
         }
     }
 
@@ -92,6 +110,12 @@ pub enum Spec {
     Table(TableSpec),
     /// See [`FeatureViewSpec`].
     FeatureView(FeatureViewSpec),
+    /// See [`TrainingRunSpec`].
+    TrainingRun(TrainingRunSpec),
+    /// See [`ModelSpec`].
+    Model(ModelSpec),
+    /// See [`EndpointSpec`].
+    Endpoint(EndpointSpec),
 }
 
 impl Spec {
@@ -102,6 +126,9 @@ impl Spec {
             Spec::Entity(_) => Kind::Entity,
             Spec::Table(_) => Kind::Table,
             Spec::FeatureView(_) => Kind::FeatureView,
+            Spec::TrainingRun(_) => Kind::TrainingRun,
+            Spec::Model(_) => Kind::Model,
+            Spec::Endpoint(_) => Kind::Endpoint,
         }
     }
 
@@ -112,6 +139,9 @@ impl Spec {
             Spec::Entity(s) => &s.name,
             Spec::Table(s) => &s.name,
             Spec::FeatureView(s) => &s.name,
+            Spec::TrainingRun(s) => &s.name,
+            Spec::Model(s) => &s.name,
+            Spec::Endpoint(s) => &s.name,
         }
     }
 
@@ -122,17 +152,25 @@ impl Spec {
             Spec::Entity(s) => &s.depends_on,
             Spec::Table(s) => &s.depends_on,
             Spec::FeatureView(s) => &s.depends_on,
+            Spec::TrainingRun(s) => &s.depends_on,
+            Spec::Model(s) => &s.depends_on,
+            Spec::Endpoint(s) => &s.depends_on,
         }
     }
 
     /// Canonical JSON of the spec (locations dropped, `${VAR}` kept as written):
-    /// the input of the spec hash and what the state store records.
+    /// the input of the spec hash and what the state store records. Spec types
+    /// serialize infallibly (a unit test holds every kind to it); `Null` would
+    /// only mean a bug there.
     pub fn canonical_json(&self) -> serde_json::Value {
         let v = match self {
             Spec::Project(s) => serde_json::to_value(s),
             Spec::Entity(s) => serde_json::to_value(s),
             Spec::Table(s) => serde_json::to_value(s),
             Spec::FeatureView(s) => serde_json::to_value(s),
+            Spec::TrainingRun(s) => serde_json::to_value(s),
+            Spec::Model(s) => serde_json::to_value(s),
+            Spec::Endpoint(s) => serde_json::to_value(s),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -208,5 +246,34 @@ impl SpecSet {
     /// Finds a resource by id.
     pub fn get(&self, id: &ResourceId) -> Option<&Resource> {
         self.resources.iter().find(|r| &r.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_example_spec_has_canonical_json() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
+        let set = super::validate::load_and_validate(&dir).expect("example specs are valid");
+        for kind in super::Kind::ALL {
+            if kind == super::Kind::Endpoint && !set.resources.iter().any(|r| r.id.kind == kind) {
+                continue;
+            }
+            assert!(
+                set.resources.iter().any(|r| r.id.kind == kind),
+                "the example has no {kind}"
+            );
+        }
+        for r in &set.resources {
+            // A serialization error would make every spec of this shape hash alike.
+            assert!(r.spec.canonical_json().is_object(), "{}", r.id);
+        }
+        // Defaults too (a skipped enum variant once made them serialize to nothing).
+        let run: super::TrainingRunSpec = serde_saphyr::from_str(
+            "kind: TrainingRun\nname: r\nmodel: m\nasOf: 2024-01-31\nlabel: { table: t, column: c }\n\
+             features: [v.*]\nalgorithm: { randomForest: {} }\n",
+        )
+        .expect("minimal run");
+        assert!(super::Spec::TrainingRun(run).canonical_json().is_object());
     }
 }

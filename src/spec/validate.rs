@@ -148,11 +148,14 @@ fn check_resource(
     diags: &mut Vec<SpecDiagnostic>,
 ) {
     for (reference, kind) in crate::graph::references(r) {
-        if let Err(d) = resolve_reference(r, reference, kind, all) {
+        if let Err(d) = resolve_reference(r, &reference, kind, all) {
             diags.push(d);
         }
     }
     match &r.spec {
+        Spec::TrainingRun(t) => super::check_ml::check_training_run(r, t, all, diags),
+        Spec::Model(m) => super::check_ml::check_model(r, m, all, diags),
+        Spec::Endpoint(e) => super::check_ml::check_endpoint(r, e, diags),
         Spec::FeatureView(v) => check_feature_view(r, v, all, diags),
         Spec::Project(p) => {
             for url in [&p.state, &p.offline, &p.online].into_iter().flatten() {

@@ -7,6 +7,7 @@
 pub mod lock;
 pub mod offline;
 pub mod online;
+pub mod registry;
 pub mod state;
 
 use std::path::{Path, PathBuf};

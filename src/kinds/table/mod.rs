@@ -86,7 +86,7 @@ fn table_spec(d: &DesiredResource) -> Option<(&TableSpec, &TableInputs)> {
 pub struct TableReconciler;
 
 impl Reconciler for TableReconciler {
-    fn desire(r: &Resource, set: &SpecSet) -> Result<Inputs, ApplyError> {
+    fn desire(r: &Resource, set: &SpecSet, _up: super::Upstream<'_>) -> Result<Inputs, ApplyError> {
         let Spec::Table(t) = &r.spec else {
             return Ok(Inputs::None);
         };

@@ -1,6 +1,8 @@
 //! The command line: parses flags, runs one command, maps outcomes to exit codes.
 //! The only place that prints for humans besides `progress`.
 
+mod models;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,6 +38,9 @@ enum Command {
     /// Read features from the stores.
     #[command(subcommand)]
     Features(FeaturesCommand),
+    /// The model registry: versions, stages, promotion history.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Write a JSON Schema per kind for editor completion.
     Schema {
         /// Output folder.
@@ -242,6 +247,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Schema { out } => schema(out),
         Command::Features(FeaturesCommand::Historical(args)) => historical(args).await,
         Command::Features(FeaturesCommand::Get(args)) => get_features(args).await,
+        Command::Models(cmd) => models::run(cmd).await,
     }
 }
 

@@ -1,0 +1,448 @@
+//! `Model`: keeps the registry's Production version where the spec says — the
+//! version a run produced, a pinned version, or the winner of a `best` policy —
+//! behind the spec's gates. A stage changed behind the controller's back is drift:
+//! the plan shows it and apply restores the spec's choice (unless `manual`).
+//!
+//! [`choose`] is pure: the plan and the apply make the same decision from the
+//! same facts; the promotion itself is one registry transaction.
+
+use std::collections::HashMap;
+
+use super::record::{RecordOnly, changed_fields};
+use super::{
+    Applied, ApplyContext, ApplyError, DesiredResource, Inputs, Observed, Reconciler, Upstream,
+};
+use crate::plan::{Action, Operation, PlanOptions, ResourcePlan};
+use crate::spec::{Kind, MANUAL, ModelSpec, ProductionSpec, Resource, ResourceId, Spec, SpecSet};
+use crate::store::registry::{Cause, Stage, VersionInfo};
+use crate::store::state::Condition;
+
+/// The runs that produce versions of a model, with their desired hashes: a
+/// changed run changes the model's hash, so the plan shows that Production will
+/// be decided again.
+#[derive(Debug, Clone, Default)]
+pub struct ModelInputs {
+    /// (run name, run spec hash), sorted by name.
+    pub runs: Vec<(String, String)>,
+}
+
+impl ModelInputs {
+    /// Hash over the runs' hashes.
+    pub fn runs_hash(&self) -> String {
+        crate::hash::hash_parts(self.runs.iter().flat_map(|(n, h)| [n.as_str(), h.as_str()]))
+    }
+}
+
+/// A decision about Production.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// The version that should be Production (None: no version qualifies).
+    pub target: Option<i64>,
+    /// Why, as the promotion history records it.
+    pub cause: Cause,
+    /// In words.
+    pub reason: String,
+    /// A candidate that was not promoted and why (gate failure, too small a gain).
+    pub held_back: Option<String>,
+}
+
+/// Decides the Production version. `run_versions` maps runs to the version they
+/// last produced; `current` is the controller's own last choice (or the
+/// registry's Production when it has none). Errors say what is missing.
+pub fn choose(
+    spec: &ModelSpec,
+    versions: &[VersionInfo],
+    run_versions: &HashMap<String, i64>,
+    current: Option<i64>,
+) -> Result<Choice, String> {
+    let find = |v: i64| versions.iter().find(|x| x.version == v);
+    let gates = spec.gates();
+    let gate_failure = |v: &VersionInfo| -> Option<String> {
+        let failed: Vec<String> = gates
+            .iter()
+            .filter(|g| !v.metric(&g.metric).is_some_and(|m| g.passes(m)))
+            .map(|g| match v.metric(&g.metric) {
+                Some(m) => format!("{g} ({m:.4})"),
+                None => format!("{g} (not recorded)"),
+            })
+            .collect();
+        (!failed.is_empty()).then(|| {
+            format!(
+                "version {} ({}) fails {}",
+                v.version,
+                v.run,
+                failed.join(", ")
+            )
+        })
+    };
+    let (target, cause, reason) = match &spec.production {
+        None => return Err("the spec does not choose a Production version".into()),
+        Some(ProductionSpec::Run(run)) if run.value == MANUAL => {
+            return Err("Production is managed by hand (`production: manual`)".into());
+        }
+        Some(ProductionSpec::Run(run)) => {
+            let v = *run_versions
+                .get(&run.value)
+                .ok_or_else(|| format!("run `{}` has not produced a version", run.value))?;
+            (
+                v,
+                Cause::Spec,
+                format!("production: {} (version {v})", run.value),
+            )
+        }
+        Some(ProductionSpec::Version(p)) => {
+            let v = i64::from(p.version);
+            find(v).ok_or_else(|| format!("model `{}` has no version {v}", spec.name.value))?;
+            (v, Cause::Spec, format!("production: {{version: {v}}}"))
+        }
+        Some(ProductionSpec::Best(policy)) => {
+            let metric = policy.best.value.as_str();
+            let better = |a: f64, b: f64| {
+                if crate::spec::higher_is_better(metric) {
+                    a > b
+                } else {
+                    a < b
+                }
+            };
+            let mut best: Option<(&VersionInfo, f64)> = None;
+            for run in &policy.among {
+                let Some(v) = run_versions.get(&run.value).and_then(|&v| find(v)) else {
+                    continue;
+                };
+                let Some(m) = v.metric(metric) else { continue };
+                if best.is_none_or(|(b, bm)| better(m, bm) || (m == bm && v.version < b.version)) {
+                    best = Some((v, m));
+                }
+            }
+            let (challenger, cm) =
+                best.ok_or_else(|| "no run of the policy has produced a version".to_string())?;
+            match current.and_then(find) {
+                Some(cur) if cur.version != challenger.version => {
+                    let cur_m = cur.metric(metric).unwrap_or(f64::NAN);
+                    let gain = if crate::spec::higher_is_better(metric) {
+                        cm - cur_m
+                    } else {
+                        cur_m - cm
+                    };
+                    // NaN (current has no such metric) counts as a win.
+                    if gain.is_nan() || gain >= policy.min_gain {
+                        (
+                            challenger.version,
+                            Cause::Policy,
+                            format!(
+                                "best {metric}: version {} ({cm:.4}) beats version {} ({cur_m:.4}) by {gain:.4} ≥ minGain {}",
+                                challenger.version, cur.version, policy.min_gain
+                            ),
+                        )
+                    } else {
+                        return Ok(Choice {
+                            target: Some(cur.version),
+                            cause: Cause::Policy,
+                            reason: format!("best {metric}: version {} stays", cur.version),
+                            held_back: Some(format!(
+                                "challenger version {} ({}, {metric} {cm:.4}) beats version {} ({cur_m:.4}) by {gain:.4} < minGain {}",
+                                challenger.version, challenger.run, cur.version, policy.min_gain
+                            )),
+                        });
+                    }
+                }
+                _ => (
+                    challenger.version,
+                    Cause::Policy,
+                    format!(
+                        "best {metric}: version {} ({}, {cm:.4})",
+                        challenger.version, challenger.run
+                    ),
+                ),
+            }
+        }
+    };
+    if current != Some(target)
+        && let Some(failure) = find(target).and_then(gate_failure)
+    {
+        return Ok(Choice {
+            target: current,
+            cause,
+            reason: match current {
+                Some(c) => format!("version {c} stays"),
+                None => "no version qualifies".into(),
+            },
+            held_back: Some(failure),
+        });
+    }
+    Ok(Choice {
+        target: Some(target),
+        cause,
+        reason,
+        held_back: None,
+    })
+}
+
+fn spec_of(d: &DesiredResource) -> Option<(&ModelSpec, &ModelInputs)> {
+    match (&d.spec, &d.inputs) {
+        (Spec::Model(s), Inputs::Model(i)) => Some((s, i)),
+        _ => None,
+    }
+}
+
+fn managed(spec: &ModelSpec) -> bool {
+    match &spec.production {
+        None => false,
+        Some(ProductionSpec::Run(r)) => r.value != MANUAL,
+        Some(_) => true,
+    }
+}
+
+fn describe(p: &ProductionSpec) -> String {
+    match p {
+        ProductionSpec::Run(r) => format!("the version run `{}` produces", r.value),
+        ProductionSpec::Version(v) => format!("version {}", v.version),
+        ProductionSpec::Best(b) => format!(
+            "best {} among [{}] (minGain {})",
+            b.best.value,
+            b.among
+                .iter()
+                .map(|r| r.value.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            b.min_gain
+        ),
+    }
+}
+
+fn production_of(versions: Option<&Vec<VersionInfo>>) -> Option<i64> {
+    versions?
+        .iter()
+        .find(|v| v.stage == Stage::Production)
+        .map(|v| v.version)
+}
+
+/// Reconciler for models.
+pub struct ModelReconciler;
+
+impl Reconciler for ModelReconciler {
+    fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inputs, ApplyError> {
+        let mut runs: Vec<(String, String)> = set
+            .resources
+            .iter()
+            .filter(|x| matches!(&x.spec, Spec::TrainingRun(t) if t.model.value == r.id.name))
+            .map(|x| {
+                let hash = upstream
+                    .get(&x.id)
+                    .map(|d| d.spec_hash.clone())
+                    .unwrap_or_default();
+                (x.id.name.clone(), hash)
+            })
+            .collect();
+        runs.sort();
+        Ok(Inputs::Model(ModelInputs { runs }))
+    }
+
+    fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+        let Some((spec, _)) = spec_of(d) else {
+            return RecordOnly::diff(d, observed, opts);
+        };
+        if !managed(spec) {
+            return RecordOnly::diff(d, observed, opts);
+        }
+        let mut plan = ResourcePlan::noop(d.id.clone());
+        let actual = production_of(observed.registry.get(&d.id.name));
+        let how = spec.production.as_ref().map(describe).unwrap_or_default();
+        match observed.records.get(&d.id) {
+            None => {
+                plan.action = Action::Create;
+                plan.reasons.push(format!("choose Production: {how}"));
+            }
+            Some(rec) if rec.spec_hash != d.spec_hash => {
+                plan.action = Action::Update;
+                plan.reasons.push(if rec.spec_json != d.spec_json {
+                    format!(
+                        "spec changed: {}; Production: {how}",
+                        changed_fields(&rec.spec_json, &d.spec_json)
+                    )
+                } else {
+                    format!("a run it chooses from changes: Production decided again ({how})")
+                });
+            }
+            Some(rec) if rec.condition != Condition::Ready => {
+                plan.action = Action::Update;
+                plan.reasons.push(format!(
+                    "last apply ended {}: {}",
+                    rec.condition, rec.reason
+                ));
+            }
+            Some(rec) => {
+                let recorded = rec.outputs.get("production").and_then(|v| v.as_i64());
+                if recorded != actual {
+                    plan.action = Action::Update;
+                    let now = actual.map_or("no version is Production".to_string(), |a| {
+                        format!("version {a} is Production")
+                    });
+                    let want = recorded.map_or("none".to_string(), |r| format!("version {r}"));
+                    plan.reasons.push(format!(
+                        "drift: {now} but the spec chose {want} (changed outside reconcile): restore"
+                    ));
+                }
+                if let Some(held) = rec.outputs.get("held_back").and_then(|v| v.as_str()) {
+                    plan.warnings.push(format!("not promoted: {held}"));
+                }
+            }
+        }
+        if plan.action != Action::NoOp {
+            plan.operations.push(Operation::Promote);
+        }
+        plan
+    }
+
+    async fn apply(
+        ctx: &ApplyContext,
+        d: &DesiredResource,
+        _plan: &ResourcePlan,
+    ) -> Result<Applied, ApplyError> {
+        let Some((spec, inputs)) = spec_of(d) else {
+            return Ok(Applied::default());
+        };
+        if !managed(spec) {
+            return Ok(Applied {
+                message: "recorded (Production is managed by hand)".into(),
+                outputs: serde_json::Value::Null,
+            });
+        }
+        let name = &d.id.name;
+        let (versions, records) =
+            tokio::try_join!(ctx.registry.versions(name), ctx.state.load_all())?;
+        let run_versions: HashMap<String, i64> = inputs
+            .runs
+            .iter()
+            .filter_map(|(run, _)| {
+                let rec = records.get(&ResourceId::new(Kind::TrainingRun, run.clone()))?;
+                let v = rec.outputs.get("version")?.as_i64()?;
+                Some((run.clone(), v))
+            })
+            .collect();
+        let actual = versions
+            .iter()
+            .find(|v| v.stage == Stage::Production)
+            .map(|v| v.version);
+        // The controller's own last choice wins over a change made behind its back.
+        let recorded = records
+            .get(&d.id)
+            .and_then(|r| r.outputs.get("production"))
+            .and_then(|v| v.as_i64());
+        let current = recorded.or(actual);
+        let choice = choose(spec, &versions, &run_versions, current)
+            .map_err(|m| ApplyError::Training(format!("cannot choose Production: {m}")))?;
+        let mut message = match choice.target {
+            Some(t) if actual != Some(t) => {
+                let drift = recorded == Some(t);
+                let reason = if drift {
+                    format!(
+                        "{} (restored after a change outside reconcile)",
+                        choice.reason
+                    )
+                } else {
+                    choice.reason.clone()
+                };
+                ctx.registry
+                    .set_stage(name, t, Stage::Production, choice.cause, &reason)
+                    .await?;
+                let auc = versions
+                    .iter()
+                    .find(|v| v.version == t)
+                    .and_then(|v| v.metric("val_auc"))
+                    .unwrap_or(f64::NAN);
+                format!("version {t} promoted to Production (val_auc {auc:.4}): {reason}")
+            }
+            Some(t) => format!("version {t} is Production: {}", choice.reason),
+            None => "no version is Production".to_string(),
+        };
+        if let Some(held) = &choice.held_back {
+            message.push_str(&format!("; not promoted: {held}"));
+        }
+        Ok(Applied {
+            message,
+            outputs: serde_json::json!({
+                "production": choice.target,
+                "held_back": choice.held_back,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(v: i64, run: &str, auc: f64) -> VersionInfo {
+        VersionInfo {
+            model: "m".into(),
+            version: v,
+            identity: format!("id{v}"),
+            run: run.into(),
+            algorithm: "randomForest".into(),
+            params: serde_json::Value::Null,
+            metrics: serde_json::json!({ "val_auc": auc }),
+            training_set_hash: String::new(),
+            features: serde_json::Value::Null,
+            artifact_hash: String::new(),
+            trainer: String::new(),
+            training_ms: 0,
+            stage: Stage::None,
+            created_ms: 0,
+        }
+    }
+
+    fn model(yaml: &str) -> ModelSpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    fn runs(pairs: &[(&str, i64)]) -> HashMap<String, i64> {
+        pairs.iter().map(|(r, v)| (r.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn by_run_and_by_version() {
+        let vs = [version(1, "a", 0.8), version(2, "b", 0.7)];
+        let m = model("kind: Model\nname: m\nproduction: b\n");
+        let c = choose(&m, &vs, &runs(&[("a", 1), ("b", 2)]), Some(1)).unwrap();
+        assert_eq!((c.target, c.cause), (Some(2), Cause::Spec));
+        let m = model("kind: Model\nname: m\nproduction: { version: 1 }\n");
+        assert_eq!(choose(&m, &vs, &runs(&[]), None).unwrap().target, Some(1));
+        let m = model("kind: Model\nname: m\nproduction: { version: 9 }\n");
+        assert!(
+            choose(&m, &vs, &runs(&[]), None)
+                .unwrap_err()
+                .contains("no version 9")
+        );
+    }
+
+    #[test]
+    fn policy_promotes_a_challenger_only_by_min_gain() {
+        let m = model(
+            "kind: Model\nname: m\nproduction: { best: val_auc, minGain: 0.01, among: [a, b] }\n",
+        );
+        let r = runs(&[("a", 1), ("b", 2)]);
+        // No Production yet: the best wins.
+        let vs = [version(1, "a", 0.80), version(2, "b", 0.805)];
+        assert_eq!(choose(&m, &vs, &r, None).unwrap().target, Some(2));
+        // Challenger better by less than minGain: Production stays, and says why.
+        let c = choose(&m, &vs, &r, Some(1)).unwrap();
+        assert_eq!(c.target, Some(1));
+        assert!(c.held_back.unwrap().contains("< minGain 0.01"));
+        // Better by more: promoted by policy.
+        let vs = [version(1, "a", 0.80), version(2, "b", 0.83)];
+        let c = choose(&m, &vs, &r, Some(1)).unwrap();
+        assert_eq!((c.target, c.cause), (Some(2), Cause::Policy));
+    }
+
+    #[test]
+    fn a_failing_gate_keeps_the_current_version() {
+        let m = model("kind: Model\nname: m\nproduction: b\nrequire: { val_auc: \">= 0.75\" }\n");
+        let vs = [version(1, "a", 0.8), version(2, "b", 0.7)];
+        let c = choose(&m, &vs, &runs(&[("b", 2)]), Some(1)).unwrap();
+        assert_eq!(c.target, Some(1));
+        assert!(c.held_back.unwrap().contains("val_auc >= 0.75 (0.7000)"));
+        let c = choose(&m, &vs, &runs(&[("b", 2)]), None).unwrap();
+        assert_eq!(c.target, None);
+    }
+}

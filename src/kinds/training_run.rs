@@ -1,0 +1,367 @@
+//! `TrainingRun`: builds a point-in-time training set (labels as of `asOf`,
+//! features joined as of the same date), trains, validates and registers a
+//! content-addressed model version.
+//!
+//! The plan decides from hashes alone: the spec plus the source snapshots at or
+//! before `asOf` (DVC-style input hashing, before anything runs). At apply the
+//! version identity is hash(run spec, training-set content, trainer version): an
+//! identity already in the registry is reused and nothing is trained.
+
+use chrono::NaiveDate;
+
+use super::record::{RecordOnly, changed_fields};
+use super::{
+    Applied, ApplyContext, ApplyError, DesiredResource, Inputs, Observed, Reconciler, Upstream,
+};
+use crate::data::Column;
+use crate::features::{EntityRows, ResolvedView, historical, resolve};
+use crate::hash;
+use crate::ml::train::{TRAINER_VERSION, TrainingSet, train};
+use crate::plan::{Action, Operation, PlanOptions, ResourcePlan};
+use crate::spec::{ColumnType, Kind, Resource, ResourceId, Spec, SpecSet, TrainingRunSpec};
+use crate::store::offline;
+use crate::store::registry::NewVersion;
+
+/// Desired inputs of a training run.
+#[derive(Debug, Clone)]
+pub struct RunInputs {
+    /// The feature views, each narrowed to the features the run asks for.
+    pub views: Vec<ResolvedView>,
+    /// The label's table.
+    pub label_table: String,
+    /// The label column.
+    pub label_column: String,
+    /// Its declared type.
+    pub label_type: ColumnType,
+    /// The entity's join key.
+    pub key: String,
+    /// Point in time.
+    pub as_of: NaiveDate,
+    /// Hash of every source snapshot at or before `as_of`.
+    pub data_hash: String,
+}
+
+fn spec_of(d: &DesiredResource) -> Option<(&TrainingRunSpec, &RunInputs)> {
+    match (&d.spec, &d.inputs) {
+        (Spec::TrainingRun(s), Inputs::TrainingRun(i)) => Some((s, i)),
+        _ => None,
+    }
+}
+
+/// The version identity's view of a spec: what changes the model, not its description.
+fn identity_json(spec_json: &serde_json::Value) -> serde_json::Value {
+    let mut v = spec_json.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("description");
+        o.remove("dependsOn");
+    }
+    v
+}
+
+/// Reconciler for training runs.
+pub struct TrainingRunReconciler;
+
+impl Reconciler for TrainingRunReconciler {
+    fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inputs, ApplyError> {
+        let Spec::TrainingRun(t) = &r.spec else {
+            return Ok(Inputs::None);
+        };
+        let invalid = |m: String| ApplyError::Training(format!("{}: {m}", r.id));
+        let as_of = NaiveDate::parse_from_str(&t.as_of.value, "%Y-%m-%d")
+            .map_err(|_| invalid(format!("`{}` is not a date", t.as_of.value)))?;
+        let mut views: Vec<ResolvedView> = Vec::new();
+        for f in &t.features {
+            let (view, feature) = f
+                .value
+                .split_once('.')
+                .ok_or_else(|| invalid(format!("`{}` names no feature", f.value)))?;
+            let pos = match views.iter().position(|v| v.name == view) {
+                Some(p) => p,
+                None => {
+                    let mut resolved = resolve(set, view).map_err(|e| invalid(e.to_string()))?;
+                    resolved.features.clear();
+                    views.push(resolved);
+                    views.len() - 1
+                }
+            };
+            let all = resolve(set, view).map_err(|e| invalid(e.to_string()))?;
+            for (name, ty) in all.features {
+                if (feature == "*" || feature == name)
+                    && !views[pos].features.iter().any(|(n, _)| *n == name)
+                {
+                    views[pos].features.push((name, ty));
+                }
+            }
+        }
+        let label_table = t.label.table.value.clone();
+        let label_type = match set
+            .get(&ResourceId::new(Kind::Table, label_table.clone()))
+            .map(|r| &r.spec)
+        {
+            Some(Spec::Table(table)) => table.columns.get(&t.label.column.value).copied(),
+            _ => None,
+        }
+        .ok_or_else(|| invalid(format!("no label column `{}`", t.label.column.value)))?;
+        let key = views
+            .first()
+            .map(|v| v.key.clone())
+            .ok_or_else(|| invalid("no features".into()))?;
+        // Source data: every snapshot at or before `asOf` of every table read.
+        let mut tables: Vec<&str> = views.iter().map(|v| v.table.as_str()).collect();
+        tables.push(&label_table);
+        tables.sort_unstable();
+        tables.dedup();
+        let cutoff = as_of.to_string();
+        let mut parts: Vec<String> = Vec::new();
+        for table in tables {
+            parts.push(table.to_string());
+            if let Some(Inputs::Table(ti)) = upstream
+                .get(&ResourceId::new(Kind::Table, table))
+                .map(|d| &d.inputs)
+            {
+                for s in ti.snapshots.iter().filter(|s| s.as_of <= cutoff) {
+                    parts.push(s.as_of.clone());
+                    parts.push(s.file_hash.clone());
+                }
+            }
+        }
+        Ok(Inputs::TrainingRun(RunInputs {
+            data_hash: hash::hash_parts(parts.iter().map(String::as_str)),
+            views,
+            label_table,
+            label_column: t.label.column.value.clone(),
+            label_type,
+            key,
+            as_of,
+        }))
+    }
+
+    fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+        let Some((spec, _)) = spec_of(d) else {
+            return RecordOnly::diff(d, observed, opts);
+        };
+        let name = &d.id.name;
+        let mut plan = ResourcePlan::noop(d.id.clone());
+        let registered = |identity: &str| {
+            observed
+                .registry
+                .get(&spec.model.value)
+                .is_some_and(|vs| vs.iter().any(|v| v.identity == identity))
+        };
+        match observed.records.get(&d.id) {
+            None => {
+                plan.action = Action::Create;
+                plan.reasons.push(format!("train {name} (new run)"));
+            }
+            Some(rec) if rec.spec_hash != d.spec_hash => {
+                plan.action = Action::Update;
+                if rec.spec_json != d.spec_json {
+                    plan.reasons.push(format!(
+                        "train {name} (parameters changed: {})",
+                        changed_fields(&rec.spec_json, &d.spec_json)
+                    ));
+                } else {
+                    plan.reasons
+                        .push(format!("train {name} (training set changed)"));
+                }
+            }
+            Some(rec) if rec.condition != crate::store::state::Condition::Ready => {
+                plan.action = Action::Update;
+                plan.reasons.push(format!(
+                    "train {name} (last apply ended {}: {})",
+                    rec.condition, rec.reason
+                ));
+            }
+            Some(rec) => {
+                let identity = rec
+                    .outputs
+                    .get("identity")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                if !registered(identity) {
+                    plan.action = Action::Update;
+                    plan.reasons.push(format!(
+                        "train {name} (its version is missing from the registry)"
+                    ));
+                }
+            }
+        }
+        if plan.action != Action::NoOp {
+            plan.operations.push(Operation::Train);
+        }
+        plan
+    }
+
+    async fn apply(
+        ctx: &ApplyContext,
+        d: &DesiredResource,
+        _plan: &ResourcePlan,
+    ) -> Result<Applied, ApplyError> {
+        let Some((spec, inputs)) = spec_of(d) else {
+            return Ok(Applied::default());
+        };
+        let set = build_training_set(&ctx.offline, inputs).await?;
+        let set_hash = set.content_hash();
+        let identity = hash::hash_parts([
+            hash::hash_json(&identity_json(&d.spec_json)).as_str(),
+            set_hash.as_str(),
+            TRAINER_VERSION,
+        ]);
+        let model = &spec.model.value;
+        if let Some(v) = ctx.registry.by_identity(model, &identity).await? {
+            return Ok(Applied {
+                message: format!(
+                    "{model} version {} already registered for these inputs (val_auc {:.4}): nothing trained",
+                    v.version,
+                    v.metric("val_auc").unwrap_or(f64::NAN)
+                ),
+                outputs: outputs(&identity, model, v.version, &set_hash, &v.metrics),
+            });
+        }
+        let rows = set.keys.len();
+        let features: serde_json::Value = serde_json::json!(
+            set.columns
+                .iter()
+                .zip(&set.types)
+                .map(|((n, _), t)| serde_json::json!({"name": n, "type": t.as_str()}))
+                .collect::<Vec<_>>()
+        );
+        let (algorithm, validation, nulls, seed) = (
+            spec.algorithm.clone(),
+            spec.validation.clone(),
+            spec.nulls,
+            spec.seed,
+        );
+        let trained =
+            tokio::task::spawn_blocking(move || train(&set, &algorithm, &validation, nulls, seed))
+                .await
+                .map_err(|e| ApplyError::Task(e.to_string()))?
+                .map_err(|e| ApplyError::Training(e.to_string()))?;
+        let artifact = trained
+            .artifact
+            .to_bytes()
+            .map_err(|e| ApplyError::Training(e.to_string()))?;
+        let metrics = trained.metrics_json();
+        let version = ctx
+            .registry
+            .register(&NewVersion {
+                model: model.clone(),
+                identity: identity.clone(),
+                run: d.id.name.clone(),
+                algorithm: spec.algorithm.name().to_string(),
+                params: identity_json(&d.spec_json),
+                metrics: metrics.clone(),
+                training_set_hash: set_hash.clone(),
+                features: serde_json::json!({
+                    "inputs": features,
+                    "encoded": trained.artifact.encoder.columns,
+                }),
+                artifact,
+                trainer: TRAINER_VERSION.to_string(),
+                training_ms: trained.training_ms as i64,
+            })
+            .await?;
+        let m = &trained.metrics;
+        Ok(Applied {
+            message: format!(
+                "trained {} on {} of {rows} rows in {:.2} s: val_auc {:.4}, f1 {:.4}, accuracy {:.4} → {model} version {}",
+                spec.algorithm.name(),
+                trained.train_rows,
+                trained.training_ms as f64 / 1000.0,
+                m.auc,
+                m.f1,
+                m.accuracy,
+                version.version
+            ),
+            outputs: outputs(&identity, model, version.version, &set_hash, &metrics),
+        })
+    }
+}
+
+fn outputs(
+    identity: &str,
+    model: &str,
+    version: i64,
+    set_hash: &str,
+    metrics: &serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "identity": identity,
+        "model": model,
+        "version": version,
+        "training_set_hash": set_hash,
+        "metrics": metrics,
+    })
+}
+
+/// Labels of the latest label snapshot at or before `as_of`, features joined
+/// point-in-time as of the same date; rows sorted by key; null labels dropped.
+pub async fn build_training_set(
+    db: &crate::store::Db,
+    inputs: &RunInputs,
+) -> Result<TrainingSet, ApplyError> {
+    let columns = vec![
+        (inputs.key.clone(), ColumnType::String),
+        (inputs.label_column.clone(), inputs.label_type),
+    ];
+    let (dates, batch) = offline::read_table(
+        db,
+        &inputs.label_table,
+        &columns,
+        (None, Some(inputs.as_of)),
+    )
+    .await?;
+    let Some(&latest) = dates.iter().max() else {
+        return Err(ApplyError::Training(format!(
+            "table `{}` has no snapshot at or before {}",
+            inputs.label_table, inputs.as_of
+        )));
+    };
+    let (Some(Column::Str(keys)), Some(labels)) = (
+        batch.columns.first().map(|c| &c.1),
+        batch.columns.get(1).map(|c| &c.1),
+    ) else {
+        return Err(ApplyError::Training("label table layout".into()));
+    };
+    let mut rows: Vec<(String, usize)> = Vec::with_capacity(keys.len());
+    for i in (0..keys.len()).filter(|&i| dates[i] == latest) {
+        let label = match labels {
+            Column::Bool(v) => v[i].map(usize::from),
+            Column::Int(v) => match v[i] {
+                Some(x @ (0 | 1)) => Some(x as usize),
+                Some(x) => {
+                    return Err(ApplyError::Training(format!(
+                        "label `{}` of `{}` is {x} in snapshot {latest}; labels must be 0 or 1",
+                        inputs.label_column,
+                        keys[i].as_deref().unwrap_or("?")
+                    )));
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        if let (Some(k), Some(l)) = (&keys[i], label) {
+            rows.push((k.clone(), l));
+        }
+    }
+    rows.sort_unstable();
+    let entities = EntityRows {
+        timestamps: vec![inputs.as_of; rows.len()],
+        keys: rows.iter().map(|(k, _)| k.clone()).collect(),
+    };
+    let joined = historical(db, &inputs.views, &entities)
+        .await
+        .map_err(|e| ApplyError::Training(e.to_string()))?;
+    let types = inputs
+        .views
+        .iter()
+        .flat_map(|v| v.features.iter().map(|(_, t)| *t))
+        .collect();
+    Ok(TrainingSet {
+        keys: entities.keys,
+        // The first two columns are the key and the timestamp.
+        columns: joined.columns.into_iter().skip(2).collect(),
+        types,
+        labels: rows.into_iter().map(|(_, l)| l).collect(),
+    })
+}
