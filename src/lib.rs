@@ -20,6 +20,7 @@ pub mod ml;
 pub mod plan;
 pub mod progress;
 pub mod schema;
+pub mod serve;
 pub mod spec;
 pub mod store;
 pub mod workspace;

@@ -41,6 +41,9 @@ enum Command {
     /// The model registry: versions, stages, promotion history.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Run the specs' endpoints in-process until SIGINT/SIGTERM; they follow the
+    /// Production version and the online store without restarts.
+    Serve(ServeArgs),
     /// Write a JSON Schema per kind for editor completion.
     Schema {
         /// Output folder.
@@ -112,6 +115,21 @@ struct StoreArgs {
     /// Online store URL (defaults to the offline store).
     #[arg(long, env = "RECONCILE_ONLINE")]
     online: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    stores: StoreArgs,
+    /// Serve only this endpoint.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Listen on this port instead of the spec's (0: any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Bind this address instead of the spec's.
+    #[arg(long)]
+    host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +266,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Features(FeaturesCommand::Historical(args)) => historical(args).await,
         Command::Features(FeaturesCommand::Get(args)) => get_features(args).await,
         Command::Models(cmd) => models::run(cmd).await,
+        Command::Serve(args) => serve(args).await,
     }
 }
 
@@ -646,5 +665,56 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
         assert!(parse_duration("5x").is_err());
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let started = std::time::Instant::now();
+    let ws = match load(&args.stores.spec) {
+        Ok(ws) => ws,
+        Err(c) => return c,
+    };
+    let stores = match ws.open_stores(&args.stores.overrides()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = crate::serve::ServeOptions {
+        endpoint: args.endpoint.clone(),
+        port: args.port,
+        host: args.host.clone(),
+    };
+    let result = crate::serve::run(
+        &ws.set,
+        stores.registry(),
+        stores.online.clone(),
+        &opts,
+        |s, addr| {
+            let model = s.model.load();
+            let what = match model.as_ref() {
+                Some(m) => format!("{} version {}", m.info.model, m.info.version),
+                None => format!("{} (no Production version yet)", s.model_name),
+            };
+            println!(
+                "Endpoint/{} serving {what} on http://{addr} (ready in {} ms)",
+                s.name,
+                started.elapsed().as_millis()
+            );
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+        },
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            println!("stopped: in-flight requests finished");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }

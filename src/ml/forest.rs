@@ -1346,3 +1346,72 @@ mod tests {
         assert_eq!(codes, vec![3, 1, 2, 1, 0, 0]);
     }
 }
+
+#[cfg(test)]
+mod scratch_experiments {
+    use super::*;
+    use crate::ml::metrics::evaluate;
+
+    fn load(path: &str) -> (Array2<f64>, Vec<usize>) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        let mut width = 0;
+        for line in text.lines().skip(1) {
+            let v: Vec<f64> = line.split(',').map(|s| s.parse().unwrap()).collect();
+            width = v.len() - 1;
+            y.push(v[width] as usize);
+            rows.extend_from_slice(&v[..width]);
+        }
+        (Array2::from_shape_vec((y.len(), width), rows).unwrap(), y)
+    }
+
+    #[test]
+    #[ignore]
+    fn experiment() {
+        let (x, y) = load("/work/main/target/streamflow_train.csv");
+        let (xv, yv) = load("/work/main/target/streamflow_valid.csv");
+        let keep: Vec<usize> = std::env::var("KEEP")
+            .ok()
+            .map(|k| k.split(',').map(|s| s.parse().unwrap()).collect())
+            .unwrap_or((0..x.ncols()).collect());
+        let x = x.select(ndarray::Axis(1), &keep);
+        let xv = xv.select(ndarray::Axis(1), &keep);
+        let tree = RandomForestParams::decision_tree(true, 0, None)
+            .fit_matrix(x.view(), &y, None)
+            .unwrap();
+        let pt = tree.predict_proba(x.view());
+        let train_acc = pt
+            .iter()
+            .zip(&y)
+            .filter(|(p, l)| (**p >= 0.5) == (**l == 1))
+            .count() as f64
+            / y.len() as f64;
+        let m = evaluate(&yv, &tree.predict_proba(xv.view()));
+        println!(
+            "tree nodes {} train acc {train_acc} valid auc {:.4}",
+            tree.n_nodes(),
+            m.auc
+        );
+        for seed in 0..3 {
+            let f = RandomForestParams {
+                trees: 300,
+                balanced: true,
+                seed,
+                ..Default::default()
+            }
+            .fit_matrix(x.view(), &y, None)
+            .unwrap();
+            let p = f.predict_proba(xv.view());
+            let m = evaluate(&yv, &p);
+            let mean = p.iter().sum::<f64>() / p.len() as f64;
+            let pos = p.iter().filter(|&&q| q >= 0.5).count() as f64 / p.len() as f64;
+            println!(
+                "seed {seed} nodes {} auc {:.4} f1 {:.4} pos rate {pos:.3} mean p {mean:.3}",
+                f.n_nodes(),
+                m.auc,
+                m.f1
+            );
+        }
+    }
+}

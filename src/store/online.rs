@@ -282,6 +282,16 @@ async fn read_many_sql(
         .collect())
 }
 
+async fn read_all_sql(db: &Db, view: &str) -> Result<HashMap<String, Value>, StoreError> {
+    const Q: &str = "SELECT entity_key, features FROM reconcile_online WHERE view = $1";
+    let rows: Vec<(String, String)> =
+        with_pool!(db, p => sqlx::query_as(Q).bind(view).fetch_all(p).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, f)| (k, serde_json::from_str(&f).unwrap_or(Value::Null)))
+        .collect())
+}
+
 /// Where online feature values live.
 #[derive(Clone)]
 pub enum OnlineStore {
@@ -373,6 +383,25 @@ impl OnlineStore {
         match self {
             OnlineStore::Sql(db) => read_many_sql(db, view, keys).await,
             OnlineStore::Redis(r) => r.read_many(view, keys).await,
+        }
+    }
+
+    /// Every entity's values of a view: what an endpoint caches in memory.
+    pub async fn read_all(&self, view: &str) -> Result<HashMap<String, Value>, StoreError> {
+        match self {
+            OnlineStore::Sql(db) => read_all_sql(db, view).await,
+            OnlineStore::Redis(r) => {
+                let mut conn = r.conn.clone();
+                let all: HashMap<String, String> = redis::cmd("HGETALL")
+                    .arg(r.rows_key(view))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(all
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null)))
+                    .collect())
+            }
         }
     }
 }

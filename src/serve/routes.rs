@@ -1,0 +1,392 @@
+//! Routes, request bounds, JSON errors and the OpenAPI document of an endpoint.
+//!
+//! Every failure is a JSON body `{"error": …}` with a 4xx/5xx status — malformed
+//! JSON 400, an unknown entity 404 (with `missing_features`), an oversized body or
+//! batch 413, wrong types 422, no model yet 503 — never a panic or a dropped
+//! connection.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
+
+use super::{BODY_LIMIT, PredictError, Prediction, REQUEST_TIMEOUT, Serving};
+
+/// A JSON error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+    /// For an unknown entity: the features the online store lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_features: Option<Vec<String>>,
+    #[serde(skip)]
+    status: u16,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            error: error.into(),
+            missing_features: None,
+            status: status.as_u16(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        ApiError::new(r.status(), r.body_text())
+    }
+}
+
+/// The served version, as responses name it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelRef {
+    /// Model name.
+    pub name: String,
+    /// Version number.
+    pub version: i64,
+}
+
+/// `POST /predict` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PredictResponse {
+    /// The entity key (named after the entity's join key in JSON, e.g. `user_id`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub key: serde_json::Map<String, Value>,
+    /// The prediction.
+    #[serde(flatten)]
+    pub result: Prediction,
+    /// The version that answered.
+    pub model: ModelRef,
+}
+
+/// `POST /predict/batch` request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Entity keys, at most the endpoint's `maxBatch`.
+    pub ids: Vec<String>,
+}
+
+/// One item of a batch answer: a prediction or an error for that id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItem {
+    /// The entity key.
+    pub id: String,
+    /// The prediction, when the entity is known.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Prediction>,
+    /// Why there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /predict/batch` response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One item per id, in request order.
+    pub predictions: Vec<BatchItem>,
+    /// The version that answered every item.
+    pub model: ModelRef,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "reconcile endpoint",
+        description = "Online features and the Production model of a reconcile project."
+    ),
+    paths(health, ready, features, predict, predict_batch, models, metrics),
+    components(schemas(
+        ApiError,
+        PredictResponse,
+        BatchRequest,
+        BatchResponse,
+        BatchItem,
+        Prediction,
+        ModelRef
+    ))
+)]
+struct ApiDoc;
+
+/// The router with its bounds and metrics.
+pub fn router(serving: Arc<Serving>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/features/{entity_id}", get(features))
+        .route("/predict", post(predict))
+        .route("/predict/batch", post(predict_batch))
+        .route("/models", get(models))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(serving.clone(), track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(serving)
+}
+
+/// Counts and times every request by route pattern (bounded label values).
+async fn track(State(s): State<Arc<Serving>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let labels = super::metrics::RequestLabels {
+        route: route.clone(),
+        method,
+        status: response.status().as_u16(),
+    };
+    s.metrics.requests.get_or_create(&labels).inc();
+    s.metrics
+        .latency
+        .get_or_create(&super::metrics::RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route; see /openapi.json",
+    )
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "The process is up")))]
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: a model is loaded and the online store answers.
+#[utoipa::path(get, path = "/ready", responses(
+    (status = 200, description = "Ready to predict"),
+    (status = 503, description = "Not ready", body = ApiError)))]
+async fn ready(State(s): State<Arc<Serving>>) -> Response {
+    match s.readiness() {
+        Ok(()) => {
+            let model = s.model.load();
+            let version = model.as_ref().map(|m| m.info.version);
+            Json(json!({ "ready": true, "model": s.model_name, "version": version }))
+                .into_response()
+        }
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+    }
+}
+
+fn no_model(s: &Serving) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("no Production version of `{}` yet", s.model_name),
+    )
+}
+
+fn unknown(s: &Serving, id: &str, missing: Vec<String>) -> ApiError {
+    ApiError {
+        error: format!(
+            "unknown {} `{id}`: the online store has no features for it",
+            s.key_name
+        ),
+        missing_features: Some(missing),
+        status: StatusCode::NOT_FOUND.as_u16(),
+    }
+}
+
+/// The online features of one entity, as the served model uses them.
+#[utoipa::path(get, path = "/features/{entity_id}",
+    params(("entity_id" = String, Path, description = "Entity key, e.g. 7590-VHVEG")),
+    responses((status = 200, description = "Feature values"), (status = 404, body = ApiError)))]
+async fn features(
+    State(s): State<Arc<Serving>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
+    let (values, missing) = s.features_of(&model, &id);
+    if values.is_empty() {
+        return Err(unknown(&s, &id, missing));
+    }
+    Ok(Json(json!({
+        s.key_name.clone(): id,
+        "features": values,
+        "missing_features": missing,
+    })))
+}
+
+fn predict_error(s: &Serving, id: &str, e: PredictError) -> ApiError {
+    match e {
+        PredictError::NoModel => no_model(s),
+        PredictError::Unknown { missing } => unknown(s, id, missing),
+        PredictError::Encode(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+    }
+}
+
+/// Scores one entity: `{"user_id": "7590-VHVEG"}`.
+#[utoipa::path(post, path = "/predict",
+    request_body(content = Object, description = "The entity key under its join key's name, e.g. {\"user_id\": \"7590-VHVEG\"}"),
+    responses((status = 200, body = PredictResponse), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 413, body = ApiError), (status = 422, body = ApiError), (status = 503, body = ApiError)))]
+async fn predict(
+    State(s): State<Arc<Serving>>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let Json(body) = body?;
+    let id = match body.get(&s.key_name) {
+        Some(Value::String(id)) => id.clone(),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`{}` must be a string, got {other}", s.key_name),
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the body must be an object with `{}`", s.key_name),
+            ));
+        }
+    };
+    let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
+    let result = s
+        .predict(&model, &id)
+        .map_err(|e| predict_error(&s, &id, e))?;
+    let mut key = serde_json::Map::new();
+    key.insert(s.key_name.clone(), Value::String(id));
+    Ok(Json(PredictResponse {
+        key,
+        result,
+        model: ModelRef {
+            name: model.info.model.clone(),
+            version: model.info.version,
+        },
+    }))
+}
+
+/// Scores many entities with one version: `{"ids": ["…", …]}`.
+#[utoipa::path(post, path = "/predict/batch", request_body = BatchRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = ApiError),
+        (status = 413, body = ApiError), (status = 422, body = ApiError), (status = 503, body = ApiError)))]
+async fn predict_batch(
+    State(s): State<Arc<Serving>>,
+    body: Result<Json<BatchRequest>, JsonRejection>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let Json(req) = body?;
+    if req.ids.len() > s.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} ids: a batch holds at most {}",
+                req.ids.len(),
+                s.max_batch
+            ),
+        ));
+    }
+    if req.ids.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`ids` is empty",
+        ));
+    }
+    let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
+    let score = {
+        let (s, model) = (s.clone(), model.clone());
+        move || {
+            req.ids
+                .into_iter()
+                .map(|id| match s.predict(&model, &id) {
+                    Ok(p) => BatchItem {
+                        id,
+                        result: Some(p),
+                        error: None,
+                    },
+                    Err(e) => {
+                        let error = predict_error(&s, &id, e).error;
+                        BatchItem {
+                            id,
+                            result: None,
+                            error: Some(error),
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // Big batches are scored off the async workers.
+    let predictions = tokio::task::spawn_blocking(score)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(BatchResponse {
+        predictions,
+        model: ModelRef {
+            name: model.info.model.clone(),
+            version: model.info.version,
+        },
+    }))
+}
+
+/// The version being served: run, metrics, when registered.
+#[utoipa::path(get, path = "/models", responses((status = 200, description = "The served version"), (status = 503, body = ApiError)))]
+async fn models(State(s): State<Arc<Serving>>) -> Result<Json<Value>, ApiError> {
+    let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
+    let i = &model.info;
+    Ok(Json(json!({
+        "endpoint": s.name,
+        "name": i.model,
+        "version": i.version,
+        "run": i.run,
+        "algorithm": i.algorithm,
+        "stage": i.stage,
+        "identity": i.identity,
+        "metrics": i.metrics,
+        "registered": crate::store::format_ms(i.created_ms),
+        "features": model.inputs.iter().map(|(v, f)| format!("{v}.{f}")).collect::<Vec<_>>(),
+    })))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(s): State<Arc<Serving>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
