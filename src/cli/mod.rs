@@ -654,20 +654,6 @@ fn schema(out: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert!(parse_duration("5x").is_err());
-    }
-}
-
 async fn serve(args: ServeArgs) -> ExitCode {
     let started = std::time::Instant::now();
     let ws = match load(&args.stores.spec) {
@@ -697,24 +683,42 @@ async fn serve(args: ServeArgs) -> ExitCode {
                 Some(m) => format!("{} version {}", m.info.model, m.info.version),
                 None => format!("{} (no Production version yet)", s.model_name),
             };
-            println!(
+            use std::io::Write as _;
+            let mut out = std::io::stdout();
+            let _ = writeln!(
+                out,
                 "Endpoint/{} serving {what} on http://{addr} (ready in {} ms)",
                 s.name,
                 started.elapsed().as_millis()
             );
-            use std::io::Write as _;
-            let _ = std::io::stdout().flush();
+            let _ = out.flush();
         },
     )
     .await;
     match result {
         Ok(()) => {
-            println!("stopped: in-flight requests finished");
+            // stdout may be gone by now (a closed pipe): never panic on the way out.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "stopped: in-flight requests finished");
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5x").is_err());
     }
 }

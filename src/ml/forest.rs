@@ -1388,6 +1388,14 @@ mod scratch_experiments {
             .count() as f64
             / y.len() as f64;
         let m = evaluate(&yv, &tree.predict_proba(xv.view()));
+        for bal in [false, true] { let t2 = RandomForestParams::decision_tree(bal, 0, None).fit_matrix(x.view(), &y, None).unwrap(); println!("balanced {bal}: tree nodes {}", t2.n_nodes()); }
+        let t = &tree.trees[0];
+        for i in 0..12 {
+            println!(
+                "node {i}: f {} thr {} l {} r {} v {}",
+                t.feature[i] as i64, t.threshold[i], t.left[i], t.right[i], t.value[i]
+            );
+        }
         println!(
             "tree nodes {} train acc {train_acc} valid auc {:.4}",
             tree.n_nodes(),

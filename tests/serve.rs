@@ -1,0 +1,391 @@
+//! The prediction endpoint over real HTTP on loopback, on the StreamFlow example:
+//! every route and error case, hot swap of the Production version under load with
+//! zero failed requests, readiness before a model exists, graceful shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Project, text};
+use serde_json::{Value, json};
+
+/// A running `reconcile serve` and its address.
+struct Server {
+    child: Child,
+    base: String,
+    /// The rest of the server's stdout (kept open: closing it would be a broken pipe).
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(p: &Project) -> Server {
+    let mut child = p.spawn(&["serve", "--port", "0"]);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    let mut stdout = BufReader::new(stdout);
+    stdout.read_line(&mut line).expect("first line");
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server {
+        child,
+        base,
+        stdout,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn get(c: &reqwest::Client, url: String) -> (u16, Value) {
+    let r = c.get(url).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_raw(
+    c: &reqwest::Client,
+    url: String,
+    body: impl Into<reqwest::Body>,
+    json: bool,
+) -> (u16, Value) {
+    let mut req = c.post(url).body(body);
+    if json {
+        req = req.header("content-type", "application/json");
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn applied() -> Project {
+    let p = Project::example();
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    p
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_and_every_error() {
+    let p = applied();
+    let s = serve(&p);
+    let c = client();
+    let url = |path: &str| format!("{}{path}", s.base);
+
+    assert_eq!(
+        get(&c, url("/health")).await,
+        (200, json!({"status": "ok"}))
+    );
+    let (code, ready) = get(&c, url("/ready")).await;
+    assert_eq!((code, ready["ready"].clone()), (200, json!(true)));
+
+    let (code, f) = get(&c, url("/features/7590-VHVEG")).await;
+    assert_eq!(code, 200, "{f}");
+    assert_eq!(f["user_id"], "7590-VHVEG");
+    assert_eq!(f["features"].as_object().map(|o| o.len()), Some(14));
+    let (code, f) = get(&c, url("/features/no-such-user")).await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        f["missing_features"].as_array().map(Vec::len),
+        Some(14),
+        "{f}"
+    );
+
+    let (code, pr) = post_raw(&c, url("/predict"), r#"{"user_id": "7590-VHVEG"}"#, true).await;
+    assert_eq!(code, 200, "{pr}");
+    assert_eq!(pr["user_id"], "7590-VHVEG");
+    let prob = pr["probability"].as_f64().expect("probability");
+    assert!((0.0..=1.0).contains(&prob));
+    assert_eq!(pr["prediction"], json!(u8::from(prob >= 0.5)));
+    assert_eq!(pr["model"]["name"], "streamflow_churn");
+    assert!(pr["model"]["version"].as_i64().is_some());
+    assert_eq!(pr["features"].as_object().map(|o| o.len()), Some(14));
+
+    let cases: [(&str, &str, bool, u16); 6] = [
+        ("unknown id", r#"{"user_id": "nobody"}"#, true, 404),
+        ("malformed JSON", r#"{"user_id": "#, true, 400),
+        ("wrong type", r#"{"user_id": 7}"#, true, 422),
+        ("missing key", r#"{"customer": "7590-VHVEG"}"#, true, 422),
+        ("not an object", r#"["7590-VHVEG"]"#, true, 422),
+        (
+            "no content type",
+            r#"{"user_id": "7590-VHVEG"}"#,
+            false,
+            415,
+        ),
+    ];
+    for (what, body, json_header, want) in cases {
+        let (code, err) = post_raw(&c, url("/predict"), body.to_string(), json_header).await;
+        assert_eq!(code, want, "{what}: {err}");
+        assert!(
+            err["error"].is_string(),
+            "{what}: JSON error expected, got {err}"
+        );
+    }
+    let (code, err) = post_raw(&c, url("/predict"), r#"{"user_id": "nobody"}"#, true).await;
+    assert_eq!(code, 404);
+    assert_eq!(err["missing_features"].as_array().map(Vec::len), Some(14));
+    let huge = format!(r#"{{"user_id": "{}"}}"#, "x".repeat(300 * 1024));
+    let (code, err) = post_raw(&c, url("/predict"), huge, true).await;
+    assert_eq!(code, 413, "{err}");
+    assert!(err["error"].is_string());
+
+    let (code, b) = post_raw(
+        &c,
+        url("/predict/batch"),
+        r#"{"ids": ["7590-VHVEG", "nobody"]}"#,
+        true,
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    let items = b["predictions"].as_array().expect("predictions");
+    assert_eq!(items.len(), 2);
+    assert!(items[0]["probability"].is_number());
+    assert!(
+        items[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown"))
+    );
+    let too_many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    let (code, err) = post_raw(
+        &c,
+        url("/predict/batch"),
+        json!({ "ids": too_many }).to_string(),
+        true,
+    )
+    .await;
+    assert_eq!(code, 413, "{err}");
+    let (code, _) = post_raw(&c, url("/predict/batch"), r#"{"ids": []}"#, true).await;
+    assert_eq!(code, 422);
+    let (code, _) = post_raw(&c, url("/predict/batch"), r#"{"ids": "7590-VHVEG"}"#, true).await;
+    assert_eq!(code, 422);
+
+    let (code, m) = get(&c, url("/models")).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (m["name"].clone(), m["run"].clone(), m["stage"].clone()),
+        (
+            json!("streamflow_churn"),
+            json!("churn-rf"),
+            json!("Production")
+        )
+    );
+    assert!(m["metrics"]["val_auc"].as_f64().is_some_and(|a| a > 0.7));
+
+    let metrics = c
+        .get(url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        r#"reconcile_endpoint_requests_total{route="/predict",method="POST",status="200"} 1"#,
+        r#"reconcile_endpoint_requests_total{route="/predict",method="POST",status="404"} 2"#,
+        "reconcile_endpoint_request_duration_seconds_bucket",
+        "reconcile_endpoint_predictions_total",
+        r#"reconcile_endpoint_model_info{model="streamflow_churn""#,
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
+    }
+    let (code, doc) = get(&c, url("/openapi.json")).await;
+    assert_eq!(code, 200);
+    for path in [
+        "/health",
+        "/ready",
+        "/features/{entity_id}",
+        "/predict",
+        "/predict/batch",
+        "/models",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    let (code, err) = get(&c, url("/no/such/route")).await;
+    assert_eq!((code, err["error"].is_string()), (404, true));
+    let r = c.delete(url("/predict")).send().await.expect("delete");
+    assert_eq!(r.status().as_u16(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_swaps_under_load_without_a_failed_request() {
+    let p = applied();
+    let s = serve(&p);
+    let c = client();
+    let before = get(&c, format!("{}/models", s.base)).await.1;
+    let old_version = before["version"].as_i64().expect("version");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let served = Arc::new(AtomicUsize::new(0));
+    let first_new = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (c, url) = (c.clone(), format!("{}/predict", s.base));
+        let (stop, failures, served, first_new) = (
+            stop.clone(),
+            failures.clone(),
+            served.clone(),
+            first_new.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (code, body) =
+                    post_raw(&c, url.clone(), r#"{"user_id": "7590-VHVEG"}"#, true).await;
+                if code != 200 {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                served.fetch_add(1, Ordering::Relaxed);
+                if body["model"]["version"].as_i64() != Some(old_version) {
+                    let mut f = first_new.lock().expect("lock");
+                    f.get_or_insert_with(Instant::now);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Promote the logistic regression instead of the forest.
+    let training = p.specs.join("training.yaml");
+    let spec = std::fs::read_to_string(&training).expect("read");
+    std::fs::write(
+        &training,
+        spec.replace("production: churn-rf", "production: churn-lr"),
+    )
+    .expect("write");
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let promoted = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "failed requests during the swap"
+    );
+    assert!(
+        served.load(Ordering::Relaxed) > 50,
+        "too few requests to say anything"
+    );
+    let seen = first_new
+        .lock()
+        .expect("lock")
+        .expect("the new version was never served");
+    let lag = seen.saturating_duration_since(promoted);
+    assert!(
+        lag < Duration::from_secs(1),
+        "new version served {lag:?} after the apply"
+    );
+    let after = get(&c, format!("{}/models", s.base)).await.1;
+    assert_eq!(after["run"], "churn-lr");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_ready_until_a_production_version_exists() {
+    let p = Project::example();
+    let s = serve(&p); // nothing applied: no tables, no model
+    let c = client();
+    let (code, err) = get(&c, format!("{}/ready", s.base)).await;
+    assert_eq!(code, 503, "{err}");
+    let (code, err) = post_raw(
+        &c,
+        format!("{}/predict", s.base),
+        r#"{"user_id": "7590-VHVEG"}"#,
+        true,
+    )
+    .await;
+    assert_eq!(code, 503, "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no Production version"))
+    );
+    assert_eq!(get(&c, format!("{}/health", s.base)).await.0, 200);
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (code, body) = post_raw(
+            &c,
+            format!("{}/predict", s.base),
+            r#"{"user_id": "7590-VHVEG"}"#,
+            true,
+        )
+        .await;
+        if code == 200 {
+            assert_eq!(body["model"]["name"], "streamflow_churn");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not serving 2 s after apply: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_requests_finish() {
+    use std::io::{Read, Write};
+    let p = applied();
+    let mut s = serve(&p);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // Requests whose headers and half of the body have arrived when SIGTERM does.
+    let body = r#"{"ids": ["7590-VHVEG", "nobody"]}"#;
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+        write!(
+            conn,
+            "POST /predict/batch HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{head}",
+            body.len()
+        )
+        .expect("send head");
+        conns.push(conn);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = s.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(200));
+    // New connections are refused once the server stops accepting...
+    // ...but the requests in flight complete.
+    for mut conn in conns {
+        conn.write_all(tail.as_bytes()).expect("send rest");
+        let mut response = String::new();
+        conn.read_to_string(&mut response).expect("read response");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"predictions\""), "{response}");
+    }
+    let status = s.child.wait().expect("wait");
+    assert!(status.success(), "serve exited with {status}");
+    let mut rest = String::new();
+    s.stdout.read_to_string(&mut rest).expect("stdout");
+    assert!(rest.contains("in-flight requests finished"), "{rest}");
+}
