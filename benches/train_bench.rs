@@ -378,11 +378,11 @@ fn main() {
             .map(|(n, s, a)| (n.to_string(), *s, *a))
             .collect()
     };
-    let find = |prefix: &str| theirs.iter().find(|(n, _, _)| n.contains(prefix));
+    let find = |prefix: &str| theirs.iter().find(|(n, _, _)| n.starts_with(prefix));
     println!();
     for (what, key, secs, m) in [
-        ("forest", "forest", ours_forest, &ours_forest_m),
-        ("tree", "tree", ours_tree, &ours_tree_m),
+        ("forest", "sklearn forest", ours_forest, &ours_forest_m),
+        ("tree", "sklearn tree", ours_tree, &ours_tree_m),
     ] {
         if let Some((_, their_secs, their_auc)) = find(key) {
             println!(

@@ -64,7 +64,7 @@ const LEAF: u32 = u32::MAX;
 const MAX_BINS: usize = 256;
 /// Nodes with fewer rows than this sort their rows by bin instead of building
 /// a histogram (when the feature has more bins than the node has rows).
-const SORT_BELOW: usize = 64;
+const SORT_BELOW: usize = 256;
 /// Mixes the tree index into the forest's seed (the golden-ratio constant).
 const TREE_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Rows scored per block at prediction: each tree is walked for a whole block
@@ -1459,7 +1459,16 @@ mod scratch_experiments {
             tree.n_nodes(),
             m.auc
         );
-        for seed in 0..8 {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t0 = std::time::Instant::now();
+            let f = pool.install(|| RandomForestParams { trees: 300, balanced: true, seed: 42, ..Default::default() }.fit_matrix(x.view(), &y, None).unwrap());
+            best = best.min(t0.elapsed().as_secs_f64());
+            std::hint::black_box(f);
+        }
+        println!("TIME sort_below {SORT_BELOW} 1-thread best {best:.4}");
+        for seed in 0..0 {
             let f = RandomForestParams {
                 trees: 300,
                 balanced: std::env::var("UNBAL").is_err(),
