@@ -115,6 +115,9 @@ fn split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>)
     (train, valid)
 }
 
+/// Appends the encoded cells of one row (by index) of one feature.
+type EncodeCells = Box<dyn Fn(usize, &mut Vec<f64>)>;
+
 /// The encoded data set.
 struct Encoded {
     columns: Vec<String>,
@@ -173,7 +176,7 @@ fn build(dir: &Path) -> Encoded {
     let (train, valid) = split(&y, VALID_FRACTION, SEED);
     // Per feature: a function from a row to its encoded cells, learned on `train`.
     let mut columns = Vec::new();
-    let mut encoders: Vec<Box<dyn Fn(usize, &mut Vec<f64>)>> = Vec::new();
+    let mut encoders: Vec<EncodeCells> = Vec::new();
     for ((_, name, kind), cells) in FEATURES.iter().zip(&raw) {
         let nulls = train.iter().filter(|&&i| cells[i].is_none()).count();
         let cells = cells.clone();

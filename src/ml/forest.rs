@@ -64,7 +64,7 @@ const LEAF: u32 = u32::MAX;
 const MAX_BINS: usize = 256;
 /// Nodes with fewer rows than this sort their rows by bin instead of building
 /// a histogram (when the feature has more bins than the node has rows).
-const SORT_BELOW: usize = 256;
+const SORT_BELOW: usize = 32;
 /// Mixes the tree index into the forest's seed (the golden-ratio constant).
 const TREE_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Rows scored per block at prediction: each tree is walked for a whole block
@@ -763,7 +763,11 @@ fn grow_tree(shared: &Shared, s: &mut Scratch, tree_index: usize) -> Tree {
         let total = cumulative[n - 1];
         for _ in 0..n {
             let u = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64) * total;
-            let r = cumulative.partition_point(|&c| c <= u).min(n - 1);
+            let r = match cumulative.partition_point(|&c| c <= u) {
+                r if r < n => r,
+                // u rounded up to the total: the last row of positive weight.
+                _ => cumulative.partition_point(|&c| c < total),
+            };
             s.counts[r] += 1;
         }
         for r in 0..n {
@@ -1054,9 +1058,8 @@ fn eval_sorted(
     let m = rows.len() as u32;
     let mut best: Option<Candidate> = None;
     let mut left = [0.0; 2];
-    let mut left_n = 0u32;
-    let mut current = (keys[0] >> 32) as u8;
-    for &key in keys.iter() {
+    let mut current = lowest;
+    for (left_n, &key) in (0u32..).zip(keys.iter()) {
         let b = (key >> 32) as u8;
         let r = (key & 0xFFFF_FFFF) as usize;
         if b != current {
@@ -1075,7 +1078,6 @@ fn eval_sorted(
             current = b;
         }
         left[usize::from(shared.labels[r] & 1)] += weight[r];
-        left_n += 1;
     }
     match best {
         None => Eval::NoSplit,
@@ -1267,8 +1269,8 @@ mod tests {
         let mut params = RandomForestParams::decision_tree(false, 1, None);
         params.min_samples_leaf = 25;
         let tree = params.fit(&Dataset::new(x, y))?;
-        // At most 400 / 25 leaves.
-        assert!(tree.n_nodes() <= 2 * 16 - 1, "{}", tree.n_nodes());
+        // At most 400 / 25 = 16 leaves, so at most 31 nodes.
+        assert!(tree.n_nodes() <= 31, "{}", tree.n_nodes());
         Ok(())
     }
 
@@ -1281,6 +1283,32 @@ mod tests {
         let tree = RandomForestParams::decision_tree(false, 1, None).fit(&data)?;
         assert_eq!(tree.predict_proba_row(&[0.0]), 0.75);
         assert_eq!(tree.predict_proba_row(&[1.0]), 0.5);
+        Ok(())
+    }
+
+    #[test]
+    fn weighted_bootstrap_never_draws_zero_weight_rows() -> TestResult {
+        // The zero-weight rows carry the opposite label: drawn even once, they
+        // would leave some leaf impure (a value strictly between 0 and 1).
+        let n = 200;
+        let x = Array2::from_shape_fn((2 * n, 1), |(i, _)| (i % n) as f64);
+        let y: Vec<usize> = (0..2 * n)
+            .map(|i| usize::from((i < n) == (i % n >= 100)))
+            .collect();
+        let w: Vec<f32> = (0..2 * n).map(|i| if i < n { 1.0 } else { 0.0 }).collect();
+        let forest = RandomForestParams {
+            trees: 20,
+            ..Default::default()
+        }
+        .fit_matrix(x.view(), &y, Some(&w))?;
+        for tree in &forest.trees {
+            let leaves = tree.feature.iter().zip(&tree.value);
+            assert!(
+                leaves
+                    .filter(|(f, _)| **f == LEAF)
+                    .all(|(_, v)| *v == 0.0 || *v == 1.0)
+            );
+        }
         Ok(())
     }
 
@@ -1397,96 +1425,5 @@ mod tests {
         let (codes, lo, _) = bin_feature(Array1::from(vec![3.0, 1.0, 2.0, 1.0, -0.0, 0.0]).view());
         assert_eq!(lo, vec![0.0, 1.0, 2.0, 3.0]);
         assert_eq!(codes, vec![3, 1, 2, 1, 0, 0]);
-    }
-}
-
-#[cfg(test)]
-mod scratch_experiments {
-    use super::*;
-    use crate::ml::metrics::evaluate;
-
-    fn load(path: &str) -> (Array2<f64>, Vec<usize>) {
-        let text = std::fs::read_to_string(path).unwrap();
-        let mut rows = Vec::new();
-        let mut y = Vec::new();
-        let mut width = 0;
-        for line in text.lines().skip(1) {
-            let v: Vec<f64> = line.split(',').map(|s| s.parse().unwrap()).collect();
-            width = v.len() - 1;
-            y.push(v[width] as usize);
-            rows.extend_from_slice(&v[..width]);
-        }
-        (Array2::from_shape_vec((y.len(), width), rows).unwrap(), y)
-    }
-
-    #[test]
-    #[ignore]
-    fn experiment() {
-        let (x, y) = load("/work/main/target/streamflow_train.csv");
-        let (xv, yv) = load("/work/main/target/streamflow_valid.csv");
-        let keep: Vec<usize> = std::env::var("KEEP")
-            .ok()
-            .map(|k| k.split(',').map(|s| s.parse().unwrap()).collect())
-            .unwrap_or((0..x.ncols()).collect());
-        let x = x.select(ndarray::Axis(1), &keep);
-        let xv = xv.select(ndarray::Axis(1), &keep);
-        let tree = RandomForestParams::decision_tree(true, 0, None)
-            .fit_matrix(x.view(), &y, None)
-            .unwrap();
-        let pt = tree.predict_proba(x.view());
-        let train_acc = pt
-            .iter()
-            .zip(&y)
-            .filter(|(p, l)| (**p >= 0.5) == (**l == 1))
-            .count() as f64
-            / y.len() as f64;
-        let m = evaluate(&yv, &tree.predict_proba(xv.view()));
-        for bal in [false, true] {
-            let t2 = RandomForestParams::decision_tree(bal, 0, None)
-                .fit_matrix(x.view(), &y, None)
-                .unwrap();
-            println!("balanced {bal}: tree nodes {}", t2.n_nodes());
-        }
-        let t = &tree.trees[0];
-        for i in 0..12 {
-            println!(
-                "node {i}: f {} thr {} l {} r {} v {}",
-                t.feature[i] as i64, t.threshold[i], t.left[i], t.right[i], t.value[i]
-            );
-        }
-        println!(
-            "tree nodes {} train acc {train_acc} valid auc {:.4}",
-            tree.n_nodes(),
-            m.auc
-        );
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let mut best = f64::MAX;
-        for _ in 0..5 {
-            let t0 = std::time::Instant::now();
-            let f = pool.install(|| RandomForestParams { trees: 300, balanced: true, seed: 42, ..Default::default() }.fit_matrix(x.view(), &y, None).unwrap());
-            best = best.min(t0.elapsed().as_secs_f64());
-            std::hint::black_box(f);
-        }
-        println!("TIME sort_below {SORT_BELOW} 1-thread best {best:.4}");
-        for seed in 0..0 {
-            let f = RandomForestParams {
-                trees: 300,
-                balanced: std::env::var("UNBAL").is_err(),
-                seed,
-                ..Default::default()
-            }
-            .fit_matrix(x.view(), &y, None)
-            .unwrap();
-            let p = f.predict_proba(xv.view());
-            let m = evaluate(&yv, &p);
-            let mean = p.iter().sum::<f64>() / p.len() as f64;
-            let pos = p.iter().filter(|&&q| q >= 0.5).count() as f64 / p.len() as f64;
-            println!(
-                "seed {seed} nodes {} auc {:.4} f1 {:.4} pos rate {pos:.3} mean p {mean:.3}",
-                f.n_nodes(),
-                m.auc,
-                m.f1
-            );
-        }
     }
 }
