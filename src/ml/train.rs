@@ -25,7 +25,7 @@ use crate::spec::{
 
 /// Part of every version's identity: a change to how models are trained or
 /// stored changes the identity, so old versions are never mistaken for new ones.
-pub const TRAINER_VERSION: &str = concat!("reconcile-trainer/1 ", env!("CARGO_PKG_VERSION"));
+pub const TRAINER_VERSION: &str = concat!("reconcile-trainer/2 ", env!("CARGO_PKG_VERSION"));
 
 /// Why training failed.
 #[derive(Debug, Error)]
