@@ -98,7 +98,9 @@ async fn load(addr: &str, route: Route, ids: Arc<Vec<String>>) -> (f64, Vec<u32>
     for c in 0..CONNECTIONS {
         let (addr, ids) = (addr.to_string(), ids.clone());
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+            let stream = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
             stream.set_nodelay(true).expect("nodelay");
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
@@ -187,7 +189,11 @@ fn main() {
         .arg(&specs)
         .output()
         .expect("apply");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ids: Vec<String> = std::fs::read_to_string(specs.join("data/month_001/users.csv"))
         .expect("users")
         .lines()
@@ -244,7 +250,13 @@ fn main() {
     let (mut child, addr) = start(&specs);
     let idle = rss_kb(child.id(), "VmRSS:");
     let rows = [
-        (Route::Health, "/health", "-", "750 req/s, p99 252 ms", 750.0),
+        (
+            Route::Health,
+            "/health",
+            "-",
+            "750 req/s, p99 252 ms",
+            750.0,
+        ),
         (
             Route::Features,
             "/features/{id}",

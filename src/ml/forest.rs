@@ -511,11 +511,7 @@ impl RandomForest {
     /// P(label 1) of one row: the mean over trees of the leaf's weighted
     /// class-1 fraction (scikit-learn's `predict_proba(x)[:, 1]`).
     pub fn predict_proba_row(&self, row: &[f64]) -> f64 {
-        let sum: f64 = self
-            .trees
-            .iter()
-            .map(|t| t.leaf_value(row))
-            .sum();
+        let sum: f64 = self.trees.iter().map(|t| t.leaf_value(row)).sum();
         sum / self.trees.len() as f64
     }
 

@@ -74,6 +74,8 @@ pub struct LoadedModel {
     pub views: Vec<String>,
     /// Where each input is found: (index into `views`, index into that view's features).
     slots: Vec<(usize, usize)>,
+    /// `view.feature` of each input, as responses name them.
+    names: Vec<String>,
 }
 
 impl LoadedModel {
@@ -114,12 +116,14 @@ impl LoadedModel {
                 (vi, fi)
             })
             .collect();
+        let names = inputs.iter().map(|(v, f)| format!("{v}.{f}")).collect();
         Ok(LoadedModel {
             info,
             artifact,
             inputs,
             views,
             slots,
+            names,
         })
     }
 }
@@ -218,41 +222,52 @@ impl Serving {
         model: &LoadedModel,
         key: &str,
     ) -> (serde_json::Map<String, Value>, Vec<String>) {
+        let (values, missing, _) = self.lookup(model, key);
+        (values, missing)
+    }
+
+    /// One pass over the cache: the response's feature map, the missing names and
+    /// the encoder's input values, in input order.
+    fn lookup(
+        &self,
+        model: &LoadedModel,
+        key: &str,
+    ) -> (
+        serde_json::Map<String, Value>,
+        Vec<String>,
+        Vec<FeatureValue>,
+    ) {
         let cache = self.features.load();
         let rows: Vec<Option<&[Value]>> = model
             .views
             .iter()
             .map(|v| cache.get(v).and_then(|c| c.rows.get(key)).map(|r| &r[..]))
             .collect();
-        let mut values = serde_json::Map::with_capacity(model.inputs.len());
+        let mut map = serde_json::Map::with_capacity(model.inputs.len());
         let mut missing = Vec::new();
-        for ((view, feature), &(vi, fi)) in model.inputs.iter().zip(&model.slots) {
-            let name = format!("{view}.{feature}");
+        let mut values = Vec::with_capacity(model.inputs.len());
+        for (name, &(vi, fi)) in model.names.iter().zip(&model.slots) {
             match rows[vi] {
                 Some(r) => {
-                    values.insert(name, r.get(fi).cloned().unwrap_or(Value::Null));
+                    let v = r.get(fi).cloned().unwrap_or(Value::Null);
+                    values.push(to_feature_value(&v));
+                    map.insert(name.clone(), v);
                 }
-                None => missing.push(name),
+                None => {
+                    values.push(FeatureValue::Null);
+                    missing.push(name.clone());
+                }
             }
         }
-        (values, missing)
+        (map, missing, values)
     }
 
     /// Scores one entity with the served version.
     pub fn predict(&self, model: &LoadedModel, key: &str) -> Result<Prediction, PredictError> {
-        let (features, missing) = self.features_of(model, key);
+        let (features, missing, values) = self.lookup(model, key);
         if missing.len() == model.inputs.len() {
             return Err(PredictError::Unknown { missing });
         }
-        // `features` holds the model's inputs in order (missing ones absent).
-        let values: Vec<FeatureValue> = model
-            .inputs
-            .iter()
-            .map(|(v, f)| {
-                let name = format!("{v}.{f}");
-                features.get(&name).map_or(FeatureValue::Null, to_feature_value)
-            })
-            .collect();
         let mut row = vec![0.0; model.artifact.encoder.width()];
         model
             .artifact
