@@ -351,6 +351,41 @@ fn main() {
     assert_eq!(f_all, f_one, "the forest depends on the thread count");
     let tree = RandomForestParams::decision_tree(true, SEED, None);
     let (ours_tree, ours_tree_m, _) = measure("tree (balanced)", &tree, &data, None);
+    // linfa-logistic as `algorithm: logisticRegression` runs it (standardised,
+    // balanced by prior correction), on the same rows.
+    let spec = reconcile::spec::LogisticSpec {
+        alpha: 1.0,
+        max_iterations: 200,
+        class_weight: reconcile::spec::ClassWeight::Balanced,
+    };
+    let mut best = Duration::MAX;
+    let mut fitted = None;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let est = reconcile::ml::train::logistic(
+            data.x_train.clone(),
+            ndarray::Array1::from(data.y_train.clone()),
+            &spec,
+        )
+        .expect("logistic");
+        best = best.min(started.elapsed());
+        fitted = Some(est);
+    }
+    let est = fitted.expect("a fit");
+    let proba: Vec<f64> = data
+        .x_valid
+        .rows()
+        .into_iter()
+        .map(|r| est.predict_row(&r.to_vec()))
+        .collect();
+    println!(
+        "{}",
+        line(
+            "logistic (linfa, scaled, balanced)",
+            best,
+            &evaluate(&data.y_valid, &proba)
+        )
+    );
 
     let has_sklearn = Command::new("python3")
         .args(["-c", "import sklearn"])

@@ -142,7 +142,24 @@ impl Artifact {
 
     /// P(label 1) of one encoded row.
     pub fn predict_row(&self, row: &[f64]) -> f64 {
-        match &self.estimator {
+        self.estimator.predict_row(row)
+    }
+
+    /// Serialized bytes (postcard): compact and deterministic.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        postcard::to_stdvec(self).map_err(|e| TrainError::Artifact(e.to_string()))
+    }
+
+    /// Reads serialized bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Artifact, TrainError> {
+        postcard::from_bytes(bytes).map_err(|e| TrainError::Artifact(e.to_string()))
+    }
+}
+
+impl Estimator {
+    /// P(label 1) of one encoded row.
+    pub fn predict_row(&self, row: &[f64]) -> f64 {
+        match self {
             Estimator::Forest(f) => f.predict_proba_row(row),
             Estimator::Linear {
                 mean,
@@ -159,16 +176,6 @@ impl Artifact {
                 1.0 / (1.0 + (-z).exp())
             }
         }
-    }
-
-    /// Serialized bytes (postcard): compact and deterministic.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        postcard::to_stdvec(self).map_err(|e| TrainError::Artifact(e.to_string()))
-    }
-
-    /// Reads serialized bytes.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Artifact, TrainError> {
-        postcard::from_bytes(bytes).map_err(|e| TrainError::Artifact(e.to_string()))
     }
 }
 
@@ -323,7 +330,7 @@ fn max_features(m: MaxFeaturesSpec) -> MaxFeatures {
 /// weights, so balanced class weights are applied as the prior correction of
 /// the intercept (ln(n₀/n₁)), which is what reweighting does to a logistic
 /// model's log-odds; the ranking (AUC) is unchanged by it.
-fn logistic(
+pub fn logistic(
     x: Array2<f64>,
     y: Array1<usize>,
     spec: &crate::spec::LogisticSpec,
