@@ -18,8 +18,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ndarray::Array2;
-use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
 use reconcile::ml::forest::{MaxFeatures, RandomForest, RandomForestParams};
 use reconcile::ml::metrics::{Metrics, evaluate};
 
@@ -96,25 +94,6 @@ fn read_table(dir: &Path, name: &str) -> Table {
     Table { header, rows }
 }
 
-/// The stratified split of `reconcile::ml::train::split` (same seed → same rows).
-fn split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut train, mut valid) = (Vec::new(), Vec::new());
-    for class in 0..2 {
-        let mut g: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        for i in (1..g.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            g.swap(i, j);
-        }
-        let n_valid = ((g.len() as f64) * fraction).round() as usize;
-        valid.extend_from_slice(&g[..n_valid]);
-        train.extend_from_slice(&g[n_valid..]);
-    }
-    train.sort_unstable();
-    valid.sort_unstable();
-    (train, valid)
-}
-
 /// Appends the encoded cells of one row (by index) of one feature.
 type EncodeCells = Box<dyn Fn(usize, &mut Vec<f64>)>;
 
@@ -173,7 +152,8 @@ fn build(dir: &Path) -> Encoded {
         })
         .collect();
 
-    let (train, valid) = split(&y, VALID_FRACTION, SEED);
+    // The split apply uses: the same rows for us and for scikit-learn.
+    let (train, valid) = reconcile::ml::train::split(&y, VALID_FRACTION, true, SEED);
     // Per feature: a function from a row to its encoded cells, learned on `train`.
     let mut columns = Vec::new();
     let mut encoders: Vec<EncodeCells> = Vec::new();
