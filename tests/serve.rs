@@ -187,6 +187,10 @@ async fn every_route_and_every_error() {
         )
     );
     assert!(m["metrics"]["val_auc"].as_f64().is_some_and(|a| a > 0.7));
+    assert!(
+        m["promoted"].as_str().is_some_and(|t| t.ends_with("UTC")),
+        "{m}"
+    );
 
     let metrics = c
         .get(url("/metrics"))

@@ -76,6 +76,8 @@ pub struct LoadedModel {
     slots: Vec<(usize, usize)>,
     /// `view.feature` of each input, as responses name them.
     names: Vec<String>,
+    /// When it became Production (ms since the epoch), from the promotion history.
+    pub promoted_ms: Option<i64>,
 }
 
 impl LoadedModel {
@@ -124,6 +126,7 @@ impl LoadedModel {
             views,
             slots,
             names,
+            promoted_ms: None,
         })
     }
 }
@@ -323,9 +326,20 @@ impl Serving {
                     .as_ref()
                     .is_none_or(|c| c.info.identity != p.identity) =>
             {
+                let promoted_ms = self
+                    .registry
+                    .history(&p.model)
+                    .await?
+                    .iter()
+                    .rev()
+                    .find(|h| h.version == p.version && h.to_stage == "Production")
+                    .map(|h| h.at_ms);
                 match self.registry.artifact(&p.model, p.version).await? {
                     Some(bytes) => match LoadedModel::load(p, &bytes) {
-                        Ok(m) => Some(Arc::new(m)),
+                        Ok(mut m) => {
+                            m.promoted_ms = promoted_ms;
+                            Some(Arc::new(m))
+                        }
                         Err(e) => {
                             tracing::error!("cannot load the Production artifact: {e}");
                             None

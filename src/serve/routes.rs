@@ -355,7 +355,7 @@ async fn predict_batch(
     }))
 }
 
-/// The version being served: run, metrics, when registered.
+/// The version being served: run, metrics, when registered and promoted.
 #[utoipa::path(get, path = "/models", responses((status = 200, description = "The served version"), (status = 503, body = ApiError)))]
 async fn models(State(s): State<Arc<Serving>>) -> Result<Json<Value>, ApiError> {
     let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
@@ -370,6 +370,7 @@ async fn models(State(s): State<Arc<Serving>>) -> Result<Json<Value>, ApiError> 
         "identity": i.identity,
         "metrics": i.metrics,
         "registered": crate::store::format_ms(i.created_ms),
+        "promoted": model.promoted_ms.map(crate::store::format_ms),
         "features": model.inputs.iter().map(|(v, f)| format!("{v}.{f}")).collect::<Vec<_>>(),
     })))
 }
