@@ -55,7 +55,7 @@ pub fn references(r: &Resource) -> Vec<(SpannedStr, Option<Kind>)> {
             }
         }
         Spec::Endpoint(e) => refs.push((e.model.clone(), Some(Kind::Model))),
-        Spec::Project(_) | Spec::Entity(_) | Spec::Table(_) => {}
+        Spec::Project(_) | Spec::Service(_) | Spec::Entity(_) | Spec::Table(_) => {}
     }
     refs
 }

@@ -19,6 +19,7 @@ pub fn schemas() -> Vec<(String, Value)> {
             Kind::FeatureView => schemars::schema_for!(FeatureViewSpec),
             Kind::TrainingRun => schemars::schema_for!(TrainingRunSpec),
             Kind::Model => schemars::schema_for!(ModelSpec),
+            Kind::Service => schemars::schema_for!(crate::spec::ServiceSpec),
             Kind::Endpoint => schemars::schema_for!(EndpointSpec),
         };
         let mut v = schema.to_value();

@@ -192,7 +192,7 @@ pub fn desire(
             index: &index,
         };
         let inputs = match r.id.kind {
-            Kind::Project | Kind::Entity | Kind::Endpoint => {
+            Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
                 record::RecordOnly::desire(r, set, upstream)
             }
             Kind::Table => table::TableReconciler::desire(r, set, upstream),
@@ -251,7 +251,7 @@ pub async fn observe(
 /// Per-kind diff.
 pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     match d.id.kind {
-        Kind::Project | Kind::Entity | Kind::Endpoint => {
+        Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
             record::RecordOnly::diff(d, observed, opts)
         }
         Kind::Table => table::TableReconciler::diff(d, observed, opts),
@@ -264,9 +264,12 @@ pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> Res
 /// The plan for a resource the specs no longer name.
 pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     match id.kind {
-        Kind::Project | Kind::Entity | Kind::TrainingRun | Kind::Model | Kind::Endpoint => {
-            record::diff_removed(id)
-        }
+        Kind::Project
+        | Kind::Service
+        | Kind::Entity
+        | Kind::TrainingRun
+        | Kind::Model
+        | Kind::Endpoint => record::diff_removed(id),
         Kind::Table => table::diff_removed(id, observed, opts),
         Kind::FeatureView => feature_view::diff_removed(id, observed),
     }
@@ -279,7 +282,7 @@ pub async fn apply(
     plan: &ResourcePlan,
 ) -> Result<Applied, ApplyError> {
     match d.id.kind {
-        Kind::Project | Kind::Entity | Kind::Endpoint => {
+        Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
             record::RecordOnly::apply(ctx, d, plan).await
         }
         Kind::Table => table::TableReconciler::apply(ctx, d, plan).await,
@@ -294,12 +297,15 @@ pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Ap
     match plan.id.kind {
         // Registered versions outlive the specs that produced them: a registry
         // keeps history, and a removed run or model is only forgotten.
-        Kind::Project | Kind::Entity | Kind::TrainingRun | Kind::Model | Kind::Endpoint => {
-            Ok(Applied {
-                message: "removed from state".into(),
-                outputs: serde_json::Value::Null,
-            })
-        }
+        Kind::Project
+        | Kind::Service
+        | Kind::Entity
+        | Kind::TrainingRun
+        | Kind::Model
+        | Kind::Endpoint => Ok(Applied {
+            message: "removed from state".into(),
+            outputs: serde_json::Value::Null,
+        }),
         Kind::Table => table::apply_removed(ctx, plan).await,
         Kind::FeatureView => feature_view::apply_removed(ctx, plan).await,
     }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
 
-fn check_name(r: &Resource, name: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
+pub(super) fn check_name(r: &Resource, name: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
     if !super::is_resource_name(&name.value) {
         diags.push(
             r.diag_at(

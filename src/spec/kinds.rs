@@ -695,7 +695,8 @@ pub struct EndpointSpec {
     /// Address to bind.
     #[serde(default = "default_host")]
     pub host: String,
-    /// Where it runs: `embedded` (inside `reconcile serve`).
+    /// Where it runs: `embedded` (inside `reconcile serve`) or `docker` (a container
+    /// the controller builds from its own binary and keeps running).
     #[serde(default)]
     pub runtime: Runtime,
     /// Most ids one `/predict/batch` request may carry.
@@ -722,4 +723,7 @@ pub enum Runtime {
     /// In-process, under `reconcile serve`.
     #[default]
     Embedded,
+    /// In a container on the project network, built from this binary and
+    /// running `reconcile serve`; the controller keeps it running.
+    Docker,
 }

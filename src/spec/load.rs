@@ -218,6 +218,7 @@ pub fn load_file(
             Kind::FeatureView => parse_as(file, &doc).map(Spec::FeatureView),
             Kind::TrainingRun => parse_as(file, &doc).map(Spec::TrainingRun),
             Kind::Model => parse_as(file, &doc).map(Spec::Model),
+            Kind::Service => parse_as(file, &doc).map(Spec::Service),
             Kind::Endpoint => parse_as(file, &doc).map(Spec::Endpoint),
         };
         match parsed {

@@ -4,9 +4,11 @@
 //! Spec parsing never panics and returns every diagnostic it can find, not the first.
 
 mod check_ml;
+mod check_service;
 pub mod env;
 pub mod kinds;
 pub mod load;
+pub mod service;
 pub mod validate;
 
 use std::fmt;
@@ -17,12 +19,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::diag::{SourceFile, SpecDiagnostic};
 pub use kinds::*;
+pub use service::ServiceSpec;
+pub use validate::is_identifier;
 
 /// The kinds of resource reconcile knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
     /// Project settings (stores).
     Project,
+    /// A container run on the project network.
+    Service,
     /// An entity with join keys.
     Entity,
     /// A validated table of snapshots.
@@ -39,8 +45,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order plans list them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Project,
+        Kind::Service,
         Kind::Entity,
         Kind::Table,
         Kind::FeatureView,
@@ -53,6 +60,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Project => "Project",
+            Kind::Service => "Service",
             Kind::Entity => "Entity",
             Kind::Table => "Table",
             Kind::FeatureView => "FeatureView",
@@ -104,6 +112,8 @@ impl fmt::Display for ResourceId {
 pub enum Spec {
     /// See [`ProjectSpec`].
     Project(ProjectSpec),
+    /// See [`ServiceSpec`].
+    Service(ServiceSpec),
     /// See [`EntitySpec`].
     Entity(EntitySpec),
     /// See [`TableSpec`].
@@ -123,6 +133,7 @@ impl Spec {
     pub fn kind(&self) -> Kind {
         match self {
             Spec::Project(_) => Kind::Project,
+            Spec::Service(_) => Kind::Service,
             Spec::Entity(_) => Kind::Entity,
             Spec::Table(_) => Kind::Table,
             Spec::FeatureView(_) => Kind::FeatureView,
@@ -136,6 +147,7 @@ impl Spec {
     pub fn name(&self) -> &SpannedStr {
         match self {
             Spec::Project(s) => &s.name,
+            Spec::Service(s) => &s.name,
             Spec::Entity(s) => &s.name,
             Spec::Table(s) => &s.name,
             Spec::FeatureView(s) => &s.name,
@@ -149,6 +161,7 @@ impl Spec {
     pub fn depends_on(&self) -> &[SpannedStr] {
         match self {
             Spec::Project(_) => &[],
+            Spec::Service(s) => &s.depends_on,
             Spec::Entity(s) => &s.depends_on,
             Spec::Table(s) => &s.depends_on,
             Spec::FeatureView(s) => &s.depends_on,
@@ -165,6 +178,7 @@ impl Spec {
     pub fn canonical_json(&self) -> serde_json::Value {
         let v = match self {
             Spec::Project(s) => serde_json::to_value(s),
+            Spec::Service(s) => serde_json::to_value(s),
             Spec::Entity(s) => serde_json::to_value(s),
             Spec::Table(s) => serde_json::to_value(s),
             Spec::FeatureView(s) => serde_json::to_value(s),
@@ -256,7 +270,10 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
         let set = super::validate::load_and_validate(&dir).expect("example specs are valid");
         for kind in super::Kind::ALL {
-            if kind == super::Kind::Endpoint && !set.resources.iter().any(|r| r.id.kind == kind) {
+            // The default example runs without Docker; services live in examples/.
+            if matches!(kind, super::Kind::Endpoint | super::Kind::Service)
+                && !set.resources.iter().any(|r| r.id.kind == kind)
+            {
                 continue;
             }
             assert!(

@@ -156,6 +156,7 @@ fn check_resource(
         Spec::TrainingRun(t) => super::check_ml::check_training_run(r, t, all, diags),
         Spec::Model(m) => super::check_ml::check_model(r, m, all, diags),
         Spec::Endpoint(e) => super::check_ml::check_endpoint(r, e, diags),
+        Spec::Service(s) => super::check_service::check_service(root, r, s, diags),
         Spec::FeatureView(v) => check_feature_view(r, v, all, diags),
         Spec::Project(p) => {
             for url in [&p.state, &p.offline, &p.online].into_iter().flatten() {
@@ -285,7 +286,7 @@ fn check_identifier(r: &Resource, s: &SpannedStr, what: &str, diags: &mut Vec<Sp
     }
 }
 
-fn check_env(r: &Resource, value: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
+pub(super) fn check_env(r: &Resource, value: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
     for (name, offset) in env::references(&value.value) {
         if std::env::var_os(&name).is_none() {
             let (line, column) = r.position(value);
