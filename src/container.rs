@@ -71,15 +71,19 @@ fn default_port(scheme: &str) -> Option<u16> {
 
 /// Replaces the `service:port` of a URL with `127.0.0.1:published`.
 pub fn rewrite_to_host(url: &str, published: u16) -> String {
+    rewrite_to_address(url, "127.0.0.1", published)
+}
+
+/// Replaces the `service:port` of a URL with the container's own address.
+pub fn rewrite_to_address(url: &str, ip: &str, port: u16) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    let userinfo = authority.rsplit_once('@').map(|(u, _)| u);
-    match userinfo {
-        Some(u) => format!("{scheme}://{u}@127.0.0.1:{published}{tail}"),
-        None => format!("{scheme}://127.0.0.1:{published}{tail}"),
+    match authority.rsplit_once('@') {
+        Some((u, _)) => format!("{scheme}://{u}@{ip}:{port}{tail}"),
+        None => format!("{scheme}://{ip}:{port}{tail}"),
     }
 }
 

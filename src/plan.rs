@@ -101,6 +101,27 @@ pub enum Operation {
     Train,
     /// Choose the Production version and promote it.
     Promote,
+    /// Pull the image, or build it, when the engine does not have it.
+    PrepareImage {
+        /// The image reference.
+        image: String,
+    },
+    /// Create and start the container, replacing `replaces` if given, then wait
+    /// until it is ready.
+    RunContainer {
+        /// The container this one replaces.
+        replaces: Option<String>,
+    },
+    /// Start a stopped container and wait until it is ready.
+    StartContainer {
+        /// Container id.
+        id: String,
+    },
+    /// Remove a container (its named volumes are kept).
+    RemoveContainer {
+        /// Container id.
+        id: String,
+    },
     /// Remove the resource from the state store.
     Forget,
 }
@@ -237,12 +258,15 @@ pub fn diff(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan 
         .collect();
     let wanted: std::collections::HashSet<&ResourceId> =
         desired.resources.iter().map(|d| &d.id).collect();
+    let owned = observed.docker.owned();
     let mut gone: Vec<&ResourceId> = observed
         .records
         .keys()
+        .chain(owned.iter())
         .filter(|id| !wanted.contains(id))
         .collect();
     gone.sort();
+    gone.dedup();
     for id in gone {
         resources.push(kinds::diff_removed(id, observed, opts));
     }

@@ -1,19 +1,22 @@
 //! A spec folder made ready to act on: specs loaded and validated, the graph
 //! built, the stores opened. The CLI, tests and benchmarks share this path.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::container;
 use crate::diag::SpecDiagnostic;
 use crate::engine::{self, ApplyReport};
 use crate::graph::DependencyGraph;
+use crate::kinds::service::{self, SharedDocker};
 use crate::kinds::{self, ApplyContext, ApplyError, Desired, Observed};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::progress::Progress;
-use crate::spec::{ResourceId, SpecSet};
+use crate::spec::{Kind, ResourceId, SpecSet};
 use crate::store::lock::ApplyLock;
 use crate::store::online::OnlineStore;
 use crate::store::state::StateStore;
@@ -45,6 +48,9 @@ pub enum WorkspaceError {
     /// Inputs could not be read.
     #[error("{}: {}", .0.0, .0.1)]
     Inputs(Box<(ResourceId, ApplyError)>),
+    /// The Docker engine failed outside any one resource.
+    #[error("{0}")]
+    Docker(String),
 }
 
 /// Loaded specs and their graph.
@@ -54,6 +60,8 @@ pub struct Workspace {
     pub set: SpecSet,
     /// Their dependency graph.
     pub graph: DependencyGraph,
+    /// The Docker engine, connected when something needs it.
+    pub docker: SharedDocker,
 }
 
 /// Open stores of a workspace.
@@ -79,7 +87,118 @@ impl Workspace {
     pub fn load(dir: &Path) -> Result<Workspace, WorkspaceError> {
         let set = crate::spec::validate::load_and_validate(dir).map_err(WorkspaceError::Specs)?;
         let graph = DependencyGraph::build(&set).map_err(WorkspaceError::Specs)?;
-        Ok(Workspace { set, graph })
+        Ok(Workspace {
+            set,
+            graph,
+            docker: SharedDocker::default(),
+        })
+    }
+
+    /// Whether this command must ask the engine: something runs in a container
+    /// now, or did (so its container is pruned).
+    fn needs_docker(&self, observed: &Observed) -> bool {
+        service::specs_use_docker(&self.set) || service::records_use_docker(observed)
+    }
+
+    /// Observes the stores, and the engine when containers are involved.
+    async fn observe(&self, stores: &Stores) -> Result<Observed, WorkspaceError> {
+        let mut observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
+        if self.needs_docker(&observed) {
+            observed.docker = self.docker.observe(&self.set.project.name.value).await;
+        }
+        Ok(observed)
+    }
+
+    /// Starts the Services the stores run on (and what they depend on), so the
+    /// stores can be opened; a no-op when no store URL names a Service.
+    pub async fn start_store_services(&self) -> Result<Vec<String>, WorkspaceError> {
+        if std::env::var_os(container::IN_NETWORK_ENV).is_some() {
+            return Ok(Vec::new());
+        }
+        let mut needed: HashSet<ResourceId> = container::store_services(&self.set)
+            .into_iter()
+            .map(|s| ResourceId::new(Kind::Service, s.service))
+            .collect();
+        if needed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stack: Vec<ResourceId> = needed.iter().cloned().collect();
+        while let Some(id) = stack.pop() {
+            for dep in self.graph.dependencies(&id) {
+                if dep.kind == Kind::Service && needed.insert(dep.clone()) {
+                    stack.push(dep);
+                }
+            }
+        }
+        let order: Vec<ResourceId> = self
+            .graph
+            .order
+            .iter()
+            .filter(|id| needed.contains(*id))
+            .cloned()
+            .collect();
+        let desired = kinds::desire(&self.set, &order).map_err(WorkspaceError::Inputs)?;
+        let observed = Observed {
+            docker: self.docker.observe(&self.set.project.name.value).await,
+            ..Observed::default()
+        };
+        let mut messages = Vec::new();
+        for d in &desired.resources {
+            let plan = kinds::diff(d, &observed, &PlanOptions::default());
+            if plan.action == plan::Action::NoOp {
+                continue;
+            }
+            let applied = service::apply(&self.docker, d, &plan)
+                .await
+                .map_err(|e| WorkspaceError::Inputs(Box::new((d.id.clone(), e))))?;
+            messages.push(format!("{}: {}", d.id, applied.message));
+        }
+        Ok(messages)
+    }
+
+    /// A store URL as this process must use it: a URL naming a Service is
+    /// pointed at the service's published port (or its network address) once
+    /// the service is ready; other URLs are returned as they are.
+    async fn reach(&self, url: String) -> Result<String, StoreError> {
+        if std::env::var_os(container::IN_NETWORK_ENV).is_some() {
+            return Ok(url);
+        }
+        let Some(on) = container::store_service(&url, &self.set) else {
+            return Ok(url);
+        };
+        let id = ResourceId::new(Kind::Service, on.service.clone());
+        let project = &self.set.project.name.value;
+        let fail = |why: String| StoreError::OnService(format!("the store on {id}: {why}"));
+        let engine = self
+            .docker
+            .engine()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let name = service::container_name(project, &on.service);
+        let health = self.set.get(&id).and_then(|r| match &r.spec {
+            crate::spec::Spec::Service(s) => s.health.as_ref().map(|h| h.timing()),
+            _ => None,
+        });
+        let detail = engine
+            .inspect(&name)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| {
+                fail(format!(
+                    "container {name} does not exist; `reconcile apply` starts it"
+                ))
+            })?;
+        service::wait_ready(engine, &name, &id.to_string(), health)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let target = match detail.published.get(&format!("{}/tcp", on.port)) {
+            Some(port) => container::rewrite_to_host(&url, *port),
+            None => match &detail.ip {
+                Some(ip) => container::rewrite_to_address(&url, ip, on.port),
+                None => return Err(fail(format!("container {name} has no address"))),
+            },
+        };
+        Ok(target)
     }
 
     /// Opens the stores: overrides first, then the Project spec, then the default.
@@ -93,6 +212,8 @@ impl Workspace {
             (None, None, Some(u)) => (u.value.clone(), self.set.project_dir.clone()),
             (None, None, None) => (state_url.clone(), state_base.clone()),
         };
+        let state_url = self.reach(state_url).await?;
+        let offline_url = self.reach(offline_url).await?;
         let state_db = Db::open(&state_url, &state_base).await?;
         let offline = if offline_url == state_url && offline_base == state_base {
             state_db.clone()
@@ -102,7 +223,10 @@ impl Workspace {
         let overridden = overrides.state.is_some() || overrides.offline.is_some();
         let online = match (&overrides.online, overridden, &p.online) {
             (Some(u), _, _) => OnlineStore::open(u, &cwd).await?,
-            (None, false, Some(u)) => OnlineStore::open(&u.value, &self.set.project_dir).await?,
+            (None, false, Some(u)) => {
+                let url = self.reach(u.value.clone()).await?;
+                OnlineStore::open(&url, &self.set.project_dir).await?
+            }
             _ => OnlineStore::Sql(offline.clone()),
         };
         Ok(Stores {
@@ -125,6 +249,7 @@ impl Workspace {
     /// Opens the state store alone (registry commands need nothing else).
     pub async fn open_state(&self, overrides: &StoreOverrides) -> Result<StateStore, StoreError> {
         let (url, base) = self.state_url(overrides);
+        let url = self.reach(url).await?;
         Ok(StateStore::new(
             Db::open(&url, &base).await?,
             self.set.project.name.value.clone(),
@@ -139,7 +264,7 @@ impl Workspace {
     ) -> Result<(Desired, Observed, Plan), WorkspaceError> {
         let desired =
             kinds::desire(&self.set, &self.graph.order).map_err(WorkspaceError::Inputs)?;
-        let observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
+        let observed = self.observe(stores).await?;
         let plan = plan::diff(&desired, &observed, opts);
         Ok((desired, observed, plan))
     }
@@ -168,6 +293,7 @@ impl Workspace {
                 online: stores.online.clone(),
                 registry: stores.registry(),
                 root: self.set.root.clone(),
+                docker: self.docker.clone(),
             });
             let report = engine::execute(
                 ctx,
@@ -187,17 +313,19 @@ impl Workspace {
     }
 
     /// Removes every resource the specs name (dependents first), dropping table
-    /// data; protected resources are kept and reported.
+    /// data and containers; protected resources are kept and reported. Named
+    /// volumes survive unless `purge`.
     pub async fn destroy(
         &self,
         stores: &Stores,
         lock_timeout: Duration,
+        purge: bool,
         progress: &Progress,
     ) -> Result<(Plan, ApplyReport), WorkspaceError> {
         let lock =
             ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
         let result = async {
-            let observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
+            let observed = self.observe(stores).await?;
             let opts = PlanOptions { prune_data: true };
             let resources = self
                 .graph
@@ -206,6 +334,7 @@ impl Workspace {
                 .rev()
                 .filter(|id| {
                     observed.records.contains_key(*id)
+                        || observed.docker.container(id).is_some()
                         || observed.tables.contains_key(&id.name)
                             && id.kind == crate::spec::Kind::Table
                 })
@@ -218,6 +347,7 @@ impl Workspace {
                 online: stores.online.clone(),
                 registry: stores.registry(),
                 root: self.set.root.clone(),
+                docker: self.docker.clone(),
             });
             let report = engine::execute(
                 ctx,
@@ -229,10 +359,35 @@ impl Workspace {
                 progress,
             )
             .await?;
+            if matches!(observed.docker, service::DockerView::Seen(_)) && report.success() {
+                self.remove_project_objects(purge).await?;
+            }
             Ok((plan, report))
         }
         .await;
         lock.release().await;
         result
+    }
+
+    /// After every container is gone: the project network, and with `purge`
+    /// the named volumes (their data is lost).
+    async fn remove_project_objects(&self, purge: bool) -> Result<(), WorkspaceError> {
+        let project = &self.set.project.name.value;
+        let engine = self
+            .docker
+            .engine()
+            .await
+            .map_err(|e| WorkspaceError::Docker(e.to_string()))?;
+        let docker = |e: crate::docker::DockerError| WorkspaceError::Docker(e.to_string());
+        engine
+            .remove_network(&service::network_name(project))
+            .await
+            .map_err(docker)?;
+        if purge {
+            for v in engine.list_volumes(project).await.map_err(docker)? {
+                engine.remove_volume(&v).await.map_err(docker)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -163,6 +163,9 @@ struct DestroyArgs {
     /// Really remove (without it, only show what would go).
     #[arg(long)]
     yes: bool,
+    /// Also remove the project's named Docker volumes (their data is lost).
+    #[arg(long)]
+    purge: bool,
     /// How long to wait for another apply to finish.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     lock_timeout: Duration,
@@ -319,6 +322,11 @@ async fn apply(args: ApplyArgs) -> ExitCode {
     let quiet = args.quiet || json;
     let t0 = std::time::Instant::now();
     let result = async {
+        for started in ws.start_store_services().await? {
+            if !quiet {
+                eprintln!("store service {started}");
+            }
+        }
         let stores = ws.open_stores(&args.plan.stores.overrides()).await?;
         let opts = PlanOptions {
             prune_data: args.plan.prune_data,
@@ -485,7 +493,9 @@ async fn destroy(args: DestroyArgs) -> ExitCode {
     let progress = Progress::new(json);
     let result = async {
         let stores = ws.open_stores(&args.stores.overrides()).await?;
-        let out = ws.destroy(&stores, args.lock_timeout, &progress).await;
+        let out = ws
+            .destroy(&stores, args.lock_timeout, args.purge, &progress)
+            .await;
         stores.state.db.close().await;
         out
     }

@@ -8,6 +8,7 @@
 pub mod feature_view;
 pub mod model;
 pub mod record;
+pub mod service;
 pub mod table;
 pub mod training_run;
 
@@ -53,6 +54,8 @@ pub enum Inputs {
     TrainingRun(training_run::RunInputs),
     /// The runs feeding a model.
     Model(model::ModelInputs),
+    /// A container: a Service, or an Endpoint with `runtime: docker`.
+    Service(Box<service::ServiceInputs>),
 }
 
 /// What was desired of the resources before this one (its dependencies come
@@ -89,6 +92,8 @@ pub struct Observed {
     pub online: HashMap<String, crate::store::online::OnlineView>,
     /// Every registered model version.
     pub registry: crate::store::registry::RegistryState,
+    /// The project's containers (observed only when something runs in one).
+    pub docker: service::DockerView,
 }
 
 /// Everything an apply needs to act.
@@ -104,6 +109,8 @@ pub struct ApplyContext {
     pub registry: crate::store::registry::Registry,
     /// The project folder (for messages).
     pub root: PathBuf,
+    /// The Docker engine, connected on first use.
+    pub docker: service::SharedDocker,
 }
 
 /// What a successful apply of one resource reports.
@@ -144,6 +151,12 @@ pub enum ApplyError {
     /// The registry refused a stage change.
     #[error(transparent)]
     Stage(#[from] crate::store::registry::StageError),
+    /// The Docker engine is unreachable or refused a request.
+    #[error("{0}")]
+    Docker(String),
+    /// A container crashed, turned unhealthy or did not become healthy in time.
+    #[error("{0}")]
+    NotReady(String),
 }
 
 impl ApplyError {
@@ -157,6 +170,8 @@ impl ApplyError {
             ApplyError::Task(_) => "InternalError",
             ApplyError::Training(_) => "TrainingFailed",
             ApplyError::Stage(_) => "PromotionFailed",
+            ApplyError::Docker(_) => "DockerError",
+            ApplyError::NotReady(_) => "NotReady",
         }
     }
 }
@@ -192,6 +207,7 @@ pub fn desire(
             index: &index,
         };
         let inputs = match r.id.kind {
+            _ if service::service_of(r, set).is_some() => service::desire(r, set, upstream),
             Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
                 record::RecordOnly::desire(r, set, upstream)
             }
@@ -208,6 +224,7 @@ pub fn desire(
             Inputs::FeatureView(v) => v.source_hash(None),
             Inputs::TrainingRun(t) => t.data_hash.clone(),
             Inputs::Model(m) => m.runs_hash(),
+            Inputs::Service(s) => s.input_hash(),
         };
         let spec_hash = crate::hash::hash_parts([
             crate::hash::hash_json(&spec_json).as_str(),
@@ -245,11 +262,15 @@ pub async fn observe(
         tables,
         online,
         registry,
+        docker: service::DockerView::NotObserved,
     })
 }
 
 /// Per-kind diff.
 pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+    if matches!(d.inputs, Inputs::Service(_)) {
+        return service::diff(d, observed);
+    }
     match d.id.kind {
         Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
             record::RecordOnly::diff(d, observed, opts)
@@ -263,6 +284,9 @@ pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> Res
 
 /// The plan for a resource the specs no longer name.
 pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+    if let Some(plan) = service::diff_removed(id, observed) {
+        return plan;
+    }
     match id.kind {
         Kind::Project
         | Kind::Service
@@ -281,6 +305,9 @@ pub async fn apply(
     d: &DesiredResource,
     plan: &ResourcePlan,
 ) -> Result<Applied, ApplyError> {
+    if matches!(d.inputs, Inputs::Service(_)) {
+        return service::apply(&ctx.docker, d, plan).await;
+    }
     match d.id.kind {
         Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
             record::RecordOnly::apply(ctx, d, plan).await
@@ -294,6 +321,13 @@ pub async fn apply(
 
 /// Applies the plan of a resource that is no longer in the specs.
 pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+    if plan
+        .operations
+        .iter()
+        .any(|op| matches!(op, crate::plan::Operation::RemoveContainer { .. }))
+    {
+        return service::apply_removed(&ctx.docker, plan).await;
+    }
     match plan.id.kind {
         // Registered versions outlive the specs that produced them: a registry
         // keeps history, and a removed run or model is only forgotten.

@@ -108,6 +108,9 @@ impl fmt::Display for ResourceId {
 }
 
 /// A typed spec of any kind.
+// A project holds tens of specs, each loaded once: boxing the larger kinds
+// would buy nothing measurable and cost every match a deref.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Spec {
     /// See [`ProjectSpec`].

@@ -64,6 +64,9 @@ pub enum StoreError {
     /// The apply lock is held by someone else.
     #[error("{0}")]
     Locked(String),
+    /// The store runs on a Service that is not running or not reachable.
+    #[error("{0}")]
+    OnService(String),
 }
 
 /// A connection pool to one of the supported databases.
