@@ -19,6 +19,10 @@ use crate::spec::ResourceId;
 use crate::store::StoreError;
 use crate::store::state::{Condition, ResourceRecord};
 
+/// Containers started at once: bounded only so a large project does not flood
+/// the engine.
+const CONTAINER_PARALLELISM: usize = 16;
+
 /// How one resource ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -123,10 +127,26 @@ pub async fn execute(
         done.insert(id, condition);
     }
 
+    // Containers mostly wait on the engine and on health checks, so they have
+    // their own, wider bound; `parallelism` bounds the CPU-heavy kinds.
+    let is_container = |id: &ResourceId| {
+        desired_by_id
+            .get(id)
+            .is_some_and(|d| matches!(d.inputs, kinds::Inputs::Service(_)))
+    };
     loop {
-        // Start whatever is ready, up to the parallelism bound.
-        while running.len() < parallelism {
-            let Some(id) = ready.pop_front() else { break };
+        // Start whatever is ready, up to the parallelism bounds.
+        let mut deferred = std::collections::VecDeque::new();
+        while let Some(id) = ready.pop_front() {
+            let container = is_container(&id);
+            let busy = running
+                .iter()
+                .filter(|r| is_container(r) == container)
+                .count();
+            if busy >= if container { CONTAINER_PARALLELISM } else { parallelism } {
+                deferred.push_back(id);
+                continue;
+            }
             let deps = graph.dependencies(&id);
             let failed_dep = deps
                 .iter()
@@ -191,6 +211,7 @@ pub async fn execute(
                 ),
             }
         }
+        ready.append(&mut deferred);
         if tasks.is_empty() {
             break;
         }
