@@ -22,6 +22,7 @@ pub mod plan;
 pub mod progress;
 pub mod schema;
 pub mod serve;
+pub mod serve_image;
 pub mod spec;
 pub mod store;
 pub mod workspace;
