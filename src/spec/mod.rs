@@ -108,6 +108,9 @@ impl fmt::Display for ResourceId {
 }
 
 /// A typed spec of any kind.
+// A few hundred specs per project, built once per load: the size of the largest
+// variant (Service) costs nothing worth a Box in every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Spec {
     /// See [`ProjectSpec`].
