@@ -9,7 +9,12 @@
 //! Libraries are resolved with `lddtree` (reads the ELF dynamic section and the
 //! loader's search paths; runs nothing). Each is read from its real file
 //! (symlinks resolved) and placed at the path the loader searched it at, the
-//! interpreter at the exact path named in the binary's `PT_INTERP`.
+//! interpreter at the exact path named in the binary's `PT_INTERP`. The image
+//! has no `ld.so.cache`, so the loader there searches only RPATH/RUNPATH and
+//! its built-in directories (`/lib/<triple>`, `/usr/lib/<triple>`, `/lib`,
+//! `/usr/lib` on Debian): a library the host found only through an extra
+//! `ld.so.conf` entry (say `/usr/local/lib`) would not be found. glibc and
+//! libgcc_s, all this binary needs, live in the built-in directories.
 //!
 //! Name resolution: since glibc 2.34 the `files` and `dns` NSS modules (and
 //! libresolv) are built into libc itself; the `libnss_files.so.2` /
