@@ -2,6 +2,7 @@
 //! The only place that prints for humans besides `progress`.
 
 mod models;
+mod probe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     /// Run the specs' endpoints in-process until SIGINT/SIGTERM; they follow the
     /// Production version and the online store without restarts.
     Serve(ServeArgs),
+    /// GET a URL as a container health check: exit 0 on 2xx, 1 otherwise.
+    Probe(probe::ProbeArgs),
     /// Write a JSON Schema per kind for editor completion.
     Schema {
         /// Output folder.
@@ -270,6 +273,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Features(FeaturesCommand::Get(args)) => get_features(args).await,
         Command::Models(cmd) => models::run(cmd).await,
         Command::Serve(args) => serve(args).await,
+        Command::Probe(args) => probe::run(args).await,
     }
 }
 
