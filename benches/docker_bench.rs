@@ -104,7 +104,10 @@ fn main() {
     converge.sort();
     noop.sort();
     recreate.sort();
-    println!("first apply, image build included           {:>8.1} ms", ms(first));
+    println!(
+        "first apply, image build included           {:>8.1} ms",
+        ms(first)
+    );
     println!(
         "converge {SERVICES} services from nothing (healthy)  median {:>8.1} ms  (min {:.1}, max {:.1})",
         ms(converge[1]),

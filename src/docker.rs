@@ -457,6 +457,42 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes the images built for a project (labelled with it); images in use
+    /// by a container are left alone.
+    pub async fn remove_built_images(&self, project: &str) -> Result<usize, DockerError> {
+        let opts = bollard::query_parameters::ListImagesOptionsBuilder::new()
+            .filters(&project_filter(project))
+            .build();
+        let images = self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .map_err(|e| DockerError::api("listing images", e))?;
+        let mut removed = 0;
+        for image in images {
+            let opts = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+                .force(true)
+                .build();
+            // Several tags may point at one image: removing by tag keeps the rest.
+            for tag in image.repo_tags.iter().filter(|t| !t.starts_with("<none>")) {
+                match self
+                    .docker
+                    .remove_image(tag, Some(opts.clone()), None)
+                    .await
+                {
+                    Ok(_) => removed += 1,
+                    Err(e) if is_not_found(&e) => {}
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 409,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(DockerError::api(format!("removing image {tag}"), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Adds another tag to an image.
     pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
         let opts = bollard::query_parameters::TagImageOptionsBuilder::new()

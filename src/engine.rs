@@ -143,7 +143,13 @@ pub async fn execute(
                 .iter()
                 .filter(|r| is_container(r) == container)
                 .count();
-            if busy >= if container { CONTAINER_PARALLELISM } else { parallelism } {
+            if busy
+                >= if container {
+                    CONTAINER_PARALLELISM
+                } else {
+                    parallelism
+                }
+            {
                 deferred.push_back(id);
                 continue;
             }

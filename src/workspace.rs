@@ -383,6 +383,8 @@ impl Workspace {
             .remove_network(&service::network_name(project))
             .await
             .map_err(docker)?;
+        // Built images are a cache of the build contexts, as `compose down --rmi local`.
+        engine.remove_built_images(project).await.map_err(docker)?;
         if purge {
             for v in engine.list_volumes(project).await.map_err(docker)? {
                 engine.remove_volume(&v).await.map_err(docker)?;

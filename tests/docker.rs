@@ -391,6 +391,16 @@ fn removed_services_are_pruned_and_destroy_keeps_volumes_unless_purged() {
         volume_exists(&volume),
         "destroy without --purge keeps volumes"
     );
+    let images = DockerProject::docker(&[
+        "images",
+        "-q",
+        "--filter",
+        &format!("label=reconcile.project={}", p.name),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&images.stdout).trim().is_empty(),
+        "destroy removes the images it built"
+    );
     let out = p.run(&["destroy", "--yes", "--purge"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!volume_exists(&volume), "--purge removes volumes");
@@ -429,4 +439,89 @@ fn without_an_engine_the_error_names_the_socket_and_other_kinds_converge() {
             .any(|l| l.starts_with("Entity") && l.contains("user") && l.contains("Ready")),
         "{status}"
     );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn a_docker_endpoint_serves_predictions_from_its_container() {
+    if !docker_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let specs = dir.path().join("specs");
+    common::copy_dir(&common::example_specs(), &specs);
+    let project = format!("dkendpoint{}", std::process::id() % 10_000);
+    let port = free_port();
+    let training = specs.join("training.yaml");
+    let text_before = std::fs::read_to_string(&training).expect("read training.yaml");
+    std::fs::write(
+        &training,
+        text_before
+            .replace("port: 8000", &format!("port: {port}"))
+            .replace("runtime: embedded", "runtime: docker"),
+    )
+    .expect("write training.yaml");
+    let project_yaml = specs.join("project.yaml");
+    let p = std::fs::read_to_string(&project_yaml).expect("read project.yaml");
+    let name_line = p
+        .lines()
+        .find(|l| l.starts_with("name:"))
+        .expect("project name")
+        .to_string();
+    std::fs::write(
+        &project_yaml,
+        p.replace(&name_line, &format!("name: {project}")),
+    )
+    .expect("write project.yaml");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_reconcile"))
+            .args(args)
+            .arg(&specs)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run reconcile")
+    };
+    struct Destroy<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["destroy", "--yes", "--purge"]);
+        }
+    }
+    let _cleanup = Destroy(&run);
+
+    let out = run(&["apply"]);
+    let t = text(&out);
+    assert!(out.status.success(), "apply failed:\n{t}");
+    assert!(t.contains("Endpoint/churn-api"), "{t}");
+    let container = format!("{project}-churn-api");
+    let state = DockerProject::docker(&["inspect", "-f", "{{.State.Health.Status}}", &container]);
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "healthy");
+
+    // The container answers /predict over the published port.
+    let user = "7590-VHVEG";
+    let body = format!("{{\"user_id\": \"{user}\"}}");
+    let request = format!(
+        "POST /predict HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the endpoint");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    assert!(response.contains("probability"), "{response}");
+
+    // Running: the next plan is a no-op.
+    let plan = run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }

@@ -565,8 +565,9 @@ impl DockerRuntime {
                     .await
                     .map_err(|e| ApplyError::Task(e.to_string()))?
                     .map_err(|e| ApplyError::Docker(e.to_string()))?;
+                    // Not labelled with the project: every project shares it.
                     engine
-                        .build(&reference, "Dockerfile", ctx.tar, &labels)
+                        .build(&reference, "Dockerfile", ctx.tar, &HashMap::new())
                         .await?;
                     // `:latest` names the newest build, as compose files refer to it.
                     engine
