@@ -525,3 +525,101 @@ fn a_docker_endpoint_serves_predictions_from_its_container() {
     let plan = run(&["plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }
+
+/// A build context for a Redis server image made from this machine's
+/// redis-server and the libraries it links (no registry to pull from), plus
+/// busybox for the health check.
+fn redis_context(dir: &std::path::Path) {
+    let server = std::fs::canonicalize("/usr/bin/redis-server")
+        .expect("redis-server is installed (.ci/run installs it)");
+    std::fs::create_dir_all(dir.join("root/usr/bin")).expect("mkdir");
+    std::fs::copy(&server, dir.join("root/usr/bin/redis-server")).expect("copy redis");
+    std::fs::create_dir_all(dir.join("root/bin")).expect("mkdir");
+    std::fs::copy(busybox(), dir.join("root/bin/busybox")).expect("copy busybox");
+    let tree = lddtree::DependencyAnalyzer::new(PathBuf::from("/"))
+        .analyze(&server)
+        .expect("resolve redis-server's libraries");
+    let mut files: Vec<PathBuf> = tree.libraries.values().map(|l| l.path.clone()).collect();
+    if let Some(interp) = &tree.interpreter {
+        files.push(PathBuf::from(interp));
+    }
+    for f in files {
+        let at = dir
+            .join("root")
+            .join(f.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(at.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(std::fs::canonicalize(&f).expect("real file"), &at).expect("copy lib");
+    }
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY root/ /\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         ENTRYPOINT [\"/usr/bin/redis-server\"]\n",
+    )
+    .expect("dockerfile");
+}
+
+#[test]
+fn a_store_on_a_service_is_started_first_and_reached_through_it() {
+    if !docker_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let specs = dir.path().join("specs");
+    common::copy_dir(&common::example_specs(), &specs);
+    // Features only: training is not what this test is about.
+    std::fs::remove_file(specs.join("training.yaml")).expect("rm training.yaml");
+    redis_context(&specs.join("redis"));
+    let project = format!("dkstore{}", std::process::id() % 10_000);
+    let project_yaml = specs.join("project.yaml");
+    let p = std::fs::read_to_string(&project_yaml).expect("read project.yaml");
+    let p = p.replacen("name: streamflow", &format!("name: {project}"), 1);
+    let p = p.replacen(
+        "---",
+        "online: redis://cache:6379/0?prefix=onsvc\n---\nkind: Service\nname: cache\n\
+         build: { context: ./redis }\n\
+         command: [--port, \"6379\", --bind, 0.0.0.0, --protected-mode, \"no\", --save, \"\", --appendonly, \"no\"]\n\
+         ports: [\"127.0.0.1::6379\"]\n\
+         health: { command: \"echo PING | nc 127.0.0.1 6379 | grep -q PONG\", interval: 100ms, retries: 50 }\n---",
+        1,
+    );
+    std::fs::write(&project_yaml, p).expect("write project.yaml");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_reconcile"))
+            .args(args)
+            .arg(&specs)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run reconcile")
+    };
+    struct Destroy<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for Destroy<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["destroy", "--yes", "--purge"]);
+        }
+    }
+    let _cleanup = Destroy(&run);
+
+    let out = run(&["apply"]);
+    let t = text(&out);
+    assert!(out.status.success(), "apply failed:\n{t}");
+    assert!(t.contains("store service Service/cache"), "{t}");
+    assert!(t.contains("adopt running container"), "{t}");
+    // The features landed in the Redis inside the container, read back through
+    // the rewritten URL by a separate process.
+    let get = Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(["features", "get", "user", "7590-VHVEG", "--specs"])
+        .arg(&specs)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("features get");
+    assert!(get.status.success(), "{}", text(&get));
+    assert!(text(&get).contains("months_active"), "{}", text(&get));
+    // The host's own Redis does not hold them.
+    let keys = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "--scan", "--pattern", "onsvc*"])
+        .output();
+    if let Ok(keys) = keys {
+        assert!(String::from_utf8_lossy(&keys.stdout).trim().is_empty());
+    }
+    assert_eq!(run(&["plan"]).status.code(), Some(0));
+}

@@ -420,6 +420,14 @@ pub fn diff(d: &DesiredResource, observed: &Observed) -> ResourcePlan {
                     .push("the last apply failed to make it ready; try again".into());
                 plan.operations = run(Some(c.id.clone()));
             }
+            Some(c) if record.is_none() => {
+                // Started before the state store existed (a store's own
+                // service) or recorded in a state that was lost: adopt it, so
+                // it is pruned like any other once the specs drop it.
+                plan.action = Action::Update;
+                plan.reasons
+                    .push(format!("adopt running container {} into the state", c.name));
+            }
             Some(_) => {}
         },
     }
