@@ -1,6 +1,7 @@
 //! The command line: parses flags, runs one command, maps outcomes to exit codes.
 //! The only place that prints for humans besides `progress`.
 
+mod compose;
 mod models;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Command {
     /// Run the specs' endpoints in-process until SIGINT/SIGTERM; they follow the
     /// Production version and the online store without restarts.
     Serve(ServeArgs),
+    /// Write the project's Services and docker Endpoints as a docker compose file.
+    Compose(compose::ComposeArgs),
     /// Write a JSON Schema per kind for editor completion.
     Schema {
         /// Output folder.
@@ -267,6 +270,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Features(FeaturesCommand::Get(args)) => get_features(args).await,
         Command::Models(cmd) => models::run(cmd).await,
         Command::Serve(args) => serve(args).await,
+        Command::Compose(args) => compose::run(args),
     }
 }
 
