@@ -437,9 +437,9 @@ fn env_value(s: &str) -> String {
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$$") {
+        if let Some(tail) = after.strip_prefix("$$") {
             out.push_str("$$");
-            rest = &after[2..];
+            rest = tail;
         } else if let Some(end) = after.strip_prefix("${").and_then(|t| t.find('}')) {
             out.push_str(&after[..end + 3]);
             rest = &after[end + 3..];
@@ -455,11 +455,11 @@ fn env_value(s: &str) -> String {
 /// A duration in the syntax compose reads (Go's): the largest unit that is exact.
 fn go_duration(d: std::time::Duration) -> String {
     let nanos = d.as_nanos();
-    if nanos % 1_000_000_000 == 0 {
+    if nanos.is_multiple_of(1_000_000_000) {
         format!("{}s", nanos / 1_000_000_000)
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         format!("{}ms", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         format!("{}us", nanos / 1_000)
     } else {
         format!("{nanos}ns")

@@ -108,6 +108,8 @@ impl fmt::Display for ResourceId {
 }
 
 /// A typed spec of any kind.
+// Specs are few and long-lived; boxing the Service variant would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Spec {
     /// See [`ProjectSpec`].
