@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod compose;
 pub mod container;
 pub mod data;
 pub mod diag;

@@ -1,6 +1,7 @@
 //! The command line: parses flags, runs one command, maps outcomes to exit codes.
 //! The only place that prints for humans besides `progress`.
 
+mod compose;
 mod models;
 mod probe;
 
@@ -47,6 +48,8 @@ enum Command {
     Serve(ServeArgs),
     /// GET a URL as a container health check: exit 0 on 2xx, 1 otherwise.
     Probe(probe::ProbeArgs),
+    /// Write the project's Services and docker Endpoints as a docker compose file.
+    Compose(compose::ComposeArgs),
     /// Write a JSON Schema per kind for editor completion.
     Schema {
         /// Output folder.
@@ -274,6 +277,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Models(cmd) => models::run(cmd).await,
         Command::Serve(args) => serve(args).await,
         Command::Probe(args) => probe::run(args).await,
+        Command::Compose(args) => compose::run(args),
     }
 }
 
