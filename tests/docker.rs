@@ -63,6 +63,28 @@ impl DockerProject {
         DockerProject { dir, name }
     }
 
+    /// A copy of the example specs (the StreamFlow system) renamed to this
+    /// test's project.
+    fn from_example(test: &str) -> DockerProject {
+        let p = DockerProject::new(test);
+        common::copy_dir(&common::example_specs(), &p.specs());
+        let project_yaml = p.specs().join("project.yaml");
+        let text = std::fs::read_to_string(&project_yaml).expect("read project.yaml");
+        std::fs::write(
+            &project_yaml,
+            text.replacen("name: streamflow", &format!("name: {}", p.name), 1),
+        )
+        .expect("write project.yaml");
+        p
+    }
+
+    /// Edits a spec file of the project in place.
+    fn edit(&self, file: &str, f: impl FnOnce(String) -> String) {
+        let path = self.specs().join(file);
+        let text = std::fs::read_to_string(&path).expect("read spec");
+        std::fs::write(&path, f(text)).expect("write spec");
+    }
+
     fn specs(&self) -> PathBuf {
         self.dir.path().join("specs")
     }
@@ -453,47 +475,14 @@ fn a_docker_endpoint_serves_predictions_from_its_container() {
     if !docker_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let specs = dir.path().join("specs");
-    common::copy_dir(&common::example_specs(), &specs);
-    let project = format!("dkendpoint{}", std::process::id() % 10_000);
+    let p = DockerProject::from_example("endpoint");
     let port = free_port();
-    let training = specs.join("training.yaml");
-    let text_before = std::fs::read_to_string(&training).expect("read training.yaml");
-    std::fs::write(
-        &training,
-        text_before
-            .replace("port: 8000", &format!("port: {port}"))
-            .replace("runtime: embedded", "runtime: docker"),
-    )
-    .expect("write training.yaml");
-    let project_yaml = specs.join("project.yaml");
-    let p = std::fs::read_to_string(&project_yaml).expect("read project.yaml");
-    let name_line = p
-        .lines()
-        .find(|l| l.starts_with("name:"))
-        .expect("project name")
-        .to_string();
-    std::fs::write(
-        &project_yaml,
-        p.replace(&name_line, &format!("name: {project}")),
-    )
-    .expect("write project.yaml");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_reconcile"))
-            .args(args)
-            .arg(&specs)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run reconcile")
-    };
-    struct Destroy<'a>(&'a dyn Fn(&[&str]) -> Output);
-    impl Drop for Destroy<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["destroy", "--yes", "--purge"]);
-        }
-    }
-    let _cleanup = Destroy(&run);
+    p.edit("training.yaml", |t| {
+        t.replace("port: 8000", &format!("port: {port}"))
+            .replace("runtime: embedded", "runtime: docker")
+    });
+    let run = |args: &[&str]| p.run(args);
+    let project = p.name.clone();
 
     let out = run(&["apply"]);
     let t = text(&out);
@@ -563,41 +552,23 @@ fn a_store_on_a_service_is_started_first_and_reached_through_it() {
     if !docker_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let specs = dir.path().join("specs");
-    common::copy_dir(&common::example_specs(), &specs);
+    let p = DockerProject::from_example("store");
+    let specs = p.specs();
     // Features only: training is not what this test is about.
     std::fs::remove_file(specs.join("training.yaml")).expect("rm training.yaml");
     redis_context(&specs.join("redis"));
-    let project = format!("dkstore{}", std::process::id() % 10_000);
-    let project_yaml = specs.join("project.yaml");
-    let p = std::fs::read_to_string(&project_yaml).expect("read project.yaml");
-    let p = p.replacen("name: streamflow", &format!("name: {project}"), 1);
-    let p = p.replacen(
-        "---",
-        "online: redis://cache:6379/0?prefix=onsvc\n---\nkind: Service\nname: cache\n\
-         build: { context: ./redis }\n\
-         command: [--port, \"6379\", --bind, 0.0.0.0, --protected-mode, \"no\", --save, \"\", --appendonly, \"no\"]\n\
-         ports: [\"127.0.0.1::6379\"]\n\
-         health: { command: \"echo PING | nc 127.0.0.1 6379 | grep -q PONG\", interval: 100ms, retries: 50 }\n---",
-        1,
-    );
-    std::fs::write(&project_yaml, p).expect("write project.yaml");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_reconcile"))
-            .args(args)
-            .arg(&specs)
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run reconcile")
-    };
-    struct Destroy<'a>(&'a dyn Fn(&[&str]) -> Output);
-    impl Drop for Destroy<'_> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["destroy", "--yes", "--purge"]);
-        }
-    }
-    let _cleanup = Destroy(&run);
+    p.edit("project.yaml", |t| {
+        t.replacen(
+            "---",
+            "online: redis://cache:6379/0?prefix=onsvc\n---\nkind: Service\nname: cache\n\
+             build: { context: ./redis }\n\
+             command: [--port, \"6379\", --bind, 0.0.0.0, --protected-mode, \"no\", --save, \"\", --appendonly, \"no\"]\n\
+             ports: [\"127.0.0.1::6379\"]\n\
+             health: { command: \"echo PING | nc 127.0.0.1 6379 | grep -q PONG\", interval: 100ms, retries: 50 }\n---",
+            1,
+        )
+    });
+    let run = |args: &[&str]| p.run(args);
 
     let out = run(&["apply"]);
     let t = text(&out);
