@@ -845,3 +845,168 @@ pub fn records_use_docker(observed: &Observed) -> bool {
                 && r.spec_json.get("runtime").and_then(|v| v.as_str()) == Some("docker"))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Desired;
+    use crate::store::state::ResourceRecord;
+
+    /// The desired state of a one-service project (no engine involved).
+    fn desired() -> (tempfile::TempDir, Desired) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("s.yaml"),
+            "kind: Project\nname: demo\n---\nkind: Service\nname: web\nimage: busybox:1\n\
+             volumes: [\"data:/data\"]\n",
+        )
+        .expect("write");
+        let set = crate::spec::validate::load_and_validate(dir.path()).expect("valid");
+        let order: Vec<ResourceId> = set.resources.iter().map(|r| r.id.clone()).collect();
+        let desired = crate::kinds::desire(&set, &order).expect("desire");
+        (dir, desired)
+    }
+
+    fn web(d: &Desired) -> &DesiredResource {
+        d.resources
+            .iter()
+            .find(|r| r.id.kind == Kind::Service)
+            .expect("service")
+    }
+
+    fn container(hash: &str, state: &str, health: Option<&str>) -> ContainerObs {
+        ContainerObs {
+            id: "c0ffee".into(),
+            name: "demo-web".into(),
+            resource: "Service/web".into(),
+            hash: hash.into(),
+            state: state.into(),
+            health: health.map(str::to_string),
+            status: format!("{state} for a while"),
+        }
+    }
+
+    fn observed(c: Option<ContainerObs>, record_hash: Option<&str>) -> Observed {
+        let mut o = Observed {
+            docker: DockerView::Seen(c.into_iter().map(|c| (c.resource.clone(), c)).collect()),
+            ..Observed::default()
+        };
+        if let Some(h) = record_hash {
+            let id = ResourceId::new(Kind::Service, "web");
+            o.records.insert(
+                id.clone(),
+                ResourceRecord {
+                    id,
+                    spec_hash: h.into(),
+                    spec_json: serde_json::json!({}),
+                    condition: Condition::Ready,
+                    reason: "Applied".into(),
+                    message: String::new(),
+                    outputs: serde_json::json!({ "container": "demo-web" }),
+                    protect: false,
+                    last_change_ms: 0,
+                    last_apply_ms: 0,
+                },
+            );
+        }
+        o
+    }
+
+    #[test]
+    fn names_and_mounts_are_per_project() {
+        let (_dir, d) = desired();
+        let Inputs::Service(s) = &web(&d).inputs else {
+            panic!("service inputs")
+        };
+        assert_eq!(s.container_name, "demo-web");
+        assert_eq!(s.network, "reconcile-demo");
+        assert_eq!(s.mounts[0].from, MountFrom::Volume("demo_data".into()));
+    }
+
+    #[test]
+    fn each_observation_gets_its_action() {
+        let (_dir, d) = desired();
+        let w = web(&d);
+        let h = w.spec_hash.as_str();
+        let cases = [
+            (observed(None, None), Action::Create, "new container"),
+            (
+                observed(None, Some(h)),
+                Action::Create,
+                "removed out of band",
+            ),
+            (
+                observed(Some(container("old", "running", None)), Some("old")),
+                Action::Replace,
+                "spec changed",
+            ),
+            (
+                observed(Some(container("old", "running", None)), Some(h)),
+                Action::Replace,
+                "replaced out of band",
+            ),
+            (
+                observed(Some(container(h, "exited", None)), Some(h)),
+                Action::Update,
+                "start it",
+            ),
+            (
+                observed(Some(container(h, "running", Some("unhealthy"))), Some(h)),
+                Action::Replace,
+                "unhealthy",
+            ),
+            (
+                observed(Some(container(h, "running", None)), None),
+                Action::Update,
+                "adopt",
+            ),
+            (
+                observed(Some(container(h, "running", Some("healthy"))), Some(h)),
+                Action::NoOp,
+                "",
+            ),
+        ];
+        for (o, action, reason) in cases {
+            let plan = diff(w, &o);
+            assert_eq!(plan.action, action, "{:?}", plan.reasons);
+            assert!(
+                plan.reasons.join(" ").contains(reason),
+                "{:?}",
+                plan.reasons
+            );
+        }
+        let replace = diff(w, &observed(Some(container("old", "running", None)), None));
+        assert!(replace.operations.contains(&Operation::RunContainer {
+            replaces: Some("c0ffee".into())
+        }));
+    }
+
+    #[test]
+    fn an_unreachable_engine_is_a_planned_change_with_the_reason() {
+        let (_dir, d) = desired();
+        let o = Observed {
+            docker: DockerView::Unreachable("no Docker engine reachable at unix:///x".into()),
+            ..Observed::default()
+        };
+        let plan = diff(web(&d), &o);
+        assert_eq!(plan.action, Action::Create);
+        assert!(plan.reasons[0].contains("unix:///x"));
+    }
+
+    #[test]
+    fn containers_of_removed_resources_are_pruned() {
+        let o = observed(Some(container("h", "running", None)), None);
+        let plan = diff_removed(&ResourceId::new(Kind::Service, "web"), &o).expect("pruned");
+        assert_eq!(plan.action, Action::Delete);
+        assert_eq!(
+            plan.operations,
+            vec![
+                Operation::RemoveContainer {
+                    id: "c0ffee".into()
+                },
+                Operation::Forget
+            ]
+        );
+        assert!(diff_removed(&ResourceId::new(Kind::Service, "other"), &o).is_none());
+    }
+}
