@@ -188,7 +188,7 @@ impl Workspace {
                     "container {name} does not exist; `reconcile apply` starts it"
                 ))
             })?;
-        service::wait_ready(engine, &name, &id.to_string(), health)
+        service::wait_ready(engine, &name, &id.to_string(), health, false)
             .await
             .map_err(|e| fail(e.to_string()))?;
         let target = match detail.published.get(&format!("{}/tcp", on.port)) {

@@ -661,13 +661,18 @@ fn config(
 
 /// Waits until a container is ready; fails fast when it crashes or turns
 /// unhealthy, and at the deadline, quoting its logs either way. `what` prefixes
-/// the message when the container is not the resource's own.
+/// the message when the container is not the resource's own. `fresh`: this
+/// command just started it, so any restart is a crash; otherwise only restarts
+/// seen while waiting count (a dependency that crashed once last week and has
+/// been healthy since is ready).
 pub async fn wait_ready(
     engine: &Engine,
     container: &str,
     what: &str,
     health: Option<HealthTiming>,
+    fresh: bool,
 ) -> Result<(), ApplyError> {
+    let mut baseline: Option<i64> = fresh.then_some(0);
     let what = if what.is_empty() {
         String::new()
     } else {
@@ -681,12 +686,14 @@ pub async fn wait_ready(
                 "{what}container {container} disappeared while starting"
             )));
         };
-        let crashed = detail.restarts > 0
+        let baseline = *baseline.get_or_insert(detail.restarts);
+        let crashed = detail.restarts > baseline
             || matches!(detail.state.as_str(), "exited" | "dead" | "restarting");
         let failure = if crashed {
             Some(format!(
                 "{what}container {container} exited with code {} (restarted {} time(s))",
-                detail.exit_code, detail.restarts
+                detail.exit_code,
+                detail.restarts - baseline
             ))
         } else if detail.health.as_deref() == Some("unhealthy") {
             Some(format!(
@@ -764,7 +771,7 @@ pub async fn apply(
         }
     }
     let health = inputs.spec.health.as_ref().map(|h| h.timing());
-    wait_ready(engine, &inputs.container_name, "", health).await?;
+    wait_ready(engine, &inputs.container_name, "", health, started).await?;
     let detail = engine
         .inspect(&inputs.container_name)
         .await?
@@ -805,6 +812,7 @@ async fn wait_for_dependencies(engine: &Engine, inputs: &ServiceInputs) -> Resul
             &dep.container,
             &format!("dependency {}", dep.id),
             dep.health,
+            false,
         )
         .await?;
     }
