@@ -8,7 +8,7 @@
 
 use indexmap::IndexMap;
 
-use crate::spec::service::{HealthCommand, HealthSpec, RestartPolicy, parse_port};
+use crate::spec::service::{HealthCommand, HealthSpec, RestartPolicy, parse_port, spanned};
 use crate::spec::{EndpointSpec, ServiceSpec, SpannedStr, SpecSet};
 
 /// Image repository of endpoint containers; the tag is the binary's content hash.
@@ -23,14 +23,6 @@ pub const IN_NETWORK_ENV: &str = "RECONCILE_IN_NETWORK";
 
 /// The binary's path inside the endpoint image.
 pub const BINARY_PATH: &str = "/reconcile";
-
-fn spanned(s: impl Into<String>) -> SpannedStr {
-    SpannedStr {
-        value: s.into(),
-        referenced: serde_saphyr::Location::UNKNOWN,
-        defined: serde_saphyr::Location::UNKNOWN,
-    }
-}
 
 /// A store URL that points at a Service of the project.
 #[derive(Debug, Clone, PartialEq, Eq)]

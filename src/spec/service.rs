@@ -145,9 +145,11 @@ pub struct HealthSpec {
     pub start_period: SpannedStr,
 }
 
-fn spanned(s: &str) -> SpannedStr {
+/// A value with no place in a file: defaults, and specs reconcile synthesizes
+/// (a docker Endpoint's service).
+pub fn spanned(s: impl Into<String>) -> SpannedStr {
     SpannedStr {
-        value: s.to_string(),
+        value: s.into(),
         referenced: serde_saphyr::Location::UNKNOWN,
         defined: serde_saphyr::Location::UNKNOWN,
     }
