@@ -333,10 +333,10 @@ fn main() {
     let (ours_tree, ours_tree_m, _) = measure("tree (balanced)", &tree, &data, None);
     // linfa-logistic as `algorithm: logisticRegression` runs it (standardised,
     // balanced by prior correction), on the same rows.
-    let spec = reconcile::spec::LogisticSpec {
+    let spec = reconcile::kinds::training_run::spec::LogisticSpec {
         alpha: 1.0,
         max_iterations: 200,
-        class_weight: reconcile::spec::ClassWeight::Balanced,
+        class_weight: reconcile::kinds::training_run::spec::ClassWeight::Balanced,
     };
     let mut best = Duration::MAX;
     let mut fitted = None;

@@ -15,10 +15,13 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::container::endpoint_service;
-use crate::spec::service::{
+use crate::kinds::Member;
+use crate::kinds::endpoint::{Endpoint, Runtime};
+use crate::kinds::service::Service;
+use crate::kinds::service::spec::{
     MountSource, ServiceSpec, parse_duration, parse_memory, parse_port, parse_volume,
 };
-use crate::spec::{Kind, Resource, Runtime, Spec, SpecSet};
+use crate::spec::{Kind, Resource, SpecSet};
 
 /// Why a compose file could not be written. Validated specs only fail here on
 /// what compose cannot express.
@@ -202,16 +205,13 @@ struct Container<'a> {
 fn containers(set: &SpecSet) -> Vec<Container<'_>> {
     set.resources
         .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::Service(s) => Some(Container {
-                resource: r,
-                spec: s.clone(),
-            }),
-            Spec::Endpoint(e) if e.runtime == Runtime::Docker => Some(Container {
-                resource: r,
-                spec: endpoint_service(set, e),
-            }),
-            _ => None,
+        .filter_map(|r| {
+            let spec = match (Service::spec_of(&r.spec), Endpoint::spec_of(&r.spec)) {
+                (Some(s), _) => s.clone(),
+                (_, Some(e)) if e.runtime == Runtime::Docker => endpoint_service(set, e),
+                _ => return None,
+            };
+            Some(Container { resource: r, spec })
         })
         .collect()
 }

@@ -8,8 +8,12 @@
 
 use indexmap::IndexMap;
 
-use crate::spec::service::{HealthCommand, HealthSpec, RestartPolicy, parse_port, spanned};
-use crate::spec::{EndpointSpec, ServiceSpec, SpannedStr, SpecSet};
+use crate::kinds::endpoint::EndpointSpec;
+use crate::kinds::service::Service;
+use crate::kinds::service::spec::{
+    HealthCommand, HealthSpec, RestartPolicy, ServiceSpec, parse_port, spanned,
+};
+use crate::spec::{SpannedStr, SpecSet};
 
 /// Image repository of endpoint containers; the tag is the binary's content hash.
 pub const SERVE_IMAGE: &str = "reconcile-serve";
@@ -43,10 +47,7 @@ pub fn store_service(url: &str, set: &SpecSet) -> Option<StoreOnService> {
         Some((h, p)) => (h, p.parse::<u16>().ok()?),
         None => (host_port, default_port(scheme)?),
     };
-    let named = set
-        .resources
-        .iter()
-        .any(|r| matches!(&r.spec, crate::spec::Spec::Service(s) if s.name.value == host));
+    let named = set.specs::<Service>().any(|(_, s)| s.name.value == host);
     named.then(|| StoreOnService {
         service: host.to_string(),
         port,
@@ -81,11 +82,7 @@ pub fn rewrite_to_address(url: &str, ip: &str, port: u16) -> String {
 
 /// The store URLs the project spec names (state, offline, online).
 pub fn project_store_urls(set: &SpecSet) -> Vec<&SpannedStr> {
-    let p = &set.project;
-    [&p.state, &p.offline, &p.online]
-        .into_iter()
-        .flatten()
-        .collect()
+    set.project.store_urls().collect()
 }
 
 /// The services the project's stores run on.

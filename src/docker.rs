@@ -34,7 +34,7 @@ pub const LABEL_HASH: &str = "reconcile.hash";
 const REQUEST_TIMEOUT: u64 = 120;
 
 /// Errors talking to the engine, each naming what was being done.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum DockerError {
     /// No engine answered.
     #[error(

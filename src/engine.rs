@@ -12,15 +12,15 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::graph::DependencyGraph;
-use crate::kinds::{self, ApplyContext, Desired, DesiredResource, Observed};
-use crate::plan::{Action, Operation, Plan, ResourcePlan};
+use crate::kinds::{self, ApplyContext, CommonOp, DesiredResource, DesiredState, Observed, Pool};
+use crate::plan::{Action, Plan, ResourcePlan};
 use crate::progress::Progress;
 use crate::spec::ResourceId;
 use crate::store::StoreError;
 use crate::store::state::{Condition, ResourceRecord};
 
-/// Containers started at once: bounded only so a large project does not flood
-/// the engine.
+/// Resources of the container pool started at once: bounded only so a large
+/// project does not flood the engine.
 const CONTAINER_PARALLELISM: usize = 16;
 
 /// How one resource ended.
@@ -73,7 +73,7 @@ impl ApplyReport {
 /// Executes `plan`, recording outcomes in `ctx.state`.
 pub async fn execute(
     ctx: Arc<ApplyContext>,
-    desired: &Desired,
+    desired: &DesiredState,
     observed: &Observed,
     graph: &DependencyGraph,
     plan: &Plan,
@@ -127,29 +127,20 @@ pub async fn execute(
         done.insert(id, condition);
     }
 
-    // Containers mostly wait on the engine and on health checks, so they have
-    // their own, wider bound; `parallelism` bounds the CPU-heavy kinds.
-    let is_container = |id: &ResourceId| {
-        desired_by_id
-            .get(id)
-            .is_some_and(|d| matches!(d.inputs, kinds::Inputs::Service(_)))
+    // Containers mostly wait on the engine and on health checks, so their pool
+    // has its own, wider bound; `parallelism` bounds the CPU-heavy work.
+    let pool_of = |id: &ResourceId| desired_by_id.get(id).map_or(Pool::Cpu, |d| d.pool);
+    let bound = |pool: Pool| match pool {
+        Pool::Cpu => parallelism,
+        Pool::Containers => CONTAINER_PARALLELISM,
     };
     loop {
         // Start whatever is ready, up to the parallelism bounds.
         let mut deferred = std::collections::VecDeque::new();
         while let Some(id) = ready.pop_front() {
-            let container = is_container(&id);
-            let busy = running
-                .iter()
-                .filter(|r| is_container(r) == container)
-                .count();
-            if busy
-                >= if container {
-                    CONTAINER_PARALLELISM
-                } else {
-                    parallelism
-                }
-            {
+            let pool = pool_of(&id);
+            let busy = running.iter().filter(|r| pool_of(r) == pool).count();
+            if busy >= bound(pool) {
                 deferred.push_back(id);
                 continue;
             }
@@ -234,7 +225,7 @@ pub async fn execute(
         let Some(joined) = joined else { break };
         let (id, result, took) = match joined {
             Ok(v) => v,
-            Err(e) => return Err(StoreError::Locked(format!("internal task failure: {e}"))),
+            Err(e) => return Err(StoreError::Task(e)),
         };
         running.remove(&id);
         progress.finish(&id);
@@ -296,7 +287,7 @@ pub async fn execute(
         let t0 = Instant::now();
         let (condition, message) = match kinds::apply_removed(&ctx, p).await {
             Ok(applied) => {
-                if p.operations.contains(&Operation::Forget) {
+                if p.operations.contains(&CommonOp::Forget.into()) {
                     ctx.state.forget(&p.id, &applied.message).await?;
                 }
                 progress.line(&format!("✓ {}: deleted", p.id));

@@ -12,7 +12,10 @@ use chrono::NaiveDate;
 use thiserror::Error;
 
 use crate::data::{Batch, Column};
-use crate::spec::{ColumnType, FeatureViewSpec, Kind, ResourceId, Spec, SpecSet, parse_ttl};
+use crate::kinds::entity::Entity;
+use crate::kinds::feature_view::{FeatureView, FeatureViewSpec, parse_ttl};
+use crate::kinds::table::{Table, TableSpec};
+use crate::spec::{ColumnType, SpecSet};
 use crate::store::{Db, StoreError, offline};
 
 /// Why features could not be retrieved.
@@ -51,22 +54,17 @@ pub struct ResolvedView {
 
 /// Resolves a view of the specs.
 pub fn resolve(set: &SpecSet, name: &str) -> Result<ResolvedView, FeatureError> {
-    let find = |kind: Kind, n: &str| {
-        set.resources
-            .iter()
-            .find(|r| r.id == ResourceId::new(kind, n))
-    };
-    let Some(Spec::FeatureView(v)) = find(Kind::FeatureView, name).map(|r| &r.spec) else {
+    let Some(v) = set.spec::<FeatureView>(name) else {
         return Err(FeatureError::UnknownView(name.to_string()));
     };
     let invalid = |message: String| FeatureError::Invalid {
         view: name.to_string(),
         message,
     };
-    let Some(Spec::Table(t)) = find(Kind::Table, &v.table.value).map(|r| &r.spec) else {
+    let Some(t) = set.spec::<Table>(&v.table.value) else {
         return Err(invalid(format!("no table `{}`", v.table.value)));
     };
-    let Some(Spec::Entity(e)) = find(Kind::Entity, &v.entity.value).map(|r| &r.spec) else {
+    let Some(e) = set.spec::<Entity>(&v.entity.value) else {
         return Err(invalid(format!("no entity `{}`", v.entity.value)));
     };
     let [key] = e.join_keys.as_slice() else {
@@ -88,7 +86,7 @@ pub fn resolve(set: &SpecSet, name: &str) -> Result<ResolvedView, FeatureError> 
 
 fn feature_types(
     v: &FeatureViewSpec,
-    t: &crate::spec::TableSpec,
+    t: &TableSpec,
 ) -> Result<Vec<(String, ColumnType)>, FeatureError> {
     v.features
         .iter()

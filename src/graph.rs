@@ -10,7 +10,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diag::{DiagCode, SpecDiagnostic};
 use crate::spec::validate::{ResourceIndex, resolve_reference};
-use crate::spec::{Kind, Resource, ResourceId, SpannedStr, Spec, SpecSet};
+use crate::spec::{Resource, ResourceId, SpannedStr, SpecSet};
 
 /// Resources and the "must run before" relation between them.
 #[derive(Debug, Clone)]
@@ -21,52 +21,6 @@ pub struct DependencyGraph {
     pub index: HashMap<ResourceId, NodeIndex>,
     /// Resource ids in a topological order.
     pub order: Vec<ResourceId>,
-}
-
-/// Every reference of a resource to another it depends on, with where it is written.
-pub fn references(r: &Resource) -> Vec<(SpannedStr, Option<Kind>)> {
-    let mut refs: Vec<(SpannedStr, Option<Kind>)> = r
-        .spec
-        .depends_on()
-        .iter()
-        .map(|d| (d.clone(), None))
-        .collect();
-    match &r.spec {
-        Spec::FeatureView(v) => {
-            refs.push((v.entity.clone(), Some(Kind::Entity)));
-            refs.push((v.table.clone(), Some(Kind::Table)));
-        }
-        Spec::TrainingRun(t) => {
-            refs.push((t.label.table.clone(), Some(Kind::Table)));
-            let mut views: Vec<&str> = Vec::new();
-            for f in &t.features {
-                let view = f.value.split_once('.').map_or(f.value.as_str(), |(v, _)| v);
-                if !views.contains(&view) {
-                    views.push(view);
-                    let mut at = f.clone();
-                    at.value = view.to_string();
-                    refs.push((at, Some(Kind::FeatureView)));
-                }
-            }
-        }
-        Spec::Model(m) => {
-            for run in m.production.iter().flat_map(|p| p.runs()) {
-                refs.push((run.clone(), Some(Kind::TrainingRun)));
-            }
-        }
-        Spec::Endpoint(e) => refs.push((e.model.clone(), Some(Kind::Model))),
-        Spec::Project(_) | Spec::Service(_) | Spec::Entity(_) | Spec::Table(_) => {}
-    }
-    refs
-}
-
-/// References whose target depends on this resource (a run feeds the Model it
-/// names, so the Model is decided after every run that produces its versions).
-pub fn reverse_references(r: &Resource) -> Vec<(SpannedStr, Option<Kind>)> {
-    match &r.spec {
-        Spec::TrainingRun(t) => vec![(t.model.clone(), Some(Kind::Model))],
-        _ => Vec::new(),
-    }
 }
 
 impl DependencyGraph {
@@ -83,14 +37,14 @@ impl DependencyGraph {
             HashMap::new();
         let names = ResourceIndex::new(&set.resources);
         for r in &set.resources {
-            for (reference, kind) in references(r) {
+            for (reference, kind) in crate::kinds::references(&r.spec) {
                 if let Ok(dep) = resolve_reference(r, &reference, kind, &names) {
                     let (a, b) = (index[&dep], index[&r.id]);
                     graph.update_edge(a, b, ());
                     edge_sites.entry((a, b)).or_insert((r, reference));
                 }
             }
-            for (reference, kind) in reverse_references(r) {
+            for (reference, kind) in crate::kinds::reverse_references(&r.spec) {
                 if let Ok(dependent) = resolve_reference(r, &reference, kind, &names) {
                     let (a, b) = (index[&r.id], index[&dependent]);
                     graph.update_edge(a, b, ());
@@ -255,8 +209,11 @@ mod tests {
         let names: Vec<&str> = g.order.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["a", "c", "b"]);
         assert_eq!(
-            g.dependents(&ResourceId::new(crate::spec::Kind::Entity, "c"))
-                .len(),
+            g.dependents(&ResourceId::new(
+                crate::spec::Kind::parse("Entity").expect("kind"),
+                "c"
+            ))
+            .len(),
             1
         );
     }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use owo_colors::OwoColorize;
 use serde::Serialize;
 
-use crate::kinds::{self, Desired, Observed};
+use crate::kinds::{self, DesiredState, Observed, Operation};
 use crate::spec::ResourceId;
 
 /// What happens to a resource, as `terraform plan` says it.
@@ -51,79 +51,6 @@ impl Action {
             Action::Delete => "delete",
         }
     }
-}
-
-/// One snapshot to load (or reload) into a table.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SnapshotLoad {
-    /// Snapshot date.
-    pub as_of: String,
-    /// File, relative to the project folder.
-    pub source: String,
-    /// Hash of the file when planned.
-    pub file_hash: String,
-    /// Why it is (re)loaded.
-    pub reason: String,
-}
-
-/// An atomic operation; the executor runs a resource's operations in order.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(tag = "op", rename_all = "camelCase")]
-pub enum Operation {
-    /// Record the spec in the state store (kinds with no external effect).
-    Record,
-    /// Validate and write snapshots in one transaction; `recreate` first drops the table.
-    LoadSnapshots {
-        /// Drop and create the SQL table first.
-        recreate: bool,
-        /// Snapshots to write.
-        snapshots: Vec<SnapshotLoad>,
-    },
-    /// Delete one snapshot's rows.
-    DropSnapshot {
-        /// Snapshot date.
-        as_of: String,
-    },
-    /// Drop a table and its data.
-    DropTable,
-    /// Write the latest values per entity of a feature view into the online store.
-    Materialize {
-        /// Rebuild: remove the view's online rows first.
-        full: bool,
-        /// Only snapshots after this date (incremental), if any.
-        after: Option<String>,
-        /// The snapshot dates this materialization covers.
-        snapshots: Vec<String>,
-    },
-    /// Remove a feature view's online rows.
-    DropOnline,
-    /// Build the training set, train, validate and register a version.
-    Train,
-    /// Choose the Production version and promote it.
-    Promote,
-    /// Pull the image, or build it, when the engine does not have it.
-    PrepareImage {
-        /// The image reference.
-        image: String,
-    },
-    /// Create and start the container, replacing `replaces` if given, then wait
-    /// until it is ready.
-    RunContainer {
-        /// The container this one replaces.
-        replaces: Option<String>,
-    },
-    /// Start a stopped container and wait until it is ready.
-    StartContainer {
-        /// Container id.
-        id: String,
-    },
-    /// Remove a container (its named volumes are kept).
-    RemoveContainer {
-        /// Container id.
-        id: String,
-    },
-    /// Remove the resource from the state store.
-    Forget,
 }
 
 /// The plan of one resource.
@@ -250,7 +177,7 @@ impl Plan {
 }
 
 /// Computes the plan. Pure: no I/O, deterministic for its inputs.
-pub fn diff(desired: &Desired, observed: &Observed, opts: &PlanOptions) -> Plan {
+pub fn diff(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> Plan {
     let mut resources: Vec<ResourcePlan> = desired
         .resources
         .iter()

@@ -3,25 +3,13 @@
 
 use serde_json::{Value, json};
 
-use crate::spec::{
-    EndpointSpec, EntitySpec, FeatureViewSpec, Kind, ModelSpec, ProjectSpec, TableSpec,
-    TrainingRunSpec,
-};
+use crate::spec::Kind;
 
 /// `(file name, schema)` for every kind, plus `all.json` accepting any kind.
 pub fn schemas() -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for kind in Kind::ALL {
-        let schema = match kind {
-            Kind::Project => schemars::schema_for!(ProjectSpec),
-            Kind::Entity => schemars::schema_for!(EntitySpec),
-            Kind::Table => schemars::schema_for!(TableSpec),
-            Kind::FeatureView => schemars::schema_for!(FeatureViewSpec),
-            Kind::TrainingRun => schemars::schema_for!(TrainingRunSpec),
-            Kind::Model => schemars::schema_for!(ModelSpec),
-            Kind::Service => schemars::schema_for!(crate::spec::ServiceSpec),
-            Kind::Endpoint => schemars::schema_for!(EndpointSpec),
-        };
+    for &kind in Kind::ALL {
+        let schema = crate::kinds::schema(kind);
         let mut v = schema.to_value();
         if let Some(props) = v.get_mut("properties").and_then(Value::as_object_mut) {
             props.insert(

@@ -1,22 +1,20 @@
 //! A spec folder made ready to act on: specs loaded and validated, the graph
 //! built, the stores opened. The CLI, tests and benchmarks share this path.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::container;
 use crate::diag::SpecDiagnostic;
 use crate::engine::{self, ApplyReport};
 use crate::graph::DependencyGraph;
-use crate::kinds::service::{self, SharedDocker};
-use crate::kinds::{self, ApplyContext, ApplyError, Desired, Observed};
+use crate::kinds::{self, ApplyContext, ApplyError, DesiredState, Observed, Operation};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::progress::Progress;
-use crate::spec::{Kind, ResourceId, SpecSet};
+use crate::runtime::containers::{self, DockerView, SharedDocker};
+use crate::spec::{ResourceId, SpecSet};
 use crate::store::lock::ApplyLock;
 use crate::store::online::OnlineStore;
 use crate::store::state::StateStore;
@@ -49,8 +47,8 @@ pub enum WorkspaceError {
     #[error("{}: {}", .0.0, .0.1)]
     Inputs(Box<(ResourceId, ApplyError)>),
     /// The Docker engine failed outside any one resource.
-    #[error("{0}")]
-    Docker(String),
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
 }
 
 /// Loaded specs and their graph.
@@ -94,49 +92,24 @@ impl Workspace {
         })
     }
 
-    /// Whether this command must ask the engine: something runs in a container
-    /// now, or did (so its container is pruned).
-    fn needs_docker(&self, observed: &Observed) -> bool {
-        service::specs_use_docker(&self.set) || service::records_use_docker(observed)
-    }
-
     /// Observes the stores, and the engine when containers are involved.
     async fn observe(&self, stores: &Stores) -> Result<Observed, WorkspaceError> {
         let mut observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
-        if self.needs_docker(&observed) {
+        if kinds::needs_engine(&self.set, &observed) {
             observed.docker = self.docker.observe(&self.set.project.name.value).await;
         }
         Ok(observed)
     }
 
     /// Starts the Services the stores run on (and what they depend on), so the
-    /// stores can be opened; a no-op when no store URL names a Service.
+    /// stores can be opened; a no-op when no store URL names a Service. They are
+    /// planned and applied by their own kind; the apply that follows records
+    /// them (as adopted) once the state store is open.
     pub async fn start_store_services(&self) -> Result<Vec<String>, WorkspaceError> {
-        if std::env::var_os(container::IN_NETWORK_ENV).is_some() {
+        let order = containers::store_hosts(&self.set, &self.graph);
+        if order.is_empty() {
             return Ok(Vec::new());
         }
-        let mut needed: HashSet<ResourceId> = container::store_services(&self.set)
-            .into_iter()
-            .map(|s| ResourceId::new(Kind::Service, s.service))
-            .collect();
-        if needed.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut stack: Vec<ResourceId> = needed.iter().cloned().collect();
-        while let Some(id) = stack.pop() {
-            for dep in self.graph.dependencies(&id) {
-                if dep.kind == Kind::Service && needed.insert(dep.clone()) {
-                    stack.push(dep);
-                }
-            }
-        }
-        let order: Vec<ResourceId> = self
-            .graph
-            .order
-            .iter()
-            .filter(|id| needed.contains(*id))
-            .cloned()
-            .collect();
         let desired = kinds::desire(&self.set, &order).map_err(WorkspaceError::Inputs)?;
         let observed = Observed {
             docker: self.docker.observe(&self.set.project.name.value).await,
@@ -148,7 +121,7 @@ impl Workspace {
             if plan.action == plan::Action::NoOp {
                 continue;
             }
-            let applied = service::apply(&self.docker, d, &plan)
+            let applied = containers::apply_before_stores(&self.docker, d, &plan)
                 .await
                 .map_err(|e| WorkspaceError::Inputs(Box::new((d.id.clone(), e))))?;
             messages.push(format!("{}: {}", d.id, applied.message));
@@ -160,45 +133,7 @@ impl Workspace {
     /// pointed at the service's published port (or its network address) once
     /// the service is ready; other URLs are returned as they are.
     async fn reach(&self, url: String) -> Result<String, StoreError> {
-        if std::env::var_os(container::IN_NETWORK_ENV).is_some() {
-            return Ok(url);
-        }
-        let Some(on) = container::store_service(&url, &self.set) else {
-            return Ok(url);
-        };
-        let id = ResourceId::new(Kind::Service, on.service.clone());
-        let project = &self.set.project.name.value;
-        let fail = |why: String| StoreError::OnService(format!("the store on {id}: {why}"));
-        let engine = self
-            .docker
-            .engine()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let name = service::container_name(project, &on.service);
-        let health = self.set.get(&id).and_then(|r| match &r.spec {
-            crate::spec::Spec::Service(s) => s.health.as_ref().map(|h| h.timing()),
-            _ => None,
-        });
-        let detail = engine
-            .inspect(&name)
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .ok_or_else(|| {
-                fail(format!(
-                    "container {name} does not exist; `reconcile apply` starts it"
-                ))
-            })?;
-        service::wait_ready(engine, &name, &id.to_string(), health, false)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let target = match detail.published.get(&format!("{}/tcp", on.port)) {
-            Some(port) => container::rewrite_to_host(&url, *port),
-            None => match &detail.ip {
-                Some(ip) => container::rewrite_to_address(&url, ip, on.port),
-                None => return Err(fail(format!("container {name} has no address"))),
-            },
-        };
-        Ok(target)
+        containers::reach_store(&self.set, &self.docker, url).await
     }
 
     /// Opens the stores: overrides first, then the Project spec, then the default.
@@ -261,7 +196,7 @@ impl Workspace {
         &self,
         stores: &Stores,
         opts: &PlanOptions,
-    ) -> Result<(Desired, Observed, Plan), WorkspaceError> {
+    ) -> Result<(DesiredState, Observed, Plan), WorkspaceError> {
         let desired =
             kinds::desire(&self.set, &self.graph.order).map_err(WorkspaceError::Inputs)?;
         let observed = self.observe(stores).await?;
@@ -327,18 +262,20 @@ impl Workspace {
         let result = async {
             let observed = self.observe(stores).await?;
             let opts = PlanOptions { prune_data: true };
+            // Everything recorded, and whatever a kind finds to remove even
+            // without a record (a container, a table's data).
             let resources = self
                 .graph
                 .order
                 .iter()
                 .rev()
-                .filter(|id| {
-                    observed.records.contains_key(*id)
-                        || observed.docker.container(id).is_some()
-                        || observed.tables.contains_key(&id.name)
-                            && id.kind == crate::spec::Kind::Table
-                })
                 .map(|id| kinds::diff_removed(id, &observed, &opts))
+                .filter(|p| {
+                    observed.records.contains_key(&p.id)
+                        || p.operations
+                            .iter()
+                            .any(|op| !matches!(op, Operation::Common(_)))
+                })
                 .collect();
             let plan = Plan { resources };
             let ctx = Arc::new(ApplyContext {
@@ -351,7 +288,7 @@ impl Workspace {
             });
             let report = engine::execute(
                 ctx,
-                &Desired::default(),
+                &DesiredState::default(),
                 &observed,
                 &self.graph,
                 &plan,
@@ -359,7 +296,7 @@ impl Workspace {
                 progress,
             )
             .await?;
-            if matches!(observed.docker, service::DockerView::Seen(_)) && report.success() {
+            if matches!(observed.docker, DockerView::Seen(_)) && report.success() {
                 self.remove_project_objects(purge).await?;
             }
             Ok((plan, report))
@@ -373,21 +310,15 @@ impl Workspace {
     /// the named volumes (their data is lost).
     async fn remove_project_objects(&self, purge: bool) -> Result<(), WorkspaceError> {
         let project = &self.set.project.name.value;
-        let engine = self
-            .docker
-            .engine()
-            .await
-            .map_err(|e| WorkspaceError::Docker(e.to_string()))?;
-        let docker = |e: crate::docker::DockerError| WorkspaceError::Docker(e.to_string());
+        let engine = self.docker.connect().await?;
         engine
-            .remove_network(&service::network_name(project))
-            .await
-            .map_err(docker)?;
+            .remove_network(&containers::network_name(project))
+            .await?;
         // Built images are a cache of the build contexts, as `compose down --rmi local`.
-        engine.remove_built_images(project).await.map_err(docker)?;
+        engine.remove_built_images(project).await?;
         if purge {
-            for v in engine.list_volumes(project).await.map_err(docker)? {
-                engine.remove_volume(&v).await.map_err(docker)?;
+            for v in engine.list_volumes(project).await? {
+                engine.remove_volume(&v).await?;
             }
         }
         Ok(())

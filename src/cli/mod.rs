@@ -23,6 +23,22 @@ use crate::workspace::{StoreOverrides, Workspace, WorkspaceError};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Flags every command takes: how much it logs and how it prints.
+#[derive(Debug, Args)]
+struct LogArgs {
+    /// Log more on stderr: -v debug, -vv trace (`RUST_LOG` overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log only errors, and print only summaries.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Log events as `text` lines or `json` objects.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,9 +173,6 @@ struct ApplyArgs {
     /// How long to wait for another apply to finish, e.g. 30s, 2m (default: fail at once).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     lock_timeout: Duration,
-    /// Print only the summary.
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +222,12 @@ impl StoreArgs {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbosity = if cli.log.quiet {
+        -1
+    } else {
+        i8::try_from(cli.log.verbose).unwrap_or(i8::MAX)
+    };
+    crate::logging::init(verbosity, cli.log.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -245,12 +264,13 @@ fn report_error(e: &WorkspaceError, json: bool) -> ExitCode {
                 eprintln!("error: {} problem(s) in the specs", diags.len());
             }
         }
-        other => eprintln!("error: {other}"),
+        other => eprintln!("error: {}", crate::logging::with_causes(other)),
     }
     ExitCode::from(1)
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    let quiet = cli.log.quiet;
     match cli.command {
         Command::Validate(args) => match load(&args) {
             Ok(ws) => {
@@ -268,7 +288,7 @@ async fn run(cli: Cli) -> ExitCode {
             Err(code) => code,
         },
         Command::Plan(args) => plan(args).await,
-        Command::Apply(args) => apply(args).await,
+        Command::Apply(args) => apply(args, quiet).await,
         Command::Status(args) => status(args).await,
         Command::Destroy(args) => destroy(args).await,
         Command::Schema { out } => schema(out),
@@ -317,7 +337,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
     }
 }
 
-async fn apply(args: ApplyArgs) -> ExitCode {
+async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
     let json = args.plan.stores.spec.json;
     let ws = match load(&args.plan.stores.spec) {
         Ok(ws) => ws,
@@ -326,8 +346,8 @@ async fn apply(args: ApplyArgs) -> ExitCode {
     let parallelism = args
         .parallelism
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let progress = Progress::new(args.quiet || json);
-    let quiet = args.quiet || json;
+    let progress = Progress::new(quiet || json);
+    let quiet = quiet || json;
     let t0 = std::time::Instant::now();
     let result = async {
         for started in ws.start_store_services().await? {
@@ -594,16 +614,11 @@ async fn get_features(args: GetArgs) -> ExitCode {
         Ok(ws) => ws,
         Err(c) => return c,
     };
-    let views: Vec<&crate::spec::FeatureViewSpec> = ws
+    let views: Vec<&crate::kinds::feature_view::FeatureViewSpec> = ws
         .set
-        .resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            crate::spec::Spec::FeatureView(v) if v.online && v.entity.value == args.entity => {
-                Some(v)
-            }
-            _ => None,
-        })
+        .specs::<crate::kinds::feature_view::FeatureView>()
+        .map(|(_, v)| v)
+        .filter(|v| v.online && v.entity.value == args.entity)
         .collect();
     if views.is_empty() {
         eprintln!(

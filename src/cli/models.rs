@@ -191,7 +191,7 @@ async fn show(target: &str, args: &RegistryArgs) -> Result<(), String> {
     println!("  artifact       {}", v.artifact_hash);
     println!("  trainer        {}", v.trainer);
     println!("  metrics (validation)");
-    for m in crate::spec::METRICS {
+    for m in crate::kinds::model::METRICS {
         println!("    {:<14} {}", m, metric(v, m));
     }
     if let Some(c) = v.metrics.get("confusion") {

@@ -6,14 +6,88 @@
 //! a rebuild (replace); a view that goes offline or leaves the specs has its online
 //! rows dropped.
 
-use super::record::RecordOnly;
-use super::{Applied, ApplyContext, ApplyError, DesiredResource, Inputs, Observed, Reconciler};
+use std::collections::HashSet;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::entity::Entity;
+use super::table::Table;
+use super::{
+    Applied, ApplyContext, ApplyError, CheckContext, Desired, Kind, Member, Observed, Reference,
+    ResourceKind, Upstream, ops_of, record,
+};
+use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
 use crate::features::{ResolvedView, resolve};
 use crate::hash;
-use crate::plan::{Action, Operation, PlanOptions, ResourcePlan};
-use crate::spec::{ColumnType, Kind, Resource, ResourceId, Spec, SpecSet};
+use crate::plan::{Action, PlanOptions, ResourcePlan};
+use crate::spec::validate::check_identifier;
+use crate::spec::{ColumnType, Resource, ResourceId, SpannedStr, SpecSet};
 use crate::store::offline;
 use crate::store::online::{OnlineRows, OnlineView};
+
+/// Features of an entity taken from a table's columns, for training sets
+/// (point-in-time) and for serving (materialized into the online store).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FeatureViewSpec {
+    /// Always `FeatureView`.
+    pub kind: String,
+    /// View name; features are addressed as `view.feature`.
+    #[schemars(with = "String")]
+    pub name: SpannedStr,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The entity the features describe; the table must have its join keys.
+    #[schemars(with = "String")]
+    pub entity: SpannedStr,
+    /// The table the features come from.
+    #[schemars(with = "String")]
+    pub table: SpannedStr,
+    /// Columns of the table served as features (types come from the table).
+    #[schemars(with = "Vec<String>")]
+    pub features: Vec<SpannedStr>,
+    /// How long a snapshot's values stay valid, e.g. `90d`, `12h`.
+    #[schemars(with = "String", regex(pattern = r"^[0-9]+[dhm]$"))]
+    pub ttl: SpannedStr,
+    /// Materialize the latest values into the online store.
+    #[serde(default)]
+    pub online: bool,
+    /// Extra ordering edges: `name` or `Kind/name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
+    pub depends_on: Vec<SpannedStr>,
+}
+
+/// Parses a TTL such as `90d`, `12h` or `30m`.
+pub fn parse_ttl(s: &str) -> Option<chrono::Duration> {
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
+    match unit {
+        "d" => chrono::Duration::try_days(n),
+        "h" => chrono::Duration::try_hours(n),
+        "m" => chrono::Duration::try_minutes(n),
+        _ => None,
+    }
+}
+
+/// What applying a feature view does to the online store.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum ViewOp {
+    /// Write the latest values per entity of a feature view into the online store.
+    Materialize {
+        /// Rebuild: remove the view's online rows first.
+        full: bool,
+        /// Only snapshots after this date (incremental), if any.
+        after: Option<String>,
+        /// The snapshot dates this materialization covers.
+        snapshots: Vec<String>,
+    },
+    /// Remove a feature view's online rows.
+    DropOnline,
+}
 
 /// Desired inputs of a feature view.
 #[derive(Debug, Clone)]
@@ -45,55 +119,75 @@ impl ViewInputs {
     }
 }
 
-fn inputs(d: &DesiredResource) -> Option<&ViewInputs> {
-    match &d.inputs {
-        Inputs::FeatureView(v) => Some(v),
-        _ => None,
+/// The `FeatureView` kind.
+pub struct FeatureView;
+
+impl ResourceKind for FeatureView {
+    type Spec = FeatureViewSpec;
+    type Inputs = ViewInputs;
+    type Op = ViewOp;
+
+    fn name(spec: &FeatureViewSpec) -> &SpannedStr {
+        &spec.name
     }
-}
 
-/// Reconciler for feature views.
-pub struct FeatureViewReconciler;
+    fn depends_on(spec: &FeatureViewSpec) -> &[SpannedStr] {
+        &spec.depends_on
+    }
 
-impl Reconciler for FeatureViewReconciler {
+    fn references(spec: &FeatureViewSpec) -> Vec<Reference> {
+        vec![
+            (spec.entity.clone(), Some(Kind::Entity)),
+            (spec.table.clone(), Some(Kind::Table)),
+        ]
+    }
+
+    fn check(
+        cx: &CheckContext<'_>,
+        r: &Resource,
+        spec: &FeatureViewSpec,
+        diags: &mut Vec<SpecDiagnostic>,
+    ) {
+        check_feature_view(cx, r, spec, diags);
+    }
+
     fn desire(
         r: &Resource,
+        spec: &FeatureViewSpec,
         set: &SpecSet,
-        upstream: super::Upstream<'_>,
-    ) -> Result<Inputs, ApplyError> {
-        let Spec::FeatureView(spec) = &r.spec else {
-            return Ok(Inputs::None);
-        };
-        let view = resolve(set, &r.id.name).map_err(|e| ApplyError::Task(e.to_string()))?;
+        upstream: Upstream<'_>,
+    ) -> Result<ViewInputs, ApplyError> {
+        let view = resolve(set, &r.id.name)?;
         // The table comes first in topological order: reuse its hashed snapshots.
-        let mut snapshots: Vec<(String, String)> = match upstream
-            .get(&ResourceId::new(Kind::Table, view.table.clone()))
-            .map(|t| &t.inputs)
-        {
-            Some(Inputs::Table(t)) => t
-                .snapshots
-                .iter()
-                .map(|s| (s.as_of.clone(), s.file_hash.clone()))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let mut snapshots: Vec<(String, String)> = upstream
+            .inputs::<Table>(&view.table)
+            .map(|t| {
+                t.snapshots
+                    .iter()
+                    .map(|s| (s.as_of.clone(), s.file_hash.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         snapshots.sort();
         let schema = serde_json::json!({
             "key": view.key,
             "features": view.features.iter().map(|(n, t)| [n.as_str(), t.as_str()]).collect::<Vec<_>>(),
         });
-        Ok(Inputs::FeatureView(ViewInputs {
+        Ok(ViewInputs {
             schema_hash: hash::hash_json(&schema),
             online: spec.online,
             view,
             snapshots,
-        }))
+        })
     }
 
-    fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
-        let Some(inputs) = inputs(d) else {
-            return RecordOnly::diff(d, observed, opts);
-        };
+    fn input_hash(inputs: &ViewInputs) -> String {
+        inputs.source_hash(None)
+    }
+
+    fn diff(d: &Desired<'_, Self>, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
+        let inputs = d.inputs;
+        let record_only = || record::diff(d.id, d.spec_hash, d.spec_json, observed);
         let stored = observed.online.get(&d.id.name);
         let mut plan = ResourcePlan::noop(d.id.clone());
         let dates = |after: Option<&str>| -> Vec<String> {
@@ -107,11 +201,11 @@ impl Reconciler for FeatureViewReconciler {
         let rebuild = |plan: &mut ResourcePlan, action: Action, reason: String| {
             plan.action = action;
             plan.reasons.push(reason);
-            plan.operations.push(Operation::Materialize {
+            plan.operations.push(Self::op(ViewOp::Materialize {
                 full: true,
                 after: None,
                 snapshots: dates(None),
-            });
+            }));
         };
         match (inputs.online, stored) {
             (false, Some(s)) => {
@@ -120,10 +214,10 @@ impl Reconciler for FeatureViewReconciler {
                     "online: false: drop its {} online rows",
                     s.entity_count
                 ));
-                plan.operations.push(Operation::DropOnline);
+                plan.operations.push(Self::op(ViewOp::DropOnline));
             }
-            (false, None) => return RecordOnly::diff(d, observed, opts),
-            (true, _) if inputs.snapshots.is_empty() => return RecordOnly::diff(d, observed, opts),
+            (false, None) => return record_only(),
+            (true, _) if inputs.snapshots.is_empty() => return record_only(),
             (true, None) => {
                 let all = dates(None);
                 rebuild(
@@ -164,39 +258,48 @@ impl Reconciler for FeatureViewReconciler {
                         new.len(),
                         new.join(", ")
                     ));
-                    plan.operations.push(Operation::Materialize {
+                    plan.operations.push(Self::op(ViewOp::Materialize {
                         full: false,
                         after: Some(s.watermark.clone()),
                         snapshots: new,
-                    });
+                    }));
                 }
             }
         }
         if plan.operations.is_empty() {
-            return RecordOnly::diff(d, observed, opts);
+            return record_only();
+        }
+        plan
+    }
+
+    fn diff_removed(id: &ResourceId, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
+        let mut plan = record::forget(id);
+        if let Some(s) = observed.online.get(&id.name) {
+            plan.reasons = vec![format!(
+                "no longer in the specs: drop its {} online rows",
+                s.entity_count
+            )];
+            plan.operations.insert(0, Self::op(ViewOp::DropOnline));
         }
         plan
     }
 
     async fn apply(
         ctx: &ApplyContext,
-        d: &DesiredResource,
+        d: &Desired<'_, Self>,
         plan: &ResourcePlan,
     ) -> Result<Applied, ApplyError> {
-        let Some(inputs) = inputs(d) else {
-            return Ok(Applied::default());
-        };
+        let inputs = d.inputs;
         let mut messages = Vec::new();
-        for op in &plan.operations {
+        for op in ops_of::<Self>(plan) {
             match op {
-                Operation::Materialize { full, after, .. } => {
+                ViewOp::Materialize { full, after, .. } => {
                     messages.push(materialize(ctx, inputs, *full, after.as_deref()).await?);
                 }
-                Operation::DropOnline => {
+                ViewOp::DropOnline => {
                     ctx.online.drop_view(&d.id.name).await?;
                     messages.push("online rows dropped".into());
                 }
-                _ => {}
             }
         }
         Ok(Applied {
@@ -207,6 +310,13 @@ impl Reconciler for FeatureViewReconciler {
             },
             outputs: serde_json::Value::Null,
         })
+    }
+
+    async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+        if ops_of::<Self>(plan).any(|op| *op == ViewOp::DropOnline) {
+            ctx.online.drop_view(&plan.id.name).await?;
+        }
+        Ok(Applied::message("removed"))
     }
 }
 
@@ -277,26 +387,98 @@ fn subset(
     )
 }
 
-/// A view no longer in the specs: its online rows are dropped (the plan says so).
-pub fn diff_removed(id: &ResourceId, observed: &Observed) -> ResourcePlan {
-    let mut plan = super::record::diff_removed(id);
-    if let Some(s) = observed.online.get(&id.name) {
-        plan.reasons = vec![format!(
-            "no longer in the specs: drop its {} online rows",
-            s.entity_count
-        )];
-        plan.operations.insert(0, Operation::DropOnline);
+fn check_feature_view(
+    cx: &CheckContext<'_>,
+    r: &Resource,
+    v: &FeatureViewSpec,
+    diags: &mut Vec<SpecDiagnostic>,
+) {
+    check_identifier(r, &v.name, "feature view name", diags);
+    if parse_ttl(&v.ttl.value).is_none() {
+        diags.push(
+            r.diag_at(
+                DiagCode::InvalidValue,
+                &v.ttl,
+                format!("`{}` is not a duration", v.ttl.value),
+            )
+            .with_hint("write a positive number of days, hours or minutes: `90d`, `12h`, `30m`"),
+        );
     }
-    plan
-}
-
-/// Carries out the removal of a view.
-pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
-    if plan.operations.contains(&Operation::DropOnline) {
-        ctx.online.drop_view(&plan.id.name).await?;
+    let table = cx.resolve::<Table>(r, &v.table);
+    let entity = cx.resolve::<Entity>(r, &v.entity);
+    let Some(table) = table else { return };
+    if v.features.is_empty() {
+        diags.push(r.diag_at(
+            DiagCode::MissingField,
+            &v.name,
+            "feature view has no features",
+        ));
     }
-    Ok(Applied {
-        message: "removed".into(),
-        outputs: serde_json::Value::Null,
-    })
+    let mut seen = HashSet::new();
+    for f in &v.features {
+        if !seen.insert(f.value.as_str()) {
+            diags.push(r.diag_at(
+                DiagCode::DuplicateName,
+                f,
+                format!("feature `{}` listed twice", f.value),
+            ));
+        } else if !table.columns.contains_key(&f.value) {
+            let d = r.diag_at(
+                DiagCode::MissingReference,
+                f,
+                format!("table `{}` has no column `{}`", table.name.value, f.value),
+            );
+            diags.push(
+                match did_you_mean(&f.value, table.columns.keys().map(String::as_str)) {
+                    Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                    None => d.with_hint(format!(
+                        "columns of `{}`: {}",
+                        table.name.value,
+                        table.columns.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                },
+            );
+        }
+    }
+    if let Some(entity) = entity {
+        for key in &entity.join_keys {
+            if !table.columns.contains_key(&key.value) {
+                diags.push(
+                    r.diag_at(
+                        DiagCode::MissingReference,
+                        &v.table,
+                        format!(
+                            "table `{}` lacks `{}`, the join key of entity `{}`",
+                            table.name.value, key.value, entity.name.value
+                        ),
+                    )
+                    .with_hint("a feature view's table must have every join key of its entity"),
+                );
+            } else if table.columns.get(&key.value) != Some(&ColumnType::String) {
+                let ty = table.columns.get(&key.value).map_or("?", |t| t.as_str());
+                diags.push(
+                    r.diag_at(
+                        DiagCode::InvalidValue,
+                        &v.table,
+                        format!(
+                            "join key `{}` is {ty} in table `{}`; feature views need a string join key",
+                            key.value, table.name.value
+                        ),
+                    )
+                    .with_hint(format!("declare `{}: string` in the table's columns", key.value)),
+                );
+            } else if v.features.iter().any(|f| f.value == key.value) {
+                let f = v
+                    .features
+                    .iter()
+                    .find(|f| f.value == key.value)
+                    .unwrap_or(&v.name);
+                diags.push(r.diag_at(
+                    DiagCode::InvalidValue,
+                    f,
+                    format!("`{}` is the entity's join key, not a feature", key.value),
+                ));
+            }
+        }
+    }
 }

@@ -1,61 +1,262 @@
-//! One module per kind, each implementing [`Reconciler`]: gather the desired
-//! inputs, diff them against what was observed (pure), and apply a plan.
+//! The kinds, and the one list that makes them kinds.
 //!
-//! Adding a kind means: a spec type in `spec::kinds`, a reconciler here, and a
-//! line in each dispatch `match` below. Loading, validation, graph, planner and
-//! engine stay as they are.
+//! A kind is a unit type implementing [`ResourceKind`]: its spec type (parsed
+//! straight from YAML, with its JSON Schema), the references that place it in the
+//! graph, its checks, what it desires (hashed inputs), a pure `diff` against what
+//! was observed, its own typed operations, `apply`, removal, and the concurrency
+//! pool its work runs in. The `kinds!` list below generates the
+//! [`Kind`] enum, the [`Spec`], [`Typed`] and [`Operation`] enums and every
+//! dispatch function from one line per kind; nothing outside this folder matches
+//! on a specific kind.
+//!
+//! Adding a kind: one module here implementing [`ResourceKind`], one line in the
+//! list, and its committed JSON Schema (`reconcile schema --out schemas/`).
 
+#[macro_use]
+mod registry;
+
+pub mod endpoint;
+pub mod entity;
 pub mod feature_view;
 pub mod model;
+pub mod project;
 pub mod record;
 pub mod service;
 pub mod table;
 pub mod training_run;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use crate::diag::SpecDiagnostic;
 use crate::plan::{PlanOptions, ResourcePlan};
-use crate::spec::{Kind, Resource, ResourceId, Spec, SpecSet};
+use crate::runtime::containers::{DesiredContainer, DockerView, SharedDocker};
+use crate::spec::validate::ResourceIndex;
+use crate::spec::{Resource, ResourceId, SpannedStr, SpecSet};
 use crate::store::offline::StoredTable;
 use crate::store::state::{ResourceRecord, StateStore};
 use crate::store::{Db, StoreError};
+
+kinds! {
+    /// Project settings (stores).
+    Project => project::Project,
+    /// A container run on the project network.
+    Service => service::Service,
+    /// An entity with join keys.
+    Entity => entity::Entity,
+    /// A validated table of snapshots.
+    Table => table::Table,
+    /// Features of an entity from a table.
+    FeatureView => feature_view::FeatureView,
+    /// A reproducible training run producing a model version.
+    TrainingRun => training_run::TrainingRun,
+    /// A registered model and its Production choice.
+    Model => model::Model,
+    /// An HTTP prediction endpoint.
+    Endpoint => endpoint::Endpoint,
+}
+
+/// A reference from one spec to another, with where it is written and the kind
+/// it must name (`None`: any kind, as `dependsOn` allows).
+pub type Reference = (SpannedStr, Option<Kind>);
+
+/// Which concurrency bound a resource's apply counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pool {
+    /// CPU-heavy work (loading, training): bounded by `--parallelism`.
+    Cpu,
+    /// Work that waits on a container engine and health checks: a wider bound.
+    Containers,
+}
+
+/// What a kind's checks may look at besides its own spec.
+pub struct CheckContext<'a> {
+    /// The project folder: every path must stay inside it.
+    pub root: &'a Path,
+    /// Every resource, by name.
+    pub index: &'a ResourceIndex<'a>,
+}
+
+impl<'a> CheckContext<'a> {
+    /// The spec of kind `K` that `at` names, if it resolves (problems with the
+    /// reference itself are reported once, by the generic reference check).
+    pub fn resolve<K: Member>(&self, from: &Resource, at: &SpannedStr) -> Option<&'a K::Spec> {
+        let id =
+            crate::spec::validate::resolve_reference(from, at, Some(K::KIND), self.index).ok()?;
+        K::spec_of(&self.index.get(&id)?.spec)
+    }
+}
+
+/// The contract of a kind, over its whole life. Static dispatch: each kind is a
+/// unit type, and the generated functions of this module call it by its type.
+pub trait ResourceKind: Sized + Send + Sync + 'static {
+    /// What users write (deserialized straight from the document, so locations survive).
+    type Spec: DeserializeOwned + Serialize + JsonSchema + Clone + fmt::Debug + Send + Sync;
+    /// What `desire` read and hashed: everything the pure diff and apply need.
+    type Inputs: Clone + fmt::Debug + Send + Sync;
+    /// The kind's own operations (serialized into `plan --json` with an `op` tag).
+    type Op: Clone + fmt::Debug + PartialEq + Serialize + Send + Sync;
+
+    /// The spec's name, with its location.
+    fn name(spec: &Self::Spec) -> &SpannedStr;
+
+    /// Explicit `dependsOn` edges.
+    fn depends_on(_spec: &Self::Spec) -> &[SpannedStr] {
+        &[]
+    }
+
+    /// Resources this one needs before it (beyond `dependsOn`).
+    fn references(_spec: &Self::Spec) -> Vec<Reference> {
+        Vec::new()
+    }
+
+    /// Resources that need this one before them though this spec names them
+    /// (a run feeds the Model it names).
+    fn reverse_references(_spec: &Self::Spec) -> Vec<Reference> {
+        Vec::new()
+    }
+
+    /// Checks that need the other specs; every problem is pushed, none stops the rest.
+    fn check(
+        _cx: &CheckContext<'_>,
+        _r: &Resource,
+        _spec: &Self::Spec,
+        _diags: &mut Vec<SpecDiagnostic>,
+    ) {
+    }
+
+    /// Whether the state store must refuse to drop this resource's data.
+    fn protect(_spec: &Self::Spec) -> bool {
+        false
+    }
+
+    /// Reads and hashes the inputs (read-only I/O, before any action).
+    fn desire(
+        r: &Resource,
+        spec: &Self::Spec,
+        set: &SpecSet,
+        upstream: Upstream<'_>,
+    ) -> Result<Self::Inputs, ApplyError>;
+
+    /// What the spec hash covers beyond the spec itself (input files, images).
+    fn input_hash(_inputs: &Self::Inputs) -> String {
+        String::new()
+    }
+
+    /// The pool this resource's apply runs in.
+    fn pool(_inputs: &Self::Inputs) -> Pool {
+        Pool::Cpu
+    }
+
+    /// Desired vs observed: the action, its reasons and the operations. Pure.
+    fn diff(d: &Desired<'_, Self>, observed: &Observed, opts: &PlanOptions) -> ResourcePlan;
+
+    /// The plan of a resource of this kind the specs no longer name. Pure.
+    fn diff_removed(id: &ResourceId, _observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
+        record::forget(id)
+    }
+
+    /// Carries out this resource's plan.
+    fn apply(
+        ctx: &ApplyContext,
+        d: &Desired<'_, Self>,
+        plan: &ResourcePlan,
+    ) -> impl Future<Output = Result<Applied, ApplyError>> + Send;
+
+    /// Carries out the removal planned by [`ResourceKind::diff_removed`].
+    fn apply_removed(
+        _ctx: &ApplyContext,
+        _plan: &ResourcePlan,
+    ) -> impl Future<Output = Result<Applied, ApplyError>> + Send {
+        async { Ok(Applied::message("removed from state")) }
+    }
+
+    /// The container this resource runs as, if it runs as one (so dependents
+    /// can wait for it).
+    fn container(_inputs: &Self::Inputs) -> Option<&DesiredContainer> {
+        None
+    }
+
+    /// Whether this spec runs on the container engine (so a plan observes it).
+    fn uses_engine(_spec: &Self::Spec) -> bool {
+        false
+    }
+
+    /// Whether a recorded spec (canonical JSON) ran on the container engine, so
+    /// its container is observed and pruned once the spec is gone.
+    fn recorded_uses_engine(_spec_json: &serde_json::Value) -> bool {
+        false
+    }
+}
+
+/// How a kind sits in the generated enums. Implemented by the list, never by hand.
+pub trait Member: ResourceKind {
+    /// Its variant of [`Kind`].
+    const KIND: Kind;
+    /// Its spec, when `spec` is of this kind.
+    fn spec_of(spec: &Spec) -> Option<&Self::Spec>;
+    /// Its spec and inputs, when `typed` is of this kind.
+    fn typed_of(typed: &Typed) -> Option<(&Self::Spec, &Self::Inputs)>;
+    /// Its operation, when `op` is one of this kind's.
+    fn op_of(op: &Operation) -> Option<&Self::Op>;
+    /// One of its operations, as a plan holds it.
+    fn op(op: Self::Op) -> Operation;
+}
+
+/// A resource's desired state as its kind sees it: typed spec and inputs.
+#[derive(Debug)]
+pub struct Desired<'a, K: ResourceKind> {
+    /// Kind and name.
+    pub id: &'a ResourceId,
+    /// The spec as written.
+    pub spec: &'a K::Spec,
+    /// What `desire` read.
+    pub inputs: &'a K::Inputs,
+    /// Canonical spec JSON (recorded in the state store).
+    pub spec_json: &'a serde_json::Value,
+    /// Hash of the spec and its inputs.
+    pub spec_hash: &'a str,
+    /// Whether its data is protected from deletion.
+    pub protect: bool,
+}
 
 /// What a resource should be: its spec plus the hashes of its inputs.
 #[derive(Debug, Clone)]
 pub struct DesiredResource {
     /// Kind and name.
     pub id: ResourceId,
-    /// The spec as written.
-    pub spec: Spec,
     /// Canonical spec JSON (recorded in the state store).
     pub spec_json: serde_json::Value,
     /// Hash of the spec and its inputs.
     pub spec_hash: String,
     /// Whether its data is protected from deletion.
     pub protect: bool,
-    /// Kind-specific inputs.
-    pub inputs: Inputs,
+    /// The concurrency pool its apply runs in.
+    pub pool: Pool,
+    /// The typed spec and inputs.
+    pub typed: Typed,
 }
 
-/// Kind-specific desired inputs.
-#[derive(Debug, Clone)]
-pub enum Inputs {
-    /// Nothing beyond the spec.
-    None,
-    /// A table's layout and snapshot files.
-    Table(table::TableInputs),
-    /// A feature view resolved against its table, with the table's snapshots.
-    FeatureView(feature_view::ViewInputs),
-    /// A training run's resolved features, label and source data hash.
-    TrainingRun(training_run::RunInputs),
-    /// The runs feeding a model.
-    Model(model::ModelInputs),
-    /// A container: a Service, or an Endpoint with `runtime: docker`.
-    Service(Box<service::ServiceInputs>),
+impl DesiredResource {
+    /// The typed view of a resource of kind `K`.
+    pub fn of<K: Member>(&self) -> Option<Desired<'_, K>> {
+        let (spec, inputs) = K::typed_of(&self.typed)?;
+        Some(Desired {
+            id: &self.id,
+            spec,
+            inputs,
+            spec_json: &self.spec_json,
+            spec_hash: &self.spec_hash,
+            protect: self.protect,
+        })
+    }
 }
 
 /// What was desired of the resources before this one (its dependencies come
@@ -72,16 +273,22 @@ impl<'a> Upstream<'a> {
     pub fn get(&self, id: &ResourceId) -> Option<&'a DesiredResource> {
         self.index.get(id).map(|&i| &self.done[i])
     }
+
+    /// The inputs of an earlier resource of kind `K` named `name`.
+    pub fn inputs<K: Member>(&self, name: &str) -> Option<&'a K::Inputs> {
+        let d = self.get(&ResourceId::new(K::KIND, name))?;
+        K::typed_of(&d.typed).map(|(_, i)| i)
+    }
 }
 
 /// The desired state of every resource, in execution order.
 #[derive(Debug, Clone, Default)]
-pub struct Desired {
+pub struct DesiredState {
     /// Resources in topological order.
     pub resources: Vec<DesiredResource>,
 }
 
-/// A snapshot of the world: one query per store.
+/// A snapshot of the world: one query per store, shared by every kind's diff.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// What the state store recorded.
@@ -93,7 +300,7 @@ pub struct Observed {
     /// Every registered model version.
     pub registry: crate::store::registry::RegistryState,
     /// The project's containers (observed only when something runs in one).
-    pub docker: service::DockerView,
+    pub docker: DockerView,
 }
 
 /// Everything an apply needs to act.
@@ -110,7 +317,7 @@ pub struct ApplyContext {
     /// The project folder (for messages).
     pub root: PathBuf,
     /// The Docker engine, connected on first use.
-    pub docker: service::SharedDocker,
+    pub docker: SharedDocker,
 }
 
 /// What a successful apply of one resource reports.
@@ -122,10 +329,20 @@ pub struct Applied {
     pub outputs: serde_json::Value,
 }
 
-/// Why applying a resource failed.
+impl Applied {
+    /// A message with no outputs.
+    pub fn message(message: impl Into<String>) -> Applied {
+        Applied {
+            message: message.into(),
+            outputs: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Why applying a resource failed. Every variant keeps its cause.
 #[derive(Debug, Error)]
 pub enum ApplyError {
-    /// Snapshots failed their expectations; nothing of them was stored.
+    /// Data failed its checks; the text is the report (rows, lines, expectations).
     #[error("{0}")]
     Validation(String),
     /// A CSV could not be read as declared.
@@ -140,20 +357,42 @@ pub enum ApplyError {
         /// Which file.
         path: String,
         /// The OS error.
+        #[source]
         source: std::io::Error,
     },
-    /// A background task died.
+    /// A background task panicked or was cancelled.
     #[error("internal task failed: {0}")]
-    Task(String),
-    /// Building a training set or training failed.
+    Task(#[from] tokio::task::JoinError),
+    /// The training set could not be built as the spec asks.
     #[error("{0}")]
-    Training(String),
+    TrainingSet(String),
+    /// Point-in-time retrieval failed.
+    #[error(transparent)]
+    Features(#[from] crate::features::FeatureError),
+    /// Training or serializing the model failed.
+    #[error(transparent)]
+    Train(#[from] crate::ml::train::TrainError),
+    /// No Production version could be chosen.
+    #[error("cannot choose Production: {0}")]
+    Choice(String),
     /// The registry refused a stage change.
     #[error(transparent)]
     Stage(#[from] crate::store::registry::StageError),
     /// The Docker engine is unreachable or refused a request.
-    #[error("{0}")]
-    Docker(String),
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    /// The endpoint image could not be assembled from this binary.
+    #[error(transparent)]
+    Image(#[from] crate::serve_image::ServeImageError),
+    /// A `${VAR}` could not be resolved when the value was needed.
+    #[error("{what}: {source}")]
+    Env {
+        /// Where the reference is.
+        what: String,
+        /// Which variable.
+        #[source]
+        source: crate::spec::env::UnsetVar,
+    },
     /// A container crashed, turned unhealthy or did not become healthy in time.
     #[error("{0}")]
     NotReady(String),
@@ -168,33 +407,22 @@ impl ApplyError {
             ApplyError::Store(_) => "StoreError",
             ApplyError::Io { .. } => "InputMissing",
             ApplyError::Task(_) => "InternalError",
-            ApplyError::Training(_) => "TrainingFailed",
-            ApplyError::Stage(_) => "PromotionFailed",
-            ApplyError::Docker(_) => "DockerError",
+            ApplyError::TrainingSet(_) | ApplyError::Features(_) | ApplyError::Train(_) => {
+                "TrainingFailed"
+            }
+            ApplyError::Choice(_) | ApplyError::Stage(_) => "PromotionFailed",
+            ApplyError::Docker(_) | ApplyError::Image(_) => "DockerError",
+            ApplyError::Env { .. } => "UnsetVariable",
             ApplyError::NotReady(_) => "NotReady",
         }
     }
-}
-
-/// The contract of a kind. Static dispatch: each kind is a unit type.
-pub trait Reconciler {
-    /// Reads and hashes the resource's inputs (read-only I/O, before any action).
-    fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inputs, ApplyError>;
-    /// Desired vs observed → plan. Pure.
-    fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan;
-    /// Carries out a plan.
-    fn apply(
-        ctx: &ApplyContext,
-        d: &DesiredResource,
-        plan: &ResourcePlan,
-    ) -> impl std::future::Future<Output = Result<Applied, ApplyError>> + Send;
 }
 
 /// Builds the desired state of every resource in `order`.
 pub fn desire(
     set: &SpecSet,
     order: &[ResourceId],
-) -> Result<Desired, Box<(ResourceId, ApplyError)>> {
+) -> Result<DesiredState, Box<(ResourceId, ApplyError)>> {
     let mut resources: Vec<DesiredResource> = Vec::with_capacity(order.len());
     let mut index: HashMap<ResourceId, usize> = HashMap::with_capacity(order.len());
     let by_id: HashMap<&ResourceId, &Resource> = set.resources.iter().map(|r| (&r.id, r)).collect();
@@ -206,42 +434,23 @@ pub fn desire(
             done: &resources,
             index: &index,
         };
-        let inputs = match r.id.kind {
-            _ if service::service_of(r, set).is_some() => service::desire(r, set, upstream),
-            Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
-                record::RecordOnly::desire(r, set, upstream)
-            }
-            Kind::Table => table::TableReconciler::desire(r, set, upstream),
-            Kind::FeatureView => feature_view::FeatureViewReconciler::desire(r, set, upstream),
-            Kind::TrainingRun => training_run::TrainingRunReconciler::desire(r, set, upstream),
-            Kind::Model => model::ModelReconciler::desire(r, set, upstream),
-        }
-        .map_err(|e| Box::new((id.clone(), e)))?;
+        let one = desire_one(r, set, upstream).map_err(|e| Box::new((id.clone(), e)))?;
         let spec_json = r.spec.canonical_json();
-        let input_hash = match &inputs {
-            Inputs::None => String::new(),
-            Inputs::Table(t) => t.input_hash(),
-            Inputs::FeatureView(v) => v.source_hash(None),
-            Inputs::TrainingRun(t) => t.data_hash.clone(),
-            Inputs::Model(m) => m.runs_hash(),
-            Inputs::Service(s) => s.input_hash(),
-        };
         let spec_hash = crate::hash::hash_parts([
             crate::hash::hash_json(&spec_json).as_str(),
-            input_hash.as_str(),
+            one.input_hash.as_str(),
         ]);
-        let protect = matches!(&r.spec, Spec::Table(t) if t.protect);
         index.insert(id.clone(), resources.len());
         resources.push(DesiredResource {
             id: id.clone(),
-            spec: r.spec.clone(),
             spec_json,
             spec_hash,
-            protect,
-            inputs,
+            protect: one.protect,
+            pool: one.pool,
+            typed: one.typed,
         });
     }
-    Ok(Desired { resources })
+    Ok(DesiredState { resources })
 }
 
 /// Reads the state store, the offline store and the online store.
@@ -262,85 +471,54 @@ pub async fn observe(
         tables,
         online,
         registry,
-        docker: service::DockerView::NotObserved,
+        docker: DockerView::NotObserved,
     })
 }
 
-/// Per-kind diff.
-pub fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
-    if matches!(d.inputs, Inputs::Service(_)) {
-        return service::diff(d, observed);
-    }
-    match d.id.kind {
-        Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
-            record::RecordOnly::diff(d, observed, opts)
-        }
-        Kind::Table => table::TableReconciler::diff(d, observed, opts),
-        Kind::FeatureView => feature_view::FeatureViewReconciler::diff(d, observed, opts),
-        Kind::TrainingRun => training_run::TrainingRunReconciler::diff(d, observed, opts),
-        Kind::Model => model::ModelReconciler::diff(d, observed, opts),
+/// Whether a command must ask the container engine: a spec runs on it now, or a
+/// recorded resource ran on it (so its container is pruned).
+pub fn needs_engine(set: &SpecSet, observed: &Observed) -> bool {
+    set.resources.iter().any(|r| uses_engine(&r.spec))
+        || observed
+            .records
+            .values()
+            .any(|rec| recorded_uses_engine(rec.id.kind, &rec.spec_json))
+}
+
+/// What [`desire_one`] found for one resource.
+#[derive(Debug)]
+pub struct DesiredOne {
+    /// What the spec hash covers beyond the spec.
+    pub input_hash: String,
+    /// Whether its data is protected.
+    pub protect: bool,
+    /// Its pool.
+    pub pool: Pool,
+    /// The typed spec and inputs.
+    pub typed: Typed,
+}
+
+/// Operations every kind may plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum CommonOp {
+    /// Record the spec in the state store (no effect outside it).
+    Record,
+    /// Remove the resource from the state store.
+    Forget,
+}
+
+impl From<CommonOp> for Operation {
+    fn from(op: CommonOp) -> Self {
+        Operation::Common(op)
     }
 }
 
-/// The plan for a resource the specs no longer name.
-pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
-    if let Some(plan) = service::diff_removed(id, observed) {
-        return plan;
-    }
-    match id.kind {
-        Kind::Project
-        | Kind::Service
-        | Kind::Entity
-        | Kind::TrainingRun
-        | Kind::Model
-        | Kind::Endpoint => record::diff_removed(id),
-        Kind::Table => table::diff_removed(id, observed, opts),
-        Kind::FeatureView => feature_view::diff_removed(id, observed),
-    }
-}
+/// The operations of kinds that have none of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NoOp {}
 
-/// Per-kind apply.
-pub async fn apply(
-    ctx: &ApplyContext,
-    d: &DesiredResource,
-    plan: &ResourcePlan,
-) -> Result<Applied, ApplyError> {
-    if matches!(d.inputs, Inputs::Service(_)) {
-        return service::apply(&ctx.docker, d, plan).await;
-    }
-    match d.id.kind {
-        Kind::Project | Kind::Service | Kind::Entity | Kind::Endpoint => {
-            record::RecordOnly::apply(ctx, d, plan).await
-        }
-        Kind::Table => table::TableReconciler::apply(ctx, d, plan).await,
-        Kind::FeatureView => feature_view::FeatureViewReconciler::apply(ctx, d, plan).await,
-        Kind::TrainingRun => training_run::TrainingRunReconciler::apply(ctx, d, plan).await,
-        Kind::Model => model::ModelReconciler::apply(ctx, d, plan).await,
-    }
-}
-
-/// Applies the plan of a resource that is no longer in the specs.
-pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
-    if plan
-        .operations
-        .iter()
-        .any(|op| matches!(op, crate::plan::Operation::RemoveContainer { .. }))
-    {
-        return service::apply_removed(&ctx.docker, plan).await;
-    }
-    match plan.id.kind {
-        // Registered versions outlive the specs that produced them: a registry
-        // keeps history, and a removed run or model is only forgotten.
-        Kind::Project
-        | Kind::Service
-        | Kind::Entity
-        | Kind::TrainingRun
-        | Kind::Model
-        | Kind::Endpoint => Ok(Applied {
-            message: "removed from state".into(),
-            outputs: serde_json::Value::Null,
-        }),
-        Kind::Table => table::apply_removed(ctx, plan).await,
-        Kind::FeatureView => feature_view::apply_removed(ctx, plan).await,
-    }
+/// The operations of `plan` that belong to kind `K`, in order.
+pub fn ops_of<K: Member>(plan: &ResourcePlan) -> impl Iterator<Item = &K::Op> {
+    plan.operations.iter().filter_map(K::op_of)
 }

@@ -1,71 +1,55 @@
-//! Kinds with no effect outside the state store (Project, Entity): applying them
-//! records the spec, so dependents and later kinds can rely on it.
+//! What every kind's plan shares: recording a spec in the state store when
+//! nothing outside it changes, forgetting a removed resource, and naming the
+//! fields that changed between two recorded specs.
 
-use super::{Applied, ApplyContext, ApplyError, DesiredResource, Inputs, Observed, Reconciler};
-use crate::plan::{Action, Operation, PlanOptions, ResourcePlan};
-use crate::spec::{Resource, ResourceId, SpecSet};
+use super::CommonOp;
+use crate::plan::{Action, ResourcePlan};
+use crate::spec::ResourceId;
 use crate::store::state::Condition;
 
-/// Reconciler for record-only kinds.
-pub struct RecordOnly;
-
-impl Reconciler for RecordOnly {
-    fn desire(
-        _r: &Resource,
-        _set: &SpecSet,
-        _up: super::Upstream<'_>,
-    ) -> Result<Inputs, ApplyError> {
-        Ok(Inputs::None)
-    }
-
-    fn diff(d: &DesiredResource, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
-        let mut plan = ResourcePlan::noop(d.id.clone());
-        match observed.records.get(&d.id) {
-            None => {
-                plan.action = Action::Create;
-                plan.reasons.push(format!("new {}", d.id.kind));
-            }
-            Some(rec) if rec.spec_hash != d.spec_hash => {
-                plan.action = Action::Update;
-                plan.reasons.push(format!(
-                    "spec changed: {}",
-                    changed_fields(&rec.spec_json, &d.spec_json)
-                ));
-            }
-            Some(rec) if rec.condition != Condition::Ready => {
-                plan.action = Action::Update;
-                plan.reasons.push(format!(
-                    "last apply ended {}: {}",
-                    rec.condition, rec.reason
-                ));
-            }
-            Some(_) => {}
+/// The plan of a resource whose only effect is its record: create it, update it
+/// when the spec hash changed or the last apply did not end ready, else nothing.
+pub fn diff(
+    id: &ResourceId,
+    spec_hash: &str,
+    spec_json: &serde_json::Value,
+    observed: &super::Observed,
+) -> ResourcePlan {
+    let mut plan = ResourcePlan::noop(id.clone());
+    match observed.records.get(id) {
+        None => {
+            plan.action = Action::Create;
+            plan.reasons.push(format!("new {}", id.kind));
         }
-        if plan.action != Action::NoOp {
-            plan.operations.push(Operation::Record);
+        Some(rec) if rec.spec_hash != spec_hash => {
+            plan.action = Action::Update;
+            plan.reasons.push(format!(
+                "spec changed: {}",
+                changed_fields(&rec.spec_json, spec_json)
+            ));
         }
-        plan
+        Some(rec) if rec.condition != Condition::Ready => {
+            plan.action = Action::Update;
+            plan.reasons.push(format!(
+                "last apply ended {}: {}",
+                rec.condition, rec.reason
+            ));
+        }
+        Some(_) => {}
     }
-
-    async fn apply(
-        _ctx: &ApplyContext,
-        _d: &DesiredResource,
-        _plan: &ResourcePlan,
-    ) -> Result<Applied, ApplyError> {
-        Ok(Applied {
-            message: "recorded".into(),
-            outputs: serde_json::Value::Null,
-        })
+    if plan.action != Action::NoOp {
+        plan.operations.push(CommonOp::Record.into());
     }
+    plan
 }
 
-/// A record-only resource removed from the specs is forgotten.
-pub fn diff_removed(id: &ResourceId) -> ResourcePlan {
+/// A resource removed from the specs is forgotten by the state store.
+pub fn forget(id: &ResourceId) -> ResourcePlan {
     ResourcePlan {
         id: id.clone(),
         action: Action::Delete,
         reasons: vec!["no longer in the specs".into()],
-        operations: vec![Operation::Forget],
+        operations: vec![CommonOp::Forget.into()],
         warnings: Vec::new(),
     }
 }
@@ -89,5 +73,54 @@ pub fn changed_fields(old: &serde_json::Value, new: &serde_json::Value) -> Strin
         "inputs changed".into()
     } else {
         changed.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::{Kind, Observed};
+    use crate::store::state::ResourceRecord;
+
+    fn observed(hash: &str, condition: Condition) -> (ResourceId, Observed) {
+        let id = ResourceId::new(Kind::Entity, "user");
+        let mut o = Observed::default();
+        o.records.insert(
+            id.clone(),
+            ResourceRecord {
+                id: id.clone(),
+                spec_hash: hash.into(),
+                spec_json: serde_json::json!({ "joinKeys": ["a"] }),
+                condition,
+                reason: "Applied".into(),
+                message: String::new(),
+                outputs: serde_json::Value::Null,
+                protect: false,
+                last_change_ms: 0,
+                last_apply_ms: 0,
+            },
+        );
+        (id, o)
+    }
+
+    #[test]
+    fn record_only_kinds_create_update_and_rest() {
+        let json = serde_json::json!({ "joinKeys": ["b"] });
+        let id = ResourceId::new(Kind::Entity, "user");
+        let p = diff(&id, "h", &json, &Observed::default());
+        assert_eq!(p.action, Action::Create);
+        assert_eq!(p.reasons, ["new Entity"]);
+        assert_eq!(p.operations, [CommonOp::Record.into()]);
+        let (id, o) = observed("old", Condition::Ready);
+        let p = diff(&id, "h", &json, &o);
+        assert_eq!(p.action, Action::Update);
+        assert_eq!(p.reasons, ["spec changed: `joinKeys`"]);
+        let (id, o) = observed("h", Condition::Failed);
+        assert_eq!(diff(&id, "h", &json, &o).action, Action::Update);
+        let (id, o) = observed("h", Condition::Ready);
+        let p = diff(&id, "h", &json, &o);
+        assert_eq!(p.action, Action::NoOp);
+        assert!(p.operations.is_empty());
+        assert_eq!(forget(&id).operations, [CommonOp::Forget.into()]);
     }
 }

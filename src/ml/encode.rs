@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::data::{Batch, Column};
-use crate::spec::{ColumnType, NullPolicy};
+use crate::kinds::training_run::spec::NullPolicy;
+use crate::spec::ColumnType;
 
 /// Why a training set could not be encoded.
 #[derive(Debug, Error, PartialEq)]

@@ -18,10 +18,11 @@ use super::encode::{EncodeError, Encoder};
 use super::forest::{ForestError, MaxFeatures, RandomForest, RandomForestParams};
 use super::metrics::{Metrics, evaluate};
 use crate::data::Column;
-use crate::spec::{
-    Algorithm, ClassWeight, ColumnType, MaxFeaturesName, MaxFeaturesSpec, NullPolicy,
+use crate::kinds::training_run::spec::{
+    Algorithm, ClassWeight, LogisticSpec, MaxFeaturesName, MaxFeaturesSpec, NullPolicy,
     ValidationSpec,
 };
+use crate::spec::ColumnType;
 
 /// Part of every version's identity: a change to how models are trained or
 /// stored changes the identity, so old versions are never mistaken for new ones.
@@ -333,7 +334,7 @@ fn max_features(m: MaxFeaturesSpec) -> MaxFeatures {
 pub fn logistic(
     x: Array2<f64>,
     y: Array1<usize>,
-    spec: &crate::spec::LogisticSpec,
+    spec: &LogisticSpec,
 ) -> Result<Estimator, TrainError> {
     let n = x.nrows() as f64;
     let mean: Vec<f64> = x.columns().into_iter().map(|c| c.sum() / n).collect();
@@ -409,7 +410,7 @@ mod tests {
     #[test]
     fn logistic_regression_scores_the_positive_class() {
         let set = toy(200);
-        let algo = Algorithm::LogisticRegression(crate::spec::LogisticSpec {
+        let algo = Algorithm::LogisticRegression(crate::kinds::training_run::spec::LogisticSpec {
             alpha: 1.0,
             max_iterations: 100,
             class_weight: ClassWeight::Balanced,
@@ -426,7 +427,7 @@ mod tests {
     fn one_class_is_refused_with_counts() {
         let mut set = toy(40);
         set.labels = vec![0; 40];
-        let algo = Algorithm::DecisionTree(crate::spec::TreeSpec {
+        let algo = Algorithm::DecisionTree(crate::kinds::training_run::spec::TreeSpec {
             max_depth: None,
             min_samples_leaf: 1,
             class_weight: ClassWeight::None,

@@ -26,9 +26,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::kinds::endpoint::{Endpoint, EndpointSpec};
+use crate::kinds::training_run::TrainingRun;
 use crate::ml::encode::Value as FeatureValue;
 use crate::ml::train::Artifact;
-use crate::spec::{EndpointSpec, Spec, SpecSet};
+use crate::spec::SpecSet;
 use crate::store::StoreError;
 use crate::store::online::{OnlineStore, OnlineView};
 use crate::store::registry::{Registry, VersionInfo};
@@ -409,14 +411,11 @@ pub struct ServeOptions {
 
 /// The join key of the entity a model's runs use (`user_id`).
 fn key_name(set: &SpecSet, model: &str) -> String {
-    set.resources
-        .iter()
-        .find_map(|r| match &r.spec {
-            Spec::TrainingRun(t) if t.model.value == model => {
-                let view = t.features.first()?.value.split_once('.')?.0.to_string();
-                crate::features::resolve(set, &view).ok().map(|v| v.key)
-            }
-            _ => None,
+    set.specs::<TrainingRun>()
+        .filter(|(_, t)| t.model.value == model)
+        .find_map(|(_, t)| {
+            let view = t.features.first()?.value.split_once('.')?.0.to_string();
+            crate::features::resolve(set, &view).ok().map(|v| v.key)
         })
         .unwrap_or_else(|| "id".to_string())
 }
@@ -481,14 +480,9 @@ pub async fn run(
     on_ready: impl Fn(&Serving, SocketAddr),
 ) -> Result<(), ServeError> {
     let endpoints: Vec<&EndpointSpec> = set
-        .resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::Endpoint(e) if opts.endpoint.as_ref().is_none_or(|n| *n == e.name.value) => {
-                Some(e)
-            }
-            _ => None,
-        })
+        .specs::<Endpoint>()
+        .map(|(_, e)| e)
+        .filter(|e| opts.endpoint.as_ref().is_none_or(|n| *n == e.name.value))
         .collect();
     if endpoints.is_empty() {
         return Err(ServeError::NoEndpoint(match &opts.endpoint {

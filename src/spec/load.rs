@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_saphyr::Spanned;
 
-use super::{Kind, ProjectSpec, Resource, ResourceId, Spec};
+use super::{Kind, Resource, ResourceId};
 use crate::diag::{DiagCode, SourceFile, SpecDiagnostic, did_you_mean};
 
 /// Every `*.yaml` / `*.yml` file under `root`, recursively, sorted, skipping
@@ -211,16 +210,8 @@ pub fn load_file(
             diags.push(d);
             continue;
         };
-        let parsed = match kind {
-            Kind::Project => parse_as::<ProjectSpec>(file, &doc).map(Spec::Project),
-            Kind::Entity => parse_as(file, &doc).map(Spec::Entity),
-            Kind::Table => parse_as(file, &doc).map(Spec::Table),
-            Kind::FeatureView => parse_as(file, &doc).map(Spec::FeatureView),
-            Kind::TrainingRun => parse_as(file, &doc).map(Spec::TrainingRun),
-            Kind::Model => parse_as(file, &doc).map(Spec::Model),
-            Kind::Service => parse_as(file, &doc).map(Spec::Service),
-            Kind::Endpoint => parse_as(file, &doc).map(Spec::Endpoint),
-        };
+        let parsed = crate::kinds::parse_spec(kind, &doc.text)
+            .map_err(|e| saphyr_diag(file, &e, doc.line_offset));
         match parsed {
             Ok(spec) => resources.push(Resource {
                 id: ResourceId::new(kind, spec.name().value.clone()),
@@ -239,10 +230,6 @@ fn kind_list() -> String {
         .map(|k| k.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn parse_as<T: DeserializeOwned>(file: &SourceFile, doc: &Document) -> Result<T, SpecDiagnostic> {
-    serde_saphyr::from_str::<T>(&doc.text).map_err(|e| saphyr_diag(file, &e, doc.line_offset))
 }
 
 /// Turns a YAML/serde error into a diagnostic with a hint.

@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use super::env;
-use super::{Expectation, Kind, ProjectSpec, Resource, ResourceId, SpannedStr, Spec, SpecSet};
+use super::{Kind, Resource, ResourceId, SpannedStr, SpecSet};
 use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
 use crate::graph;
+use crate::kinds::project::ProjectSpec;
 
 /// Identifiers that reach SQL (table and column names) must match this.
 pub fn is_identifier(s: &str) -> bool {
@@ -17,9 +18,6 @@ pub fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && s.len() <= 63
 }
-
-/// Names the offline store reserves for itself.
-const RESERVED_COLUMNS: [&str; 1] = ["as_of"];
 
 /// Loads and validates every spec under `root`.
 pub fn load_and_validate(root: &Path) -> Result<SpecSet, Vec<SpecDiagnostic>> {
@@ -83,11 +81,11 @@ pub fn validate(
         .map(|(_, r)| r)
         .collect();
 
-    let projects: Vec<&Resource> = resources
+    let projects: Vec<(&Resource, &ProjectSpec)> = resources
         .iter()
-        .filter(|r| r.id.kind == Kind::Project)
+        .filter_map(|r| crate::kinds::project::settings(r).map(|p| (r, p)))
         .collect();
-    for extra in projects.iter().skip(1) {
+    for (extra, _) in projects.iter().skip(1) {
         diags.push(
             extra
                 .diag_at(
@@ -99,11 +97,8 @@ pub fn validate(
         );
     }
     let (project, project_dir) = match projects.first() {
-        Some(r) => match &r.spec {
-            Spec::Project(p) => (p.clone(), r.base_dir().to_path_buf()),
-            _ => unreachable!("filtered on kind"),
-        },
-        None => (default_project(&root), root.clone()),
+        Some((r, p)) => ((*p).clone(), r.base_dir().to_path_buf()),
+        None => (ProjectSpec::default_for(&root), root.clone()),
     };
 
     let index = ResourceIndex::new(&resources);
@@ -122,63 +117,35 @@ pub fn validate(
     set
 }
 
-fn default_project(root: &Path) -> ProjectSpec {
-    let name = root
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "project".to_string());
-    ProjectSpec {
-        kind: "Project".to_string(),
-        name: serde_saphyr::Spanned::new(
-            name,
-            serde_saphyr::Location::UNKNOWN,
-            serde_saphyr::Location::UNKNOWN,
-        ),
-        description: None,
-        state: None,
-        offline: None,
-        online: None,
-    }
-}
-
 fn check_resource(
     root: &Path,
     r: &Resource,
     all: &ResourceIndex<'_>,
     diags: &mut Vec<SpecDiagnostic>,
 ) {
-    for (reference, kind) in crate::graph::references(r) {
+    for (reference, kind) in crate::kinds::references(&r.spec) {
         if let Err(d) = resolve_reference(r, &reference, kind, all) {
             diags.push(d);
         }
     }
-    match &r.spec {
-        Spec::TrainingRun(t) => super::check_ml::check_training_run(r, t, all, diags),
-        Spec::Model(m) => super::check_ml::check_model(r, m, all, diags),
-        Spec::Endpoint(e) => super::check_ml::check_endpoint(r, e, diags),
-        Spec::Service(s) => super::check_service::check_service(root, r, s, diags),
-        Spec::FeatureView(v) => check_feature_view(r, v, all, diags),
-        Spec::Project(p) => {
-            for url in [&p.state, &p.offline, &p.online].into_iter().flatten() {
-                check_env(r, url, diags);
-            }
-        }
-        Spec::Entity(e) => {
-            for k in &e.join_keys {
-                check_identifier(r, k, "join key", diags);
-            }
-        }
-        Spec::Table(t) => {
-            check_identifier(r, &t.name, "table name", diags);
-            if t.name.value.starts_with("reconcile_") {
-                diags.push(r.diag_at(
-                    DiagCode::InvalidValue,
-                    &t.name,
-                    "table names starting with `reconcile_` are reserved for the state store",
-                ));
-            }
-            check_table(root, r, t, diags);
-        }
+    let cx = crate::kinds::CheckContext { root, index: all };
+    crate::kinds::check(&cx, r, diags);
+}
+
+/// Names of runs, models, services and endpoints: lower-case letters, digits,
+/// `_` and `-` (they never reach SQL as identifiers).
+pub fn check_resource_name(r: &Resource, name: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
+    if !super::is_resource_name(&name.value) {
+        diags.push(
+            r.diag_at(
+                DiagCode::InvalidValue,
+                name,
+                format!("`{}` is not a valid {} name", name.value, r.id.kind),
+            )
+            .with_hint(
+                "use lower-case letters, digits, `_` and `-`, starting with a letter (at most 63)",
+            ),
+        );
     }
 }
 
@@ -273,7 +240,7 @@ pub fn resolve_reference(
     }
 }
 
-fn check_identifier(r: &Resource, s: &SpannedStr, what: &str, diags: &mut Vec<SpecDiagnostic>) {
+pub fn check_identifier(r: &Resource, s: &SpannedStr, what: &str, diags: &mut Vec<SpecDiagnostic>) {
     if !is_identifier(&s.value) {
         diags.push(
             r.diag_at(
@@ -286,7 +253,7 @@ fn check_identifier(r: &Resource, s: &SpannedStr, what: &str, diags: &mut Vec<Sp
     }
 }
 
-pub(super) fn check_env(r: &Resource, value: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
+pub fn check_env(r: &Resource, value: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
     for (name, offset) in env::references(&value.value) {
         if std::env::var_os(&name).is_none() {
             let (line, column) = r.position(value);
@@ -333,272 +300,8 @@ pub fn confine(root: &Path, base: &Path, rel: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn check_table(root: &Path, r: &Resource, t: &super::TableSpec, diags: &mut Vec<SpecDiagnostic>) {
-    // Column names come from map keys, which carry no spans: point at the text.
-    for name in t.columns.keys() {
-        if !is_identifier(name) || RESERVED_COLUMNS.contains(&name.as_str()) {
-            let offset = find_key(&r.file.text, name).unwrap_or(0);
-            let reason = if is_identifier(name) {
-                format!("column name `{name}` is reserved by the offline store")
-            } else {
-                format!("`{name}` is not a valid column name")
-            };
-            diags.push(
-                SpecDiagnostic::new(
-                    DiagCode::InvalidValue,
-                    &r.file,
-                    miette::SourceSpan::new(offset.into(), name.len().max(1)),
-                    reason,
-                )
-                .with_hint("use lower-case letters, digits and `_`; `as_of` is added by reconcile"),
-            );
-        }
-    }
-    let column_exists =
-        |c: &SpannedStr, diags: &mut Vec<SpecDiagnostic>| -> Option<super::ColumnType> {
-            match t.columns.get(&c.value) {
-                Some(ty) => Some(*ty),
-                None => {
-                    let d = r.diag_at(
-                        DiagCode::MissingReference,
-                        c,
-                        format!("table `{}` has no column `{}`", t.name.value, c.value),
-                    );
-                    diags.push(
-                        match did_you_mean(&c.value, t.columns.keys().map(String::as_str)) {
-                            Some(s) => d.with_hint(format!("did you mean `{s}`?")),
-                            None => d.with_hint(format!(
-                                "declared columns: {}",
-                                t.columns.keys().cloned().collect::<Vec<_>>().join(", ")
-                            )),
-                        },
-                    );
-                    None
-                }
-            }
-        };
-    if t.primary_key.is_empty() {
-        diags.push(
-            r.diag_at(
-                DiagCode::MissingField,
-                &t.name,
-                "table has an empty primaryKey",
-            )
-            .with_hint("name the columns that identify a row"),
-        );
-    }
-    for k in &t.primary_key {
-        column_exists(k, diags);
-    }
-    for e in &t.expect {
-        match e {
-            Expectation::NotNull(cols)
-            | Expectation::Unique(cols)
-            | Expectation::NotConstant(cols) => {
-                for c in cols {
-                    column_exists(c, diags);
-                }
-            }
-            Expectation::Between(b) => {
-                if let Some(ty) = column_exists(&b.column, diags)
-                    && !matches!(ty, super::ColumnType::Int | super::ColumnType::Float)
-                {
-                    diags.push(r.diag_at(
-                        DiagCode::InvalidValue,
-                        &b.column,
-                        format!(
-                            "between needs a numeric column; `{}` is {}",
-                            b.column.value,
-                            ty.as_str()
-                        ),
-                    ));
-                }
-                if let (Some(lo), Some(hi)) = (b.min, b.max)
-                    && lo > hi
-                {
-                    diags.push(r.diag_at(
-                        DiagCode::InvalidValue,
-                        &b.column,
-                        format!("between has min {lo} above max {hi}"),
-                    ));
-                }
-            }
-            Expectation::InSet(s) => {
-                column_exists(&s.column, diags);
-            }
-            Expectation::Regex(rx) => {
-                if let Some(ty) = column_exists(&rx.column, diags)
-                    && ty != super::ColumnType::String
-                {
-                    diags.push(r.diag_at(
-                        DiagCode::InvalidValue,
-                        &rx.column,
-                        format!(
-                            "regex needs a string column; `{}` is {}",
-                            rx.column.value,
-                            ty.as_str()
-                        ),
-                    ));
-                }
-                if let Err(e) = regex::Regex::new(&rx.pattern.value) {
-                    diags.push(r.diag_at(
-                        DiagCode::InvalidValue,
-                        &rx.pattern,
-                        format!("invalid regular expression: {e}"),
-                    ));
-                }
-            }
-            Expectation::RowCount(_) | Expectation::ExactColumns(_) => {}
-        }
-    }
-    let mut dates = HashSet::new();
-    if t.snapshots.is_empty() {
-        diags.push(
-            r.diag_at(DiagCode::MissingField, &t.name, "table has no snapshots")
-                .with_hint("add `snapshots: [{ asOf: 2024-01-31, path: data.csv }]`"),
-        );
-    }
-    for s in &t.snapshots {
-        if chrono::NaiveDate::parse_from_str(&s.as_of.value, "%Y-%m-%d").is_err() {
-            diags.push(
-                r.diag_at(
-                    DiagCode::InvalidValue,
-                    &s.as_of,
-                    format!("`{}` is not a date", s.as_of.value),
-                )
-                .with_hint("write dates as YYYY-MM-DD"),
-            );
-        } else if !dates.insert(s.as_of.value.clone()) {
-            diags.push(r.diag_at(
-                DiagCode::DuplicateName,
-                &s.as_of,
-                format!("two snapshots as of {}", s.as_of.value),
-            ));
-        }
-        match confine(root, r.base_dir(), &s.path.value) {
-            Err(msg) => diags.push(
-                r.diag_at(DiagCode::PathEscape, &s.path, msg)
-                    .with_hint("data files must live inside the spec folder; paths resolve against this file's folder"),
-            ),
-            Ok(p) if !p.is_file() => diags.push(
-                r.diag_at(DiagCode::MissingFile, &s.path, format!("no file at `{}`", s.path.value))
-                    .with_hint("paths resolve against the folder of this spec file"),
-            ),
-            Ok(_) => {}
-        }
-    }
-}
-
-fn check_feature_view(
-    r: &Resource,
-    v: &super::FeatureViewSpec,
-    all: &ResourceIndex<'_>,
-    diags: &mut Vec<SpecDiagnostic>,
-) {
-    check_identifier(r, &v.name, "feature view name", diags);
-    if super::parse_ttl(&v.ttl.value).is_none() {
-        diags.push(
-            r.diag_at(
-                DiagCode::InvalidValue,
-                &v.ttl,
-                format!("`{}` is not a duration", v.ttl.value),
-            )
-            .with_hint("write a positive number of days, hours or minutes: `90d`, `12h`, `30m`"),
-        );
-    }
-    let table = resolve_reference(r, &v.table, Some(Kind::Table), all)
-        .ok()
-        .and_then(|id| all.get(&id))
-        .and_then(|t| match &t.spec {
-            Spec::Table(t) => Some(t),
-            _ => None,
-        });
-    let entity = resolve_reference(r, &v.entity, Some(Kind::Entity), all)
-        .ok()
-        .and_then(|id| all.get(&id))
-        .and_then(|e| match &e.spec {
-            Spec::Entity(e) => Some(e),
-            _ => None,
-        });
-    let Some(table) = table else { return };
-    if v.features.is_empty() {
-        diags.push(r.diag_at(
-            DiagCode::MissingField,
-            &v.name,
-            "feature view has no features",
-        ));
-    }
-    let mut seen = HashSet::new();
-    for f in &v.features {
-        if !seen.insert(f.value.as_str()) {
-            diags.push(r.diag_at(
-                DiagCode::DuplicateName,
-                f,
-                format!("feature `{}` listed twice", f.value),
-            ));
-        } else if !table.columns.contains_key(&f.value) {
-            let d = r.diag_at(
-                DiagCode::MissingReference,
-                f,
-                format!("table `{}` has no column `{}`", table.name.value, f.value),
-            );
-            diags.push(
-                match did_you_mean(&f.value, table.columns.keys().map(String::as_str)) {
-                    Some(s) => d.with_hint(format!("did you mean `{s}`?")),
-                    None => d.with_hint(format!(
-                        "columns of `{}`: {}",
-                        table.name.value,
-                        table.columns.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )),
-                },
-            );
-        }
-    }
-    if let Some(entity) = entity {
-        for key in &entity.join_keys {
-            if !table.columns.contains_key(&key.value) {
-                diags.push(
-                    r.diag_at(
-                        DiagCode::MissingReference,
-                        &v.table,
-                        format!(
-                            "table `{}` lacks `{}`, the join key of entity `{}`",
-                            table.name.value, key.value, entity.name.value
-                        ),
-                    )
-                    .with_hint("a feature view's table must have every join key of its entity"),
-                );
-            } else if table.columns.get(&key.value) != Some(&super::ColumnType::String) {
-                let ty = table.columns.get(&key.value).map_or("?", |t| t.as_str());
-                diags.push(
-                    r.diag_at(
-                        DiagCode::InvalidValue,
-                        &v.table,
-                        format!(
-                            "join key `{}` is {ty} in table `{}`; feature views need a string join key",
-                            key.value, table.name.value
-                        ),
-                    )
-                    .with_hint(format!("declare `{}: string` in the table's columns", key.value)),
-                );
-            } else if v.features.iter().any(|f| f.value == key.value) {
-                let f = v
-                    .features
-                    .iter()
-                    .find(|f| f.value == key.value)
-                    .unwrap_or(&v.name);
-                diags.push(r.diag_at(
-                    DiagCode::InvalidValue,
-                    f,
-                    format!("`{}` is the entity's join key, not a feature", key.value),
-                ));
-            }
-        }
-    }
-}
-
 /// Byte offset of a mapping key `name:` in a document's text.
-fn find_key(text: &str, name: &str) -> Option<usize> {
+pub fn find_key(text: &str, name: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = text[from..].find(name) {
         let at = from + i;

@@ -67,6 +67,9 @@ pub enum StoreError {
     /// The store runs on a Service that is not running or not reachable.
     #[error("{0}")]
     OnService(String),
+    /// A background task of the executor panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A connection pool to one of the supported databases.

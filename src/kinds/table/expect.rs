@@ -8,8 +8,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::spec::{Expectation, TableSpec};
 use crate::data::{Batch, KeyPart};
-use crate::spec::{Expectation, TableSpec};
 
 /// How many offending rows a failure shows.
 pub const SAMPLES: usize = 5;

@@ -4,19 +4,61 @@
 //! Identity: a snapshot is current when the manifest holds the same file hash and
 //! expectation hash; the SQL table is current when its schema hash matches.
 
+pub mod check;
 pub mod csv;
 pub mod expect;
+pub mod spec;
 
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::{Applied, ApplyContext, ApplyError, DesiredResource, Inputs, Observed, Reconciler};
+use serde::Serialize;
+
+use super::{
+    Applied, ApplyContext, ApplyError, CheckContext, CommonOp, Desired, Member, Observed,
+    ResourceKind, Upstream, ops_of, record,
+};
+use crate::diag::SpecDiagnostic;
 use crate::hash;
-use crate::plan::{Action, Operation, PlanOptions, ResourcePlan, SnapshotLoad};
-use crate::spec::{Expectation, Resource, ResourceId, Spec, SpecSet, TableSpec};
+use crate::plan::{Action, PlanOptions, ResourcePlan};
+use crate::spec::{Resource, ResourceId, SpannedStr, SpecSet};
 use crate::store::offline::{self, SnapshotWrite, StoredSnapshot, TableLayout};
+pub use spec::{Expectation, TableSpec};
+
+/// One snapshot to load (or reload) into a table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SnapshotLoad {
+    /// Snapshot date.
+    pub as_of: String,
+    /// File, relative to the project folder.
+    pub source: String,
+    /// Hash of the file when planned.
+    pub file_hash: String,
+    /// Why it is (re)loaded.
+    pub reason: String,
+}
+
+/// What applying a table does.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum TableOp {
+    /// Validate and write snapshots in one transaction; `recreate` first drops the table.
+    LoadSnapshots {
+        /// Drop and create the SQL table first.
+        recreate: bool,
+        /// Snapshots to write.
+        snapshots: Vec<SnapshotLoad>,
+    },
+    /// Delete one snapshot's rows.
+    DropSnapshot {
+        /// Snapshot date.
+        as_of: String,
+    },
+    /// Drop a table and its data.
+    DropTable,
+}
 
 /// A snapshot file as found on disk when planning.
 #[derive(Debug, Clone)]
@@ -75,21 +117,41 @@ fn expect_hash(t: &TableSpec) -> String {
     hash::hash_json(&v)
 }
 
-fn table_spec(d: &DesiredResource) -> Option<(&TableSpec, &TableInputs)> {
-    match (&d.spec, &d.inputs) {
-        (Spec::Table(t), Inputs::Table(i)) => Some((t, i)),
-        _ => None,
+/// The `Table` kind.
+pub struct Table;
+
+impl ResourceKind for Table {
+    type Spec = TableSpec;
+    type Inputs = TableInputs;
+    type Op = TableOp;
+
+    fn name(spec: &TableSpec) -> &SpannedStr {
+        &spec.name
     }
-}
 
-/// Reconciler for tables.
-pub struct TableReconciler;
+    fn depends_on(spec: &TableSpec) -> &[SpannedStr] {
+        &spec.depends_on
+    }
 
-impl Reconciler for TableReconciler {
-    fn desire(r: &Resource, set: &SpecSet, _up: super::Upstream<'_>) -> Result<Inputs, ApplyError> {
-        let Spec::Table(t) = &r.spec else {
-            return Ok(Inputs::None);
-        };
+    fn check(
+        cx: &CheckContext<'_>,
+        r: &Resource,
+        spec: &TableSpec,
+        diags: &mut Vec<SpecDiagnostic>,
+    ) {
+        check::check_table(cx.root, r, spec, diags);
+    }
+
+    fn protect(spec: &TableSpec) -> bool {
+        spec.protect
+    }
+
+    fn desire(
+        r: &Resource,
+        t: &TableSpec,
+        set: &SpecSet,
+        _upstream: Upstream<'_>,
+    ) -> Result<TableInputs, ApplyError> {
         let mut snapshots = Vec::with_capacity(t.snapshots.len());
         for s in &t.snapshots {
             let path = crate::spec::validate::confine(&set.root, r.base_dir(), &s.path.value)
@@ -113,19 +175,21 @@ impl Reconciler for TableReconciler {
                 file_hash,
             });
         }
-        Ok(Inputs::Table(TableInputs {
+        Ok(TableInputs {
             layout: layout(t),
             expect_hash: expect_hash(t),
             snapshots,
-        }))
+        })
     }
 
-    fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+    fn input_hash(inputs: &TableInputs) -> String {
+        inputs.input_hash()
+    }
+
+    fn diff(d: &Desired<'_, Self>, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
         let mut plan = ResourcePlan::noop(d.id.clone());
-        let Some((_, inputs)) = table_spec(d) else {
-            return plan;
-        };
-        let record = observed.records.get(&d.id);
+        let inputs = d.inputs;
+        let record = observed.records.get(d.id);
         let all_loads = |reason: &str| -> Vec<SnapshotLoad> {
             inputs
                 .snapshots
@@ -146,26 +210,26 @@ impl Reconciler for TableReconciler {
                 dates.len(),
                 dates.join(", ")
             ));
-            plan.operations.push(Operation::LoadSnapshots {
+            plan.operations.push(Self::op(TableOp::LoadSnapshots {
                 recreate: true,
                 snapshots: all_loads("new"),
-            });
+            }));
             return plan;
         };
         if stored.schema_hash != inputs.layout.schema_hash {
             plan.action = Action::Replace;
             let detail = record.map_or_else(
                 || "schema changed".to_string(),
-                |r| schema_change(&r.spec_json, &d.spec_json),
+                |r| schema_change(&r.spec_json, d.spec_json),
             );
             plan.reasons.push(format!(
                 "{detail}; rebuild and reload {} snapshot(s)",
                 inputs.snapshots.len()
             ));
-            plan.operations.push(Operation::LoadSnapshots {
+            plan.operations.push(Self::op(TableOp::LoadSnapshots {
                 recreate: true,
                 snapshots: all_loads("schema changed"),
-            });
+            }));
             return plan;
         }
         let mut loads = Vec::new();
@@ -196,15 +260,15 @@ impl Reconciler for TableReconciler {
         if expect_changed {
             let what = record.map_or_else(
                 || "expectations changed".to_string(),
-                |r| expectation_change(&r.spec_json, &d.spec_json),
+                |r| expectation_change(&r.spec_json, d.spec_json),
             );
             plan.reasons.insert(0, what);
         }
         if !loads.is_empty() {
-            plan.operations.push(Operation::LoadSnapshots {
+            plan.operations.push(Self::op(TableOp::LoadSnapshots {
                 recreate: false,
                 snapshots: loads,
-            });
+            }));
         }
         let mut orphans: Vec<&String> = stored
             .snapshots
@@ -217,9 +281,9 @@ impl Reconciler for TableReconciler {
                 plan.reasons.push(format!(
                     "snapshot {as_of} removed from the spec: drop its rows"
                 ));
-                plan.operations.push(Operation::DropSnapshot {
+                plan.operations.push(Self::op(TableOp::DropSnapshot {
                     as_of: as_of.clone(),
-                });
+                }));
             } else {
                 plan.warnings.push(format!(
                     "snapshot {as_of} is no longer in the spec; its rows are kept (pass --prune-data to drop them)"
@@ -239,7 +303,7 @@ impl Reconciler for TableReconciler {
                     plan.action = Action::Update;
                     plan.reasons.push(format!(
                         "spec changed: {}",
-                        super::record::changed_fields(&r.spec_json, &d.spec_json)
+                        record::changed_fields(&r.spec_json, d.spec_json)
                     ));
                 }
                 Some(r) if r.condition != crate::store::state::Condition::Ready => {
@@ -252,26 +316,32 @@ impl Reconciler for TableReconciler {
                 Some(_) => {}
             }
             if plan.action != Action::NoOp {
-                plan.operations.push(Operation::Record);
+                plan.operations.push(CommonOp::Record.into());
             }
         }
         plan
     }
 
+    fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+        diff_removed(id, observed, opts)
+    }
+
+    async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+        apply_removed(ctx, plan).await
+    }
+
     async fn apply(
         ctx: &ApplyContext,
-        d: &DesiredResource,
+        d: &Desired<'_, Self>,
         plan: &ResourcePlan,
     ) -> Result<Applied, ApplyError> {
-        let Some((spec, inputs)) = table_spec(d) else {
-            return Ok(Applied::default());
-        };
+        let (spec, inputs) = (d.spec, d.inputs);
         let mut messages = Vec::new();
         let mut failure: Option<ApplyError> = None;
         let mut rows_written = 0usize;
-        for op in &plan.operations {
+        for op in ops_of::<Self>(plan) {
             match op {
-                Operation::LoadSnapshots {
+                TableOp::LoadSnapshots {
                     recreate,
                     snapshots,
                 } => match load_snapshots(ctx, spec, inputs, snapshots, *recreate).await {
@@ -284,11 +354,15 @@ impl Reconciler for TableReconciler {
                         break;
                     }
                 },
-                Operation::DropSnapshot { as_of } => {
+                TableOp::DropSnapshot { as_of } => {
                     offline::drop_snapshot(&ctx.offline, &inputs.layout.name, as_of).await?;
                     messages.push(format!("dropped snapshot {as_of}"));
                 }
-                _ => {}
+                // Planned only for tables the specs no longer name.
+                TableOp::DropTable => {
+                    offline::drop_table(&ctx.offline, &inputs.layout.name).await?;
+                    messages.push("table dropped".into());
+                }
             }
         }
         if let Some(e) = failure {
@@ -341,7 +415,7 @@ async fn load_snapshots(
     let mut good = Vec::new();
     let mut problems = Vec::new();
     for t in tasks {
-        match t.await.map_err(|e| ApplyError::Task(e.to_string()))? {
+        match t.await? {
             Ok(ok) => good.push(ok),
             Err(e) => problems.push(e),
         }
@@ -399,8 +473,9 @@ fn parse_and_check(
             s.as_of, s.source
         )));
     }
-    let date = NaiveDate::parse_from_str(&s.as_of, "%Y-%m-%d")
-        .map_err(|e| ApplyError::Task(format!("bad date {}: {e}", s.as_of)))?;
+    let date = NaiveDate::parse_from_str(&s.as_of, "%Y-%m-%d").map_err(|e| {
+        ApplyError::Validation(format!("snapshot date `{}` is not a date: {e}", s.as_of))
+    })?;
     Ok((s.clone(), date, batch, file_hash))
 }
 
@@ -419,7 +494,7 @@ fn combine(mut problems: Vec<ApplyError>) -> ApplyError {
 
 /// A table no longer in the specs: dropped only with `--prune-data` and never when
 /// the state store says it is protected.
-pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
+fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
     let mut plan = ResourcePlan::noop(id.clone());
     let protected = observed.records.get(id).is_some_and(|r| r.protect);
     if protected {
@@ -435,7 +510,7 @@ pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) ->
         plan.reasons.push(format!(
             "no longer in the specs: drop the table and its {rows} rows"
         ));
-        plan.operations = vec![Operation::DropTable, Operation::Forget];
+        plan.operations = vec![Table::op(TableOp::DropTable), CommonOp::Forget.into()];
     } else {
         plan.warnings
             .push("no longer in the specs; its data is kept (pass --prune-data to drop it)".into());
@@ -444,8 +519,8 @@ pub fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) ->
 }
 
 /// Carries out the deletion of a removed table.
-pub async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
-    if plan.operations.contains(&Operation::DropTable) {
+async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+    if ops_of::<Table>(plan).any(|op| *op == TableOp::DropTable) {
         offline::drop_table(&ctx.offline, &plan.id.name).await?;
         return Ok(Applied {
             message: "table dropped".into(),
@@ -555,9 +630,9 @@ mod tests {
 
     use super::*;
     use crate::diag::SourceFile;
-    use crate::kinds::Desired;
+    use crate::kinds::{DesiredResource, DesiredState, Member, Operation, Pool, Typed};
     use crate::plan::{PlanOptions, diff};
-    use crate::spec::Kind;
+    use crate::spec::{Kind, Spec};
     use crate::store::offline::StoredTable;
     use crate::store::state::{Condition, ResourceRecord};
 
@@ -599,17 +674,17 @@ mod tests {
         ]);
         DesiredResource {
             id: ResourceId::new(Kind::Table, "subs"),
-            spec: Spec::Table(t),
             spec_json,
             spec_hash,
             protect: false,
-            inputs: Inputs::Table(inputs),
+            pool: Pool::Cpu,
+            typed: Typed::Table(t, inputs),
         }
     }
 
     /// What the stores would hold after successfully applying `d`.
     fn observed_after(d: &DesiredResource) -> Observed {
-        let (_, inputs) = table_spec(d).expect("table");
+        let inputs = d.of::<Table>().expect("table").inputs;
         let mut snapshots = HashMap::new();
         for s in &inputs.snapshots {
             snapshots.insert(
@@ -650,7 +725,7 @@ mod tests {
     }
 
     fn plan_text(d: DesiredResource, o: &Observed, prune: bool) -> String {
-        let desired = Desired { resources: vec![d] };
+        let desired = DesiredState { resources: vec![d] };
         diff(&desired, o, &PlanOptions { prune_data: prune }).render(false)
     }
 
@@ -730,7 +805,7 @@ mod tests {
     #[test]
     fn removed_table_needs_prune_data_and_respects_protect() {
         let mut o = observed_after(&desired(SPEC, &["h1", "h2"]));
-        let empty = Desired::default();
+        let empty = DesiredState::default();
         let kept = diff(&empty, &o, &PlanOptions { prune_data: false });
         assert_eq!(kept.resources[0].action, Action::NoOp);
         assert!(
@@ -741,7 +816,10 @@ mod tests {
         assert_eq!(dropped.resources[0].action, Action::Delete);
         assert_eq!(
             dropped.resources[0].operations,
-            vec![Operation::DropTable, Operation::Forget]
+            vec![
+                Table::op(TableOp::DropTable),
+                Operation::from(CommonOp::Forget)
+            ]
         );
         if let Some(r) = o.records.values_mut().next() {
             r.protect = true;

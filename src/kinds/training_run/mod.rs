@@ -9,18 +9,35 @@
 
 use chrono::NaiveDate;
 
-use super::record::{RecordOnly, changed_fields};
+pub mod check;
+pub mod spec;
+
+use serde::Serialize;
+
+use super::record::changed_fields;
+use super::table::Table;
 use super::{
-    Applied, ApplyContext, ApplyError, DesiredResource, Inputs, Observed, Reconciler, Upstream,
+    Applied, ApplyContext, ApplyError, CheckContext, Desired, Kind, Member, Observed, Reference,
+    ResourceKind, Upstream,
 };
 use crate::data::Column;
+use crate::diag::SpecDiagnostic;
 use crate::features::{EntityRows, ResolvedView, historical, resolve};
 use crate::hash;
 use crate::ml::train::{TRAINER_VERSION, TrainingSet, train};
-use crate::plan::{Action, Operation, PlanOptions, ResourcePlan};
-use crate::spec::{ColumnType, Kind, Resource, ResourceId, Spec, SpecSet, TrainingRunSpec};
+use crate::plan::{Action, PlanOptions, ResourcePlan};
+use crate::spec::{ColumnType, Resource, SpannedStr, SpecSet};
 use crate::store::offline;
 use crate::store::registry::NewVersion;
+pub use spec::TrainingRunSpec;
+
+/// What applying a training run does.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum RunOp {
+    /// Build the training set, train, validate and register a version.
+    Train,
+}
 
 /// Desired inputs of a training run.
 #[derive(Debug, Clone)]
@@ -41,13 +58,6 @@ pub struct RunInputs {
     pub data_hash: String,
 }
 
-fn spec_of(d: &DesiredResource) -> Option<(&TrainingRunSpec, &RunInputs)> {
-    match (&d.spec, &d.inputs) {
-        (Spec::TrainingRun(s), Inputs::TrainingRun(i)) => Some((s, i)),
-        _ => None,
-    }
-}
-
 /// The version identity's view of a spec: what changes the model, not its description.
 fn identity_json(spec_json: &serde_json::Value) -> serde_json::Value {
     let mut v = spec_json.clone();
@@ -58,15 +68,57 @@ fn identity_json(spec_json: &serde_json::Value) -> serde_json::Value {
     v
 }
 
-/// Reconciler for training runs.
-pub struct TrainingRunReconciler;
+/// The `TrainingRun` kind.
+pub struct TrainingRun;
 
-impl Reconciler for TrainingRunReconciler {
-    fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inputs, ApplyError> {
-        let Spec::TrainingRun(t) = &r.spec else {
-            return Ok(Inputs::None);
-        };
-        let invalid = |m: String| ApplyError::Training(format!("{}: {m}", r.id));
+impl ResourceKind for TrainingRun {
+    type Spec = TrainingRunSpec;
+    type Inputs = RunInputs;
+    type Op = RunOp;
+
+    fn name(spec: &TrainingRunSpec) -> &SpannedStr {
+        &spec.name
+    }
+
+    fn depends_on(spec: &TrainingRunSpec) -> &[SpannedStr] {
+        &spec.depends_on
+    }
+
+    fn references(t: &TrainingRunSpec) -> Vec<Reference> {
+        let mut refs = vec![(t.label.table.clone(), Some(Kind::Table))];
+        let mut views: Vec<&str> = Vec::new();
+        for f in &t.features {
+            let view = f.value.split_once('.').map_or(f.value.as_str(), |(v, _)| v);
+            if !views.contains(&view) {
+                views.push(view);
+                let mut at = f.clone();
+                at.value = view.to_string();
+                refs.push((at, Some(Kind::FeatureView)));
+            }
+        }
+        refs
+    }
+
+    fn reverse_references(t: &TrainingRunSpec) -> Vec<Reference> {
+        vec![(t.model.clone(), Some(Kind::Model))]
+    }
+
+    fn check(
+        cx: &CheckContext<'_>,
+        r: &Resource,
+        spec: &TrainingRunSpec,
+        diags: &mut Vec<SpecDiagnostic>,
+    ) {
+        check::check_training_run(cx, r, spec, diags);
+    }
+
+    fn desire(
+        r: &Resource,
+        t: &TrainingRunSpec,
+        set: &SpecSet,
+        upstream: Upstream<'_>,
+    ) -> Result<RunInputs, ApplyError> {
+        let invalid = |m: String| ApplyError::TrainingSet(format!("{}: {m}", r.id));
         let as_of = NaiveDate::parse_from_str(&t.as_of.value, "%Y-%m-%d")
             .map_err(|_| invalid(format!("`{}` is not a date", t.as_of.value)))?;
         let mut views: Vec<ResolvedView> = Vec::new();
@@ -94,14 +146,10 @@ impl Reconciler for TrainingRunReconciler {
             }
         }
         let label_table = t.label.table.value.clone();
-        let label_type = match set
-            .get(&ResourceId::new(Kind::Table, label_table.clone()))
-            .map(|r| &r.spec)
-        {
-            Some(Spec::Table(table)) => table.columns.get(&t.label.column.value).copied(),
-            _ => None,
-        }
-        .ok_or_else(|| invalid(format!("no label column `{}`", t.label.column.value)))?;
+        let label_type = set
+            .spec::<Table>(&label_table)
+            .and_then(|table| table.columns.get(&t.label.column.value).copied())
+            .ok_or_else(|| invalid(format!("no label column `{}`", t.label.column.value)))?;
         let key = views
             .first()
             .map(|v| v.key.clone())
@@ -115,17 +163,14 @@ impl Reconciler for TrainingRunReconciler {
         let mut parts: Vec<String> = Vec::new();
         for table in tables {
             parts.push(table.to_string());
-            if let Some(Inputs::Table(ti)) = upstream
-                .get(&ResourceId::new(Kind::Table, table))
-                .map(|d| &d.inputs)
-            {
+            if let Some(ti) = upstream.inputs::<Table>(table) {
                 for s in ti.snapshots.iter().filter(|s| s.as_of <= cutoff) {
                     parts.push(s.as_of.clone());
                     parts.push(s.file_hash.clone());
                 }
             }
         }
-        Ok(Inputs::TrainingRun(RunInputs {
+        Ok(RunInputs {
             data_hash: hash::hash_parts(parts.iter().map(String::as_str)),
             views,
             label_table,
@@ -133,13 +178,15 @@ impl Reconciler for TrainingRunReconciler {
             label_type,
             key,
             as_of,
-        }))
+        })
     }
 
-    fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
-        let Some((spec, _)) = spec_of(d) else {
-            return RecordOnly::diff(d, observed, opts);
-        };
+    fn input_hash(inputs: &RunInputs) -> String {
+        inputs.data_hash.clone()
+    }
+
+    fn diff(d: &Desired<'_, Self>, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
+        let spec = d.spec;
         let name = &d.id.name;
         let mut plan = ResourcePlan::noop(d.id.clone());
         let registered = |identity: &str| {
@@ -148,17 +195,17 @@ impl Reconciler for TrainingRunReconciler {
                 .get(&spec.model.value)
                 .is_some_and(|vs| vs.iter().any(|v| v.identity == identity))
         };
-        match observed.records.get(&d.id) {
+        match observed.records.get(d.id) {
             None => {
                 plan.action = Action::Create;
                 plan.reasons.push(format!("train {name} (new run)"));
             }
             Some(rec) if rec.spec_hash != d.spec_hash => {
                 plan.action = Action::Update;
-                if rec.spec_json != d.spec_json {
+                if rec.spec_json != *d.spec_json {
                     plan.reasons.push(format!(
                         "train {name} (parameters changed: {})",
-                        changed_fields(&rec.spec_json, &d.spec_json)
+                        changed_fields(&rec.spec_json, d.spec_json)
                     ));
                 } else {
                     plan.reasons
@@ -187,23 +234,21 @@ impl Reconciler for TrainingRunReconciler {
             }
         }
         if plan.action != Action::NoOp {
-            plan.operations.push(Operation::Train);
+            plan.operations.push(Self::op(RunOp::Train));
         }
         plan
     }
 
     async fn apply(
         ctx: &ApplyContext,
-        d: &DesiredResource,
+        d: &Desired<'_, Self>,
         _plan: &ResourcePlan,
     ) -> Result<Applied, ApplyError> {
-        let Some((spec, inputs)) = spec_of(d) else {
-            return Ok(Applied::default());
-        };
+        let (spec, inputs) = (d.spec, d.inputs);
         let set = build_training_set(&ctx.offline, inputs).await?;
         let set_hash = set.content_hash();
         let identity = hash::hash_parts([
-            hash::hash_json(&identity_json(&d.spec_json)).as_str(),
+            hash::hash_json(&identity_json(d.spec_json)).as_str(),
             set_hash.as_str(),
             TRAINER_VERSION,
         ]);
@@ -234,13 +279,8 @@ impl Reconciler for TrainingRunReconciler {
         );
         let trained =
             tokio::task::spawn_blocking(move || train(&set, &algorithm, &validation, nulls, seed))
-                .await
-                .map_err(|e| ApplyError::Task(e.to_string()))?
-                .map_err(|e| ApplyError::Training(e.to_string()))?;
-        let artifact = trained
-            .artifact
-            .to_bytes()
-            .map_err(|e| ApplyError::Training(e.to_string()))?;
+                .await??;
+        let artifact = trained.artifact.to_bytes()?;
         let metrics = trained.metrics_json();
         let version = ctx
             .registry
@@ -249,7 +289,7 @@ impl Reconciler for TrainingRunReconciler {
                 identity: identity.clone(),
                 run: d.id.name.clone(),
                 algorithm: spec.algorithm.name().to_string(),
-                params: identity_json(&d.spec_json),
+                params: identity_json(d.spec_json),
                 metrics: metrics.clone(),
                 training_set_hash: set_hash.clone(),
                 features: serde_json::json!({
@@ -312,7 +352,7 @@ pub async fn build_training_set(
     )
     .await?;
     let Some(&latest) = dates.iter().max() else {
-        return Err(ApplyError::Training(format!(
+        return Err(ApplyError::TrainingSet(format!(
             "table `{}` has no snapshot at or before {}",
             inputs.label_table, inputs.as_of
         )));
@@ -321,7 +361,7 @@ pub async fn build_training_set(
         batch.columns.first().map(|c| &c.1),
         batch.columns.get(1).map(|c| &c.1),
     ) else {
-        return Err(ApplyError::Training("label table layout".into()));
+        return Err(ApplyError::TrainingSet("label table layout".into()));
     };
     let mut rows: Vec<(String, usize)> = Vec::with_capacity(keys.len());
     for i in (0..keys.len()).filter(|&i| dates[i] == latest) {
@@ -330,7 +370,7 @@ pub async fn build_training_set(
             Column::Int(v) => match v[i] {
                 Some(x @ (0 | 1)) => Some(x as usize),
                 Some(x) => {
-                    return Err(ApplyError::Training(format!(
+                    return Err(ApplyError::TrainingSet(format!(
                         "label `{}` of `{}` is {x} in snapshot {latest}; labels must be 0 or 1",
                         inputs.label_column,
                         keys[i].as_deref().unwrap_or("?")
@@ -349,9 +389,7 @@ pub async fn build_training_set(
         timestamps: vec![inputs.as_of; rows.len()],
         keys: rows.iter().map(|(k, _)| k.clone()).collect(),
     };
-    let joined = historical(db, &inputs.views, &entities)
-        .await
-        .map_err(|e| ApplyError::Training(e.to_string()))?;
+    let joined = historical(db, &inputs.views, &entities).await?;
     let types = inputs
         .views
         .iter()

@@ -8,14 +8,31 @@
 
 use std::collections::HashMap;
 
-use super::record::{RecordOnly, changed_fields};
+pub mod check;
+pub mod spec;
+
+use serde::Serialize;
+
+use super::record::{self, changed_fields};
+use super::training_run::TrainingRun;
 use super::{
-    Applied, ApplyContext, ApplyError, DesiredResource, Inputs, Observed, Reconciler, Upstream,
+    Applied, ApplyContext, ApplyError, CheckContext, Desired, Kind, Member, Observed, Reference,
+    ResourceKind, Upstream,
 };
-use crate::plan::{Action, Operation, PlanOptions, ResourcePlan};
-use crate::spec::{Kind, MANUAL, ModelSpec, ProductionSpec, Resource, ResourceId, Spec, SpecSet};
+use crate::diag::SpecDiagnostic;
+use crate::plan::{Action, PlanOptions, ResourcePlan};
+use crate::spec::{Resource, ResourceId, SpannedStr, SpecSet};
 use crate::store::registry::{Cause, Stage, VersionInfo};
 use crate::store::state::Condition;
+pub use spec::{MANUAL, METRICS, ModelSpec, ProductionSpec, higher_is_better};
+
+/// What applying a model does.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum ModelOp {
+    /// Choose the Production version and promote it.
+    Promote,
+}
 
 /// The runs that produce versions of a model, with their desired hashes: a
 /// changed run changes the model's hash, so the plan shows that Production will
@@ -98,7 +115,7 @@ pub fn choose(
         Some(ProductionSpec::Best(policy)) => {
             let metric = policy.best.value.as_str();
             let better = |a: f64, b: f64| {
-                if crate::spec::higher_is_better(metric) {
+                if higher_is_better(metric) {
                     a > b
                 } else {
                     a < b
@@ -119,7 +136,7 @@ pub fn choose(
             match current.and_then(find) {
                 Some(cur) if cur.version != challenger.version => {
                     let cur_m = cur.metric(metric).unwrap_or(f64::NAN);
-                    let gain = if crate::spec::higher_is_better(metric) {
+                    let gain = if higher_is_better(metric) {
                         cm - cur_m
                     } else {
                         cur_m - cm
@@ -178,13 +195,6 @@ pub fn choose(
     })
 }
 
-fn spec_of(d: &DesiredResource) -> Option<(&ModelSpec, &ModelInputs)> {
-    match (&d.spec, &d.inputs) {
-        (Spec::Model(s), Inputs::Model(i)) => Some((s, i)),
-        _ => None,
-    }
-}
-
 fn managed(spec: &ModelSpec) -> bool {
     match &spec.production {
         None => false,
@@ -217,16 +227,49 @@ fn production_of(versions: Option<&Vec<VersionInfo>>) -> Option<i64> {
         .map(|v| v.version)
 }
 
-/// Reconciler for models.
-pub struct ModelReconciler;
+/// The `Model` kind.
+pub struct Model;
 
-impl Reconciler for ModelReconciler {
-    fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inputs, ApplyError> {
-        let mut runs: Vec<(String, String)> = set
-            .resources
+impl ResourceKind for Model {
+    type Spec = ModelSpec;
+    type Inputs = ModelInputs;
+    type Op = ModelOp;
+
+    fn name(spec: &ModelSpec) -> &SpannedStr {
+        &spec.name
+    }
+
+    fn depends_on(spec: &ModelSpec) -> &[SpannedStr] {
+        &spec.depends_on
+    }
+
+    fn references(m: &ModelSpec) -> Vec<Reference> {
+        m.production
             .iter()
-            .filter(|x| matches!(&x.spec, Spec::TrainingRun(t) if t.model.value == r.id.name))
-            .map(|x| {
+            .flat_map(|p| p.runs())
+            .map(|run| (run.clone(), Some(Kind::TrainingRun)))
+            .collect()
+    }
+
+    fn check(
+        cx: &CheckContext<'_>,
+        r: &Resource,
+        spec: &ModelSpec,
+        diags: &mut Vec<SpecDiagnostic>,
+    ) {
+        check::check_model(cx, r, spec, diags);
+    }
+
+    fn desire(
+        r: &Resource,
+        _spec: &ModelSpec,
+        set: &SpecSet,
+        upstream: Upstream<'_>,
+    ) -> Result<ModelInputs, ApplyError> {
+        let mut runs: Vec<(String, String)> = set
+            .specs::<TrainingRun>()
+            .filter(|(_, t)| t.model.value == r.id.name)
+            .map(|(x, _)| {
                 let hash = upstream
                     .get(&x.id)
                     .map(|d| d.spec_hash.clone())
@@ -235,30 +278,32 @@ impl Reconciler for ModelReconciler {
             })
             .collect();
         runs.sort();
-        Ok(Inputs::Model(ModelInputs { runs }))
+        Ok(ModelInputs { runs })
     }
 
-    fn diff(d: &DesiredResource, observed: &Observed, opts: &PlanOptions) -> ResourcePlan {
-        let Some((spec, _)) = spec_of(d) else {
-            return RecordOnly::diff(d, observed, opts);
-        };
+    fn input_hash(inputs: &ModelInputs) -> String {
+        inputs.runs_hash()
+    }
+
+    fn diff(d: &Desired<'_, Self>, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
+        let spec = d.spec;
         if !managed(spec) {
-            return RecordOnly::diff(d, observed, opts);
+            return record::diff(d.id, d.spec_hash, d.spec_json, observed);
         }
         let mut plan = ResourcePlan::noop(d.id.clone());
         let actual = production_of(observed.registry.get(&d.id.name));
         let how = spec.production.as_ref().map(describe).unwrap_or_default();
-        match observed.records.get(&d.id) {
+        match observed.records.get(d.id) {
             None => {
                 plan.action = Action::Create;
                 plan.reasons.push(format!("choose Production: {how}"));
             }
             Some(rec) if rec.spec_hash != d.spec_hash => {
                 plan.action = Action::Update;
-                plan.reasons.push(if rec.spec_json != d.spec_json {
+                plan.reasons.push(if rec.spec_json != *d.spec_json {
                     format!(
                         "spec changed: {}; Production: {how}",
-                        changed_fields(&rec.spec_json, &d.spec_json)
+                        changed_fields(&rec.spec_json, d.spec_json)
                     )
                 } else {
                     format!("a run it chooses from changes: Production decided again ({how})")
@@ -289,19 +334,17 @@ impl Reconciler for ModelReconciler {
             }
         }
         if plan.action != Action::NoOp {
-            plan.operations.push(Operation::Promote);
+            plan.operations.push(Self::op(ModelOp::Promote));
         }
         plan
     }
 
     async fn apply(
         ctx: &ApplyContext,
-        d: &DesiredResource,
+        d: &Desired<'_, Self>,
         _plan: &ResourcePlan,
     ) -> Result<Applied, ApplyError> {
-        let Some((spec, inputs)) = spec_of(d) else {
-            return Ok(Applied::default());
-        };
+        let (spec, inputs) = (d.spec, d.inputs);
         if !managed(spec) {
             return Ok(Applied {
                 message: "recorded (Production is managed by hand)".into(),
@@ -315,7 +358,7 @@ impl Reconciler for ModelReconciler {
             .runs
             .iter()
             .filter_map(|(run, _)| {
-                let rec = records.get(&ResourceId::new(Kind::TrainingRun, run.clone()))?;
+                let rec = records.get(&ResourceId::new(TrainingRun::KIND, run.clone()))?;
                 let v = rec.outputs.get("version")?.as_i64()?;
                 Some((run.clone(), v))
             })
@@ -326,12 +369,11 @@ impl Reconciler for ModelReconciler {
             .map(|v| v.version);
         // The controller's own last choice wins over a change made behind its back.
         let recorded = records
-            .get(&d.id)
+            .get(d.id)
             .and_then(|r| r.outputs.get("production"))
             .and_then(|v| v.as_i64());
         let current = recorded.or(actual);
-        let choice = choose(spec, &versions, &run_versions, current)
-            .map_err(|m| ApplyError::Training(format!("cannot choose Production: {m}")))?;
+        let choice = choose(spec, &versions, &run_versions, current).map_err(ApplyError::Choice)?;
         let mut message = match choice.target {
             Some(t) if actual != Some(t) => {
                 let drift = recorded == Some(t);

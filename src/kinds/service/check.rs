@@ -3,17 +3,18 @@
 
 use std::path::Path;
 
-use super::service::{MountSource, parse_duration, parse_memory, parse_port, parse_volume};
-use super::validate::{check_env, confine};
-use super::{Resource, ServiceSpec};
+use super::ServiceSpec;
+use super::spec::{MountSource, parse_duration, parse_memory, parse_port, parse_volume};
 use crate::diag::{DiagCode, SpecDiagnostic};
+use crate::spec::Resource;
+use crate::spec::validate::{check_env, check_resource_name, confine};
 
 /// Docker refuses memory limits below 6 MiB.
 const MIN_MEMORY: i64 = 6 << 20;
 
 /// Checks one service; every problem becomes a diagnostic.
 pub fn check_service(root: &Path, r: &Resource, s: &ServiceSpec, diags: &mut Vec<SpecDiagnostic>) {
-    super::check_ml::check_name(r, &s.name, diags);
+    check_resource_name(r, &s.name, diags);
     match (&s.image, &s.build) {
         (None, None) => diags.push(
             r.diag_at(
@@ -156,8 +157,8 @@ pub fn check_service(root: &Path, r: &Resource, s: &ServiceSpec, diags: &mut Vec
             }
         }
         let empty = match &h.command {
-            super::service::HealthCommand::Shell(s) => s.trim().is_empty(),
-            super::service::HealthCommand::Exec(args) => args.is_empty(),
+            super::spec::HealthCommand::Shell(s) => s.trim().is_empty(),
+            super::spec::HealthCommand::Exec(args) => args.is_empty(),
         };
         if empty || h.retries == 0 {
             diags.push(r.diag_at(

@@ -1,52 +1,27 @@
-//! Checks of the training kinds: a `TrainingRun`'s label, features and
-//! parameters, a `Model`'s production choice and gates. Called by
-//! [`super::validate`]; collects every problem.
+//! Checks of a `TrainingRun`: its model, date, label, features (one entity)
+//! and algorithm parameters. Collects every problem.
 
 use std::collections::HashSet;
 
-use super::validate::{ResourceIndex, resolve_reference};
-use super::{
-    Algorithm, ColumnType, Kind, MaxFeaturesSpec, ModelSpec, ProductionSpec, Resource, SpannedStr,
-    Spec, TrainingRunSpec,
-};
+use super::spec::{Algorithm, MaxFeaturesSpec, TrainingRunSpec};
 use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
-
-pub(super) fn check_name(r: &Resource, name: &SpannedStr, diags: &mut Vec<SpecDiagnostic>) {
-    if !super::is_resource_name(&name.value) {
-        diags.push(
-            r.diag_at(
-                DiagCode::InvalidValue,
-                name,
-                format!("`{}` is not a valid {} name", name.value, r.id.kind),
-            )
-            .with_hint(
-                "use lower-case letters, digits, `_` and `-`, starting with a letter (at most 63)",
-            ),
-        );
-    }
-}
-
-fn table_of<'a>(
-    r: &Resource,
-    name: &SpannedStr,
-    all: &ResourceIndex<'a>,
-) -> Option<&'a super::TableSpec> {
-    let id = resolve_reference(r, name, Some(Kind::Table), all).ok()?;
-    match &all.get(&id)?.spec {
-        Spec::Table(t) => Some(t),
-        _ => None,
-    }
-}
+use crate::kinds::entity::Entity;
+use crate::kinds::feature_view::FeatureView;
+use crate::kinds::table::Table;
+use crate::kinds::{CheckContext, Kind};
+use crate::spec::validate::{check_resource_name, resolve_reference};
+use crate::spec::{ColumnType, Resource};
 
 /// Checks a training run.
 pub fn check_training_run(
+    cx: &CheckContext<'_>,
     r: &Resource,
     t: &TrainingRunSpec,
-    all: &ResourceIndex<'_>,
     diags: &mut Vec<SpecDiagnostic>,
 ) {
-    check_name(r, &t.name, diags);
-    if let Err(d) = resolve_reference(r, &t.model, Some(Kind::Model), all) {
+    check_resource_name(r, &t.name, diags);
+    // The model is a reverse edge, so the generic reference check skips it.
+    if let Err(d) = resolve_reference(r, &t.model, Some(Kind::Model), cx.index) {
         diags.push(d);
     }
     if chrono::NaiveDate::parse_from_str(&t.as_of.value, "%Y-%m-%d").is_err() {
@@ -90,22 +65,10 @@ pub fn check_training_run(
         };
         let mut at = f.clone();
         at.value = view.to_string();
-        let Some(view_spec) = resolve_reference(r, &at, Some(Kind::FeatureView), all)
-            .ok()
-            .and_then(|id| all.get(&id))
-            .and_then(|v| match &v.spec {
-                Spec::FeatureView(v) => Some(v),
-                _ => None,
-            })
-        else {
+        let Some(view_spec) = cx.resolve::<FeatureView>(r, &at) else {
             continue; // reported as a reference
         };
-        if let Some(Spec::Entity(e)) =
-            resolve_reference(r, &view_spec.entity, Some(Kind::Entity), all)
-                .ok()
-                .and_then(|id| all.get(&id))
-                .map(|e| &e.spec)
-        {
+        if let Some(e) = cx.resolve::<Entity>(r, &view_spec.entity) {
             let keys: Vec<String> = e.join_keys.iter().map(|k| k.value.clone()).collect();
             if entity_keys.is_empty() {
                 entity_keys = keys;
@@ -130,7 +93,7 @@ pub fn check_training_run(
             });
         }
     }
-    if let Some(table) = table_of(r, &t.label.table, all) {
+    if let Some(table) = cx.resolve::<Table>(r, &t.label.table) {
         match table.columns.get(&t.label.column.value) {
             None => {
                 let d = r.diag_at(
@@ -224,111 +187,5 @@ pub fn check_training_run(
                 ));
             }
         }
-    }
-}
-
-/// Checks a model.
-pub fn check_model(
-    r: &Resource,
-    m: &ModelSpec,
-    all: &ResourceIndex<'_>,
-    diags: &mut Vec<SpecDiagnostic>,
-) {
-    check_name(r, &m.name, diags);
-    for (metric, condition) in &m.require {
-        if let Err(e) = super::Gate::parse(metric, condition) {
-            diags.push(
-                r.diag_at(DiagCode::InvalidValue, &m.name, format!("require: {e}"))
-                    .with_hint("write e.g. `require: { val_auc: \">= 0.75\" }`"),
-            );
-        }
-    }
-    let runs_of_model = |run: &SpannedStr| -> Option<String> {
-        let id = resolve_reference(r, run, Some(Kind::TrainingRun), all).ok()?;
-        match &all.get(&id)?.spec {
-            Spec::TrainingRun(t) => Some(t.model.value.clone()),
-            _ => None,
-        }
-    };
-    let check_run = |run: &SpannedStr, diags: &mut Vec<SpecDiagnostic>| {
-        if let Some(model) = runs_of_model(run)
-            && model != m.name.value
-        {
-            diags.push(r.diag_at(
-                DiagCode::InvalidValue,
-                run,
-                format!(
-                    "run `{}` produces versions of `{model}`, not of `{}`",
-                    run.value, m.name.value
-                ),
-            ));
-        }
-    };
-    match &m.production {
-        Some(ProductionSpec::Run(run)) if run.value != super::MANUAL => check_run(run, diags),
-        Some(ProductionSpec::Best(b)) => {
-            if !super::METRICS.contains(&b.best.value.as_str()) {
-                diags.push(
-                    r.diag_at(
-                        DiagCode::InvalidValue,
-                        &b.best,
-                        format!("unknown metric `{}`", b.best.value),
-                    )
-                    .with_hint(format!("metrics are {}", super::METRICS.join(", "))),
-                );
-            }
-            if !(b.min_gain >= 0.0 && b.min_gain.is_finite()) {
-                diags.push(r.diag_at(
-                    DiagCode::InvalidValue,
-                    &b.best,
-                    format!("minGain {} must be ≥ 0", b.min_gain),
-                ));
-            }
-            if b.among.is_empty() {
-                diags.push(r.diag_at(
-                    DiagCode::MissingField,
-                    &b.best,
-                    "a `best` policy needs `among: [run, …]`",
-                ));
-            }
-            for run in &b.among {
-                check_run(run, diags);
-            }
-        }
-        Some(ProductionSpec::Version(v)) if v.version == 0 => diags.push(r.diag_at(
-            DiagCode::InvalidValue,
-            &m.name,
-            "versions are numbered from 1",
-        )),
-        _ => {}
-    }
-}
-
-/// Checks an endpoint (its model reference is checked with every reference).
-pub fn check_endpoint(r: &Resource, e: &super::EndpointSpec, diags: &mut Vec<SpecDiagnostic>) {
-    check_name(r, &e.name, diags);
-    if e.port == 0 {
-        diags.push(r.diag_at(
-            DiagCode::InvalidValue,
-            &e.name,
-            "port 0 is not a port to serve on",
-        ));
-    }
-    if e.host.parse::<std::net::IpAddr>().is_err() {
-        diags.push(
-            r.diag_at(
-                DiagCode::InvalidValue,
-                &e.name,
-                format!("host `{}` is not an IP address", e.host),
-            )
-            .with_hint("write 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"),
-        );
-    }
-    if e.max_batch == 0 || e.max_batch > 100_000 {
-        diags.push(r.diag_at(
-            DiagCode::InvalidValue,
-            &e.name,
-            format!("maxBatch {} is not between 1 and 100000", e.max_batch),
-        ));
     }
 }

@@ -1,6 +1,13 @@
-//! Services (and Endpoints with `runtime: docker`) as containers: desired from
-//! the spec, diffed against one labelled container list (pure), applied through
-//! [`crate::docker::Engine`] — image, network, volumes, container, readiness.
+//! Containers as one runtime: what a container should be ([`DesiredContainer`]),
+//! what the engine shows ([`DockerView`], one labelled list per command), the
+//! pure plan between the two ([`plan`]) and carrying out its [`ContainerOp`]s
+//! through [`crate::docker::Engine`]: image, network, volumes, container,
+//! readiness.
+//!
+//! Kinds that run containers (Service, and Endpoint with `runtime: docker`) call
+//! these with their own type, so the operations land in the plan as theirs. A
+//! cluster runtime would sit beside this module behind [`ContainerRuntime`],
+//! leaving the planner untouched.
 //!
 //! A container is ready when its health check says `healthy`, or, without one,
 //! when it has stayed up for [`SETTLE`]. A dependent is started only after its
@@ -8,21 +15,66 @@
 //! check output and the container's last log lines.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::{Applied, ApplyError, DesiredResource, Inputs, Observed, Upstream};
 use crate::docker::{
     ContainerConfig, ContainerObs, DockerError, Engine, HealthConfigSpec, LABEL_HASH,
     LABEL_PROJECT, LABEL_RESOURCE, MountConfig, MountFrom, PortConfig,
 };
-use crate::plan::{Action, Operation, ResourcePlan};
-use crate::spec::service::{HealthTiming, MountSource, parse_memory, parse_port, parse_volume};
-use crate::spec::{Kind, Resource, ResourceId, ServiceSpec, Spec, SpecSet};
+use crate::kinds::service::Service;
+use crate::kinds::service::spec::{
+    HealthTiming, MountSource, ServiceSpec, parse_memory, parse_port, parse_volume,
+};
+use crate::kinds::{Applied, ApplyError, CommonOp, Desired, Member, Observed, Upstream, ops_of};
+use crate::plan::{Action, ResourcePlan};
+use crate::spec::{Kind, Resource, ResourceId, SpecSet};
 use crate::store::state::Condition;
+
+/// What a container runtime does for the kinds that run containers: observe the
+/// project's workloads in one call, and carry out a resource's operations.
+pub trait ContainerRuntime: Send + Sync {
+    /// The project's workloads, by resource label.
+    fn observe(&self, project: &str) -> impl Future<Output = DockerView> + Send;
+}
+
+impl ContainerRuntime for DockerRuntime {
+    fn observe(&self, project: &str) -> impl Future<Output = DockerView> + Send {
+        DockerRuntime::observe(self, project)
+    }
+}
+
+/// Operations on containers, planned by kinds that run one.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum ContainerOp {
+    /// Pull the image, or build it, when the engine does not have it.
+    PrepareImage {
+        /// The image reference.
+        image: String,
+    },
+    /// Create and start the container, replacing `replaces` if given, then wait
+    /// until it is ready.
+    RunContainer {
+        /// The container this one replaces.
+        replaces: Option<String>,
+    },
+    /// Start a stopped container and wait until it is ready.
+    StartContainer {
+        /// Container id.
+        id: String,
+    },
+    /// Remove a container (its named volumes are kept).
+    RemoveContainer {
+        /// Container id.
+        id: String,
+    },
+}
 
 /// Without a health check, a container counts as ready once it stayed up this long.
 pub const SETTLE: Duration = Duration::from_millis(300);
@@ -35,7 +87,7 @@ const LOG_LINES: usize = 15;
 
 /// What a container should be.
 #[derive(Debug, Clone)]
-pub struct ServiceInputs {
+pub struct DesiredContainer {
     /// The service (synthesized for a docker Endpoint).
     pub spec: ServiceSpec,
     /// Where the image comes from.
@@ -65,7 +117,7 @@ pub struct Dependency {
     pub health: Option<HealthTiming>,
 }
 
-impl ServiceInputs {
+impl DesiredContainer {
     /// What the spec hash must cover beyond the spec: the build context or
     /// binary, and the resolved mount paths (a moved project is a new container).
     pub fn input_hash(&self) -> String {
@@ -134,31 +186,28 @@ pub fn container_name(project: &str, name: &str) -> String {
     format!("{project}-{name}")
 }
 
-/// The service a resource runs as, if it runs as one.
-pub fn service_of(r: &Resource, set: &SpecSet) -> Option<ServiceSpec> {
-    match &r.spec {
-        Spec::Service(s) => Some(s.clone()),
-        Spec::Endpoint(e) if e.runtime == crate::spec::Runtime::Docker => {
-            Some(crate::container::endpoint_service(set, e))
-        }
-        _ => None,
-    }
+/// Where a container's image comes from, as its kind decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFrom {
+    /// The spec's `image` or `build`.
+    Spec,
+    /// This very binary (the endpoint image).
+    ThisBinary,
 }
 
-/// Whether any resource of the specs runs in a container.
-pub fn specs_use_docker(set: &SpecSet) -> bool {
-    set.resources.iter().any(|r| service_of(r, set).is_some())
-}
-
-/// Reads the inputs of a Service or docker Endpoint.
-pub fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inputs, ApplyError> {
-    let Some(spec) = service_of(r, set) else {
-        return Err(ApplyError::Task(format!("{} is not a container", r.id)));
-    };
+/// Reads what a container needs (build context hash, mounts, dependencies to
+/// wait for) from the service it runs as.
+pub fn desire(
+    r: &Resource,
+    spec: ServiceSpec,
+    from: ImageFrom,
+    set: &SpecSet,
+    upstream: Upstream<'_>,
+) -> Result<DesiredContainer, ApplyError> {
     let project = set.project.name.value.clone();
     let base = r.base_dir();
-    let (image, content_hash) = match (&r.spec, &spec.build) {
-        (Spec::Endpoint(_), _) => {
+    let (image, content_hash) = match (from, &spec.build) {
+        (ImageFrom::ThisBinary, _) => {
             let binary = std::env::current_exe().map_err(|source| ApplyError::Io {
                 path: "the reconcile binary".into(),
                 source,
@@ -201,7 +250,10 @@ pub fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inp
             MountSource::Named(n) => MountFrom::Volume(volume_name(&project, n)),
             MountSource::Bind(p) => {
                 let path = crate::spec::validate::confine(&set.root, base, p).map_err(|e| {
-                    ApplyError::Validation(format!("{}: volume `{}`: {e}", r.id, v.value))
+                    ApplyError::Io {
+                        path: v.value.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e),
+                    }
                 })?;
                 MountFrom::Bind(path.display().to_string())
             }
@@ -222,10 +274,9 @@ pub fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inp
                 .any(|d| d.value == other.id.name || d.value == other.id.to_string())
         })
         .filter_map(|other| {
-            let dep = upstream.get(&other.id).and_then(|d| match &d.inputs {
-                Inputs::Service(s) => Some(s),
-                _ => None,
-            })?;
+            let dep = upstream
+                .get(&other.id)
+                .and_then(|d| crate::kinds::container_of(&d.typed))?;
             Some(Dependency {
                 id: other.id.clone(),
                 container: dep.container_name.clone(),
@@ -233,7 +284,7 @@ pub fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inp
             })
         })
         .collect();
-    Ok(Inputs::Service(Box::new(ServiceInputs {
+    Ok(DesiredContainer {
         container_name: container_name(&project, &spec.name.value),
         network: network_name(&project),
         spec,
@@ -242,7 +293,7 @@ pub fn desire(r: &Resource, set: &SpecSet, upstream: Upstream<'_>) -> Result<Inp
         mounts,
         waits_for,
         content_hash,
-    })))
+    })
 }
 
 /// Size, modification time and path: enough to notice a rebuilt binary without
@@ -299,13 +350,6 @@ fn hash_folder(dir: &Path) -> Result<String, ApplyError> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-fn inputs(d: &DesiredResource) -> Option<&ServiceInputs> {
-    match &d.inputs {
-        Inputs::Service(s) => Some(s),
-        _ => None,
-    }
-}
-
 /// What the engine showed, for the planner.
 #[derive(Debug, Clone, Default)]
 pub enum DockerView {
@@ -341,20 +385,21 @@ impl DockerView {
     }
 }
 
-/// Desired vs observed. Pure.
-pub fn diff(d: &DesiredResource, observed: &Observed) -> ResourcePlan {
+/// Desired vs observed for a container of kind `K`. Pure.
+pub fn plan<K: Member<Op = ContainerOp>>(
+    d: &Desired<'_, K>,
+    inputs: &DesiredContainer,
+    observed: &Observed,
+) -> ResourcePlan {
     let mut plan = ResourcePlan::noop(d.id.clone());
-    let Some(inputs) = inputs(d) else {
-        return plan;
-    };
     let image = inputs.image.reference(&inputs.content_hash);
-    let record = observed.records.get(&d.id);
+    let record = observed.records.get(d.id);
     let run = |replaces: Option<String>| {
         vec![
-            Operation::PrepareImage {
+            K::op(ContainerOp::PrepareImage {
                 image: image.clone(),
-            },
-            Operation::RunContainer { replaces },
+            }),
+            K::op(ContainerOp::RunContainer { replaces }),
         ]
     };
     match &observed.docker {
@@ -372,7 +417,7 @@ pub fn diff(d: &DesiredResource, observed: &Observed) -> ResourcePlan {
                 .push(format!("cannot observe the container: {why}"));
             plan.operations = run(None);
         }
-        DockerView::Seen(map) => match map.get(&resource_label(&d.id)) {
+        DockerView::Seen(map) => match map.get(&resource_label(d.id)) {
             None => {
                 plan.action = Action::Create;
                 let ran_before = record.is_some_and(|r| r.outputs.get("container").is_some());
@@ -389,25 +434,24 @@ pub fn diff(d: &DesiredResource, observed: &Observed) -> ResourcePlan {
             Some(c) if c.hash != d.spec_hash => {
                 plan.action = Action::Replace;
                 let recorded = record.map(|r| r.spec_hash.as_str());
-                plan.reasons
-                    .push(if recorded == Some(d.spec_hash.as_str()) {
-                        "container was replaced out of band with another configuration".into()
-                    } else {
-                        match record {
-                            Some(r) => format!(
-                                "spec changed: {}",
-                                super::record::changed_fields(&r.spec_json, &d.spec_json)
-                            ),
-                            None => "container was created from another spec".into(),
-                        }
-                    });
+                plan.reasons.push(if recorded == Some(d.spec_hash) {
+                    "container was replaced out of band with another configuration".into()
+                } else {
+                    match record {
+                        Some(r) => format!(
+                            "spec changed: {}",
+                            crate::kinds::record::changed_fields(&r.spec_json, d.spec_json)
+                        ),
+                        None => "container was created from another spec".into(),
+                    }
+                });
                 plan.operations = run(Some(c.id.clone()));
             }
             Some(c) if c.state != "running" => {
                 plan.action = Action::Update;
                 plan.reasons
                     .push(format!("container is {} ({}); start it", c.state, c.status));
-                plan.operations = vec![Operation::StartContainer { id: c.id.clone() }];
+                plan.operations = vec![K::op(ContainerOp::StartContainer { id: c.id.clone() })];
             }
             Some(c) if c.health.as_deref() == Some("unhealthy") => {
                 plan.action = Action::Replace;
@@ -434,8 +478,11 @@ pub fn diff(d: &DesiredResource, observed: &Observed) -> ResourcePlan {
     plan
 }
 
-/// The plan of a container the specs no longer name.
-pub fn diff_removed(id: &ResourceId, observed: &Observed) -> Option<ResourcePlan> {
+/// The plan of a container of kind `K` the specs no longer name, if it has one.
+pub fn plan_removal<K: Member<Op = ContainerOp>>(
+    id: &ResourceId,
+    observed: &Observed,
+) -> Option<ResourcePlan> {
     let c = observed.docker.container(id)?;
     Some(ResourcePlan {
         id: id.clone(),
@@ -445,8 +492,8 @@ pub fn diff_removed(id: &ResourceId, observed: &Observed) -> Option<ResourcePlan
             c.name
         )],
         operations: vec![
-            Operation::RemoveContainer { id: c.id.clone() },
-            Operation::Forget,
+            K::op(ContainerOp::RemoveContainer { id: c.id.clone() }),
+            CommonOp::Forget.into(),
         ],
         warnings: Vec::new(),
     })
@@ -456,7 +503,7 @@ pub fn diff_removed(id: &ResourceId, observed: &Observed) -> Option<ResourcePlan
 /// objects created during it (so parallel services create the network once).
 #[derive(Debug)]
 pub struct DockerRuntime {
-    engine: OnceCell<Result<Engine, String>>,
+    engine: OnceCell<Result<Engine, DockerError>>,
     network: OnceCell<()>,
     volumes: Mutex<HashSet<String>>,
     images: Mutex<HashSet<String>>,
@@ -482,7 +529,7 @@ impl DockerRuntime {
     /// The engine, connecting on first use; the error names where it looked.
     pub async fn engine(&self) -> Result<&Engine, ApplyError> {
         self.engine
-            .get_or_init(|| async { Engine::connect().await.map_err(|e| e.to_string()) })
+            .get_or_init(Engine::connect)
             .await
             .as_ref()
             .map_err(|e| ApplyError::Docker(e.clone()))
@@ -505,7 +552,7 @@ impl DockerRuntime {
     async fn ensure_network(
         &self,
         engine: &Engine,
-        inputs: &ServiceInputs,
+        inputs: &DesiredContainer,
     ) -> Result<(), ApplyError> {
         self.network
             .get_or_try_init(|| async {
@@ -521,7 +568,7 @@ impl DockerRuntime {
     async fn ensure_volumes(
         &self,
         engine: &Engine,
-        inputs: &ServiceInputs,
+        inputs: &DesiredContainer,
     ) -> Result<(), ApplyError> {
         let mut done = self.volumes.lock().await;
         for m in &inputs.mounts {
@@ -538,7 +585,7 @@ impl DockerRuntime {
     async fn prepare_image(
         &self,
         engine: &Engine,
-        inputs: &ServiceInputs,
+        inputs: &DesiredContainer,
     ) -> Result<String, ApplyError> {
         let reference = inputs.image.reference(&inputs.content_hash);
         // One build or pull per image per command, even with parallel services.
@@ -570,9 +617,7 @@ impl DockerRuntime {
                     let ctx = tokio::task::spawn_blocking(move || {
                         crate::serve_image::build_context(&binary)
                     })
-                    .await
-                    .map_err(|e| ApplyError::Task(e.to_string()))?
-                    .map_err(|e| ApplyError::Docker(e.to_string()))?;
+                    .await??;
                     // Not labelled with the project: every project shares it.
                     engine
                         .build(&reference, "Dockerfile", ctx.tar, &HashMap::new())
@@ -602,15 +647,18 @@ fn tar_folder(dir: &Path) -> Result<Vec<u8>, ApplyError> {
 }
 
 fn config(
-    d: &DesiredResource,
-    inputs: &ServiceInputs,
+    id: &ResourceId,
+    spec_hash: &str,
+    inputs: &DesiredContainer,
     image: String,
 ) -> Result<ContainerConfig, ApplyError> {
     let s = &inputs.spec;
     let mut env = Vec::with_capacity(s.env.len());
     for (k, v) in &s.env {
-        let value = crate::spec::env::interpolate(&v.value)
-            .map_err(|e| ApplyError::Validation(format!("{}: env {k}: {e}", d.id)))?;
+        let value = crate::spec::env::interpolate(&v.value).map_err(|source| ApplyError::Env {
+            what: format!("{id}: env {k}"),
+            source,
+        })?;
         env.push(format!("{k}={value}"));
     }
     let ports = s
@@ -625,8 +673,8 @@ fn config(
         .collect();
     let labels = HashMap::from([
         (LABEL_PROJECT.to_string(), inputs.project.clone()),
-        (LABEL_RESOURCE.to_string(), resource_label(&d.id)),
-        (LABEL_HASH.to_string(), d.spec_hash.clone()),
+        (LABEL_RESOURCE.to_string(), resource_label(id)),
+        (LABEL_HASH.to_string(), spec_hash.to_string()),
     ]);
     Ok(ContainerConfig {
         name: inputs.container_name.clone(),
@@ -734,25 +782,25 @@ pub async fn wait_ready(
     }
 }
 
-/// Carries out a plan of a Service or docker Endpoint.
-pub async fn apply(
+/// Carries out the container operations of a resource of kind `K`.
+pub async fn apply<K: Member<Op = ContainerOp>>(
     rt: &DockerRuntime,
-    d: &DesiredResource,
+    id: &ResourceId,
+    spec_hash: &str,
+    inputs: &DesiredContainer,
     plan: &ResourcePlan,
 ) -> Result<Applied, ApplyError> {
-    let inputs =
-        inputs(d).ok_or_else(|| ApplyError::Task(format!("{} has no container inputs", d.id)))?;
     let engine = rt.engine().await?;
     let mut image = inputs.image.reference(&inputs.content_hash);
     let mut started = false;
-    for op in &plan.operations {
+    for op in ops_of::<K>(plan) {
         match op {
-            Operation::PrepareImage { .. } => image = rt.prepare_image(engine, inputs).await?,
-            Operation::RunContainer { replaces } => {
+            ContainerOp::PrepareImage { .. } => image = rt.prepare_image(engine, inputs).await?,
+            ContainerOp::RunContainer { replaces } => {
                 rt.ensure_network(engine, inputs).await?;
                 rt.ensure_volumes(engine, inputs).await?;
                 wait_for_dependencies(engine, inputs).await?;
-                let config = config(d, inputs, image.clone())?;
+                let config = config(id, spec_hash, inputs, image.clone())?;
                 if let Some(old) = replaces {
                     engine.remove(old).await?;
                 }
@@ -761,13 +809,14 @@ pub async fn apply(
                 engine.run(&config).await?;
                 started = true;
             }
-            Operation::StartContainer { id } => {
+            ContainerOp::StartContainer { id } => {
                 rt.ensure_network(engine, inputs).await?;
                 wait_for_dependencies(engine, inputs).await?;
                 engine.start(id).await?;
                 started = true;
             }
-            _ => {}
+            // Removal is planned only for resources the specs no longer name.
+            ContainerOp::RemoveContainer { id } => engine.remove(id).await?,
         }
     }
     let health = inputs.spec.health.as_ref().map(|h| h.timing());
@@ -805,7 +854,10 @@ pub async fn apply(
     })
 }
 
-async fn wait_for_dependencies(engine: &Engine, inputs: &ServiceInputs) -> Result<(), ApplyError> {
+async fn wait_for_dependencies(
+    engine: &Engine,
+    inputs: &DesiredContainer,
+) -> Result<(), ApplyError> {
     for dep in &inputs.waits_for {
         wait_ready(
             engine,
@@ -819,12 +871,18 @@ async fn wait_for_dependencies(engine: &Engine, inputs: &ServiceInputs) -> Resul
     Ok(())
 }
 
-/// Removes the container of a resource no longer in the specs.
-pub async fn apply_removed(rt: &DockerRuntime, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+/// Removes the container of a resource of kind `K` no longer in the specs.
+pub async fn apply_removal<K: Member<Op = ContainerOp>>(
+    rt: &DockerRuntime,
+    plan: &ResourcePlan,
+) -> Result<Applied, ApplyError> {
+    if ops_of::<K>(plan).next().is_none() {
+        return Ok(Applied::message("removed from state"));
+    }
     let engine = rt.engine().await?;
     let mut removed = Vec::new();
-    for op in &plan.operations {
-        if let Operation::RemoveContainer { id } = op {
+    for op in ops_of::<K>(plan) {
+        if let ContainerOp::RemoveContainer { id } = op {
             engine.remove(id).await?;
             removed.push(id.chars().take(12).collect::<String>());
         }
@@ -835,186 +893,99 @@ pub async fn apply_removed(rt: &DockerRuntime, plan: &ResourcePlan) -> Result<Ap
     })
 }
 
-impl From<DockerError> for ApplyError {
-    fn from(e: DockerError) -> Self {
-        ApplyError::Docker(e.to_string())
-    }
-}
-
 /// Shared handle type kept by stores and apply contexts.
 pub type SharedDocker = Arc<DockerRuntime>;
 
-/// Whether the state records a resource that ran in a container (so removed
-/// services are still observed and pruned).
-pub fn records_use_docker(observed: &Observed) -> bool {
-    observed.records.values().any(|r| {
-        r.id.kind == Kind::Service
-            || (r.id.kind == Kind::Endpoint
-                && r.spec_json.get("runtime").and_then(|v| v.as_str()) == Some("docker"))
-    })
+impl DockerRuntime {
+    /// The engine, connecting on first use, for work outside any one resource.
+    pub async fn connect(&self) -> Result<&Engine, DockerError> {
+        self.engine
+            .get_or_init(Engine::connect)
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kinds::Desired;
-    use crate::store::state::ResourceRecord;
-
-    /// The desired state of a one-service project (no engine involved).
-    fn desired() -> (tempfile::TempDir, Desired) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("s.yaml"),
-            "kind: Project\nname: demo\n---\nkind: Service\nname: web\nimage: busybox:1\n\
-             volumes: [\"data:/data\"]\n",
-        )
-        .expect("write");
-        let set = crate::spec::validate::load_and_validate(dir.path()).expect("valid");
-        let order: Vec<ResourceId> = set.resources.iter().map(|r| r.id.clone()).collect();
-        let desired = crate::kinds::desire(&set, &order).expect("desire");
-        (dir, desired)
+/// The Services the project's stores run on, with the Services they depend on,
+/// in execution order: what must run before the stores can be opened.
+pub fn store_hosts(set: &SpecSet, graph: &crate::graph::DependencyGraph) -> Vec<ResourceId> {
+    if std::env::var_os(crate::container::IN_NETWORK_ENV).is_some() {
+        return Vec::new();
     }
-
-    fn web(d: &Desired) -> &DesiredResource {
-        d.resources
-            .iter()
-            .find(|r| r.id.kind == Kind::Service)
-            .expect("service")
-    }
-
-    fn container(hash: &str, state: &str, health: Option<&str>) -> ContainerObs {
-        ContainerObs {
-            id: "c0ffee".into(),
-            name: "demo-web".into(),
-            resource: "Service/web".into(),
-            hash: hash.into(),
-            state: state.into(),
-            health: health.map(str::to_string),
-            status: format!("{state} for a while"),
+    let mut needed: HashSet<ResourceId> = crate::container::store_services(set)
+        .into_iter()
+        .map(|s| ResourceId::new(Service::KIND, s.service))
+        .collect();
+    let mut stack: Vec<ResourceId> = needed.iter().cloned().collect();
+    while let Some(id) = stack.pop() {
+        for dep in graph.dependencies(&id) {
+            if dep.kind == Service::KIND && needed.insert(dep.clone()) {
+                stack.push(dep);
+            }
         }
     }
+    graph
+        .order
+        .iter()
+        .filter(|id| needed.contains(*id))
+        .cloned()
+        .collect()
+}
 
-    fn observed(c: Option<ContainerObs>, record_hash: Option<&str>) -> Observed {
-        let mut o = Observed {
-            docker: DockerView::Seen(c.into_iter().map(|c| (c.resource.clone(), c)).collect()),
-            ..Observed::default()
-        };
-        if let Some(h) = record_hash {
-            let id = ResourceId::new(Kind::Service, "web");
-            o.records.insert(
-                id.clone(),
-                ResourceRecord {
-                    id,
-                    spec_hash: h.into(),
-                    spec_json: serde_json::json!({}),
-                    condition: Condition::Ready,
-                    reason: "Applied".into(),
-                    message: String::new(),
-                    outputs: serde_json::json!({ "container": "demo-web" }),
-                    protect: false,
-                    last_change_ms: 0,
-                    last_apply_ms: 0,
-                },
-            );
-        }
-        o
+/// Applies the plan of a store's own Service before any store is open (the
+/// state store and its lock live there); the apply that follows adopts it.
+pub async fn apply_before_stores(
+    rt: &DockerRuntime,
+    d: &crate::kinds::DesiredResource,
+    plan: &ResourcePlan,
+) -> Result<Applied, ApplyError> {
+    let Some(s) = d.of::<Service>() else {
+        return Ok(Applied::message("not a container"));
+    };
+    apply::<Service>(rt, s.id, s.spec_hash, s.inputs, plan).await
+}
+
+/// A store URL as this process must use it: a URL naming a Service is pointed
+/// at the service's published port (or its network address) once the service
+/// is ready; other URLs are returned as they are.
+pub async fn reach_store(
+    set: &SpecSet,
+    rt: &DockerRuntime,
+    url: String,
+) -> Result<String, crate::store::StoreError> {
+    use crate::store::StoreError;
+    if std::env::var_os(crate::container::IN_NETWORK_ENV).is_some() {
+        return Ok(url);
     }
-
-    #[test]
-    fn names_and_mounts_are_per_project() {
-        let (_dir, d) = desired();
-        let Inputs::Service(s) = &web(&d).inputs else {
-            panic!("service inputs")
-        };
-        assert_eq!(s.container_name, "demo-web");
-        assert_eq!(s.network, "reconcile-demo");
-        assert_eq!(s.mounts[0].from, MountFrom::Volume("demo_data".into()));
-    }
-
-    #[test]
-    fn each_observation_gets_its_action() {
-        let (_dir, d) = desired();
-        let w = web(&d);
-        let h = w.spec_hash.as_str();
-        let cases = [
-            (observed(None, None), Action::Create, "new container"),
-            (
-                observed(None, Some(h)),
-                Action::Create,
-                "removed out of band",
-            ),
-            (
-                observed(Some(container("old", "running", None)), Some("old")),
-                Action::Replace,
-                "spec changed",
-            ),
-            (
-                observed(Some(container("old", "running", None)), Some(h)),
-                Action::Replace,
-                "replaced out of band",
-            ),
-            (
-                observed(Some(container(h, "exited", None)), Some(h)),
-                Action::Update,
-                "start it",
-            ),
-            (
-                observed(Some(container(h, "running", Some("unhealthy"))), Some(h)),
-                Action::Replace,
-                "unhealthy",
-            ),
-            (
-                observed(Some(container(h, "running", None)), None),
-                Action::Update,
-                "adopt",
-            ),
-            (
-                observed(Some(container(h, "running", Some("healthy"))), Some(h)),
-                Action::NoOp,
-                "",
-            ),
-        ];
-        for (o, action, reason) in cases {
-            let plan = diff(w, &o);
-            assert_eq!(plan.action, action, "{:?}", plan.reasons);
-            assert!(
-                plan.reasons.join(" ").contains(reason),
-                "{:?}",
-                plan.reasons
-            );
-        }
-        let replace = diff(w, &observed(Some(container("old", "running", None)), None));
-        assert!(replace.operations.contains(&Operation::RunContainer {
-            replaces: Some("c0ffee".into())
-        }));
-    }
-
-    #[test]
-    fn an_unreachable_engine_is_a_planned_change_with_the_reason() {
-        let (_dir, d) = desired();
-        let o = Observed {
-            docker: DockerView::Unreachable("no Docker engine reachable at unix:///x".into()),
-            ..Observed::default()
-        };
-        let plan = diff(web(&d), &o);
-        assert_eq!(plan.action, Action::Create);
-        assert!(plan.reasons[0].contains("unix:///x"));
-    }
-
-    #[test]
-    fn containers_of_removed_resources_are_pruned() {
-        let o = observed(Some(container("h", "running", None)), None);
-        let plan = diff_removed(&ResourceId::new(Kind::Service, "web"), &o).expect("pruned");
-        assert_eq!(plan.action, Action::Delete);
-        assert_eq!(
-            plan.operations,
-            vec![
-                Operation::RemoveContainer {
-                    id: "c0ffee".into()
-                },
-                Operation::Forget
-            ]
-        );
-        assert!(diff_removed(&ResourceId::new(Kind::Service, "other"), &o).is_none());
+    let Some(on) = crate::container::store_service(&url, set) else {
+        return Ok(url);
+    };
+    let id = ResourceId::new(Service::KIND, on.service.clone());
+    let project = &set.project.name.value;
+    let fail = |why: String| StoreError::OnService(format!("the store on {id}: {why}"));
+    let engine = rt.engine().await.map_err(|e| fail(e.to_string()))?;
+    let name = container_name(project, &on.service);
+    let health = set
+        .spec::<Service>(&on.service)
+        .and_then(|s| s.health.as_ref().map(|h| h.timing()));
+    let detail = engine
+        .inspect(&name)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| {
+            fail(format!(
+                "container {name} does not exist; `reconcile apply` starts it"
+            ))
+        })?;
+    wait_ready(engine, &name, &id.to_string(), health, false)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    match detail.published.get(&format!("{}/tcp", on.port)) {
+        Some(port) => Ok(crate::container::rewrite_to_host(&url, *port)),
+        None => match &detail.ip {
+            Some(ip) => Ok(crate::container::rewrite_to_address(&url, ip, on.port)),
+            None => Err(fail(format!("container {name} has no address"))),
+        },
     }
 }

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::SpannedStr;
+use crate::spec::SpannedStr;
 
 /// A long-running container: a database, a dashboard, a web server.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -339,7 +339,7 @@ pub fn parse_volume(s: &str) -> Result<VolumeMount, String> {
     }
     let source = if source.starts_with('.') || source.starts_with('/') {
         MountSource::Bind(source.to_string())
-    } else if super::validate::is_identifier(source) || super::is_resource_name(source) {
+    } else if crate::spec::is_identifier(source) || crate::spec::is_resource_name(source) {
         MountSource::Named(source.to_string())
     } else {
         return Err(format!(

@@ -1,0 +1,218 @@
+//! `Endpoint`: serves a Model's Production version over HTTP. Two runtimes,
+//! chosen in the spec and explicit in the desired inputs: `embedded` (inside
+//! `reconcile serve`; applying it only records it) and `docker` (a container
+//! built from this binary, planned and run through the container runtime like a
+//! Service).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Applied, ApplyContext, ApplyError, CheckContext, Desired, Kind, Observed, Pool, Reference,
+    ResourceKind, Upstream, record,
+};
+use crate::diag::{DiagCode, SpecDiagnostic};
+use crate::plan::{PlanOptions, ResourcePlan};
+use crate::runtime::containers::{self, ContainerOp, DesiredContainer, ImageFrom};
+use crate::spec::validate::check_resource_name;
+use crate::spec::{Resource, ResourceId, SpannedStr, SpecSet};
+
+/// A prediction endpoint: serves the Production version of a model with the
+/// online features of its entity, and follows Production as it changes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointSpec {
+    /// Always `Endpoint`.
+    pub kind: String,
+    /// Endpoint name.
+    #[schemars(with = "String")]
+    pub name: SpannedStr,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The Model whose Production version is served.
+    #[schemars(with = "String")]
+    pub model: SpannedStr,
+    /// TCP port.
+    pub port: u16,
+    /// Address to bind.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Where it runs: `embedded` (inside `reconcile serve`) or `docker` (a container
+    /// the controller builds from its own binary and keeps running).
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// Most ids one `/predict/batch` request may carry.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Extra ordering edges: `name` or `Kind/name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
+    pub depends_on: Vec<SpannedStr>,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_string()
+}
+
+fn default_max_batch() -> usize {
+    1000
+}
+
+/// Where an endpoint runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Runtime {
+    /// In-process, under `reconcile serve`.
+    #[default]
+    Embedded,
+    /// In a container on the project network, built from this binary and
+    /// running `reconcile serve`; the controller keeps it running.
+    Docker,
+}
+
+/// What an endpoint desires, by runtime.
+#[derive(Debug, Clone)]
+pub enum EndpointInputs {
+    /// Served by `reconcile serve`: nothing beyond the spec.
+    Embedded,
+    /// Run as a container (boxed: the embedded case carries nothing).
+    Container(Box<DesiredContainer>),
+}
+
+/// The `Endpoint` kind.
+pub struct Endpoint;
+
+impl ResourceKind for Endpoint {
+    type Spec = EndpointSpec;
+    type Inputs = EndpointInputs;
+    type Op = ContainerOp;
+
+    fn name(spec: &EndpointSpec) -> &SpannedStr {
+        &spec.name
+    }
+
+    fn depends_on(spec: &EndpointSpec) -> &[SpannedStr] {
+        &spec.depends_on
+    }
+
+    fn references(spec: &EndpointSpec) -> Vec<Reference> {
+        vec![(spec.model.clone(), Some(Kind::Model))]
+    }
+
+    fn check(
+        _cx: &CheckContext<'_>,
+        r: &Resource,
+        spec: &EndpointSpec,
+        diags: &mut Vec<SpecDiagnostic>,
+    ) {
+        check_endpoint(r, spec, diags);
+    }
+
+    fn desire(
+        r: &Resource,
+        spec: &EndpointSpec,
+        set: &SpecSet,
+        upstream: Upstream<'_>,
+    ) -> Result<EndpointInputs, ApplyError> {
+        Ok(match spec.runtime {
+            Runtime::Embedded => EndpointInputs::Embedded,
+            Runtime::Docker => {
+                let service = crate::container::endpoint_service(set, spec);
+                EndpointInputs::Container(Box::new(containers::desire(
+                    r,
+                    service,
+                    ImageFrom::ThisBinary,
+                    set,
+                    upstream,
+                )?))
+            }
+        })
+    }
+
+    fn input_hash(inputs: &EndpointInputs) -> String {
+        match inputs {
+            EndpointInputs::Embedded => String::new(),
+            EndpointInputs::Container(c) => c.input_hash(),
+        }
+    }
+
+    fn pool(inputs: &EndpointInputs) -> Pool {
+        match inputs {
+            EndpointInputs::Embedded => Pool::Cpu,
+            EndpointInputs::Container(_) => Pool::Containers,
+        }
+    }
+
+    fn container(inputs: &EndpointInputs) -> Option<&DesiredContainer> {
+        match inputs {
+            EndpointInputs::Embedded => None,
+            EndpointInputs::Container(c) => Some(c),
+        }
+    }
+
+    fn diff(d: &Desired<'_, Self>, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
+        match d.inputs {
+            EndpointInputs::Embedded => record::diff(d.id, d.spec_hash, d.spec_json, observed),
+            EndpointInputs::Container(c) => containers::plan(d, c, observed),
+        }
+    }
+
+    fn diff_removed(id: &ResourceId, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
+        containers::plan_removal::<Self>(id, observed).unwrap_or_else(|| record::forget(id))
+    }
+
+    async fn apply(
+        ctx: &ApplyContext,
+        d: &Desired<'_, Self>,
+        plan: &ResourcePlan,
+    ) -> Result<Applied, ApplyError> {
+        match d.inputs {
+            EndpointInputs::Embedded => Ok(Applied::message("recorded")),
+            EndpointInputs::Container(c) => {
+                containers::apply::<Self>(&ctx.docker, d.id, d.spec_hash, c, plan).await
+            }
+        }
+    }
+
+    async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
+        containers::apply_removal::<Self>(&ctx.docker, plan).await
+    }
+
+    fn uses_engine(spec: &EndpointSpec) -> bool {
+        spec.runtime == Runtime::Docker
+    }
+
+    fn recorded_uses_engine(spec_json: &serde_json::Value) -> bool {
+        spec_json.get("runtime").and_then(|v| v.as_str()) == Some("docker")
+    }
+}
+
+/// Checks an endpoint (its model reference is checked with every reference).
+fn check_endpoint(r: &Resource, e: &EndpointSpec, diags: &mut Vec<SpecDiagnostic>) {
+    check_resource_name(r, &e.name, diags);
+    if e.port == 0 {
+        diags.push(r.diag_at(
+            DiagCode::InvalidValue,
+            &e.name,
+            "port 0 is not a port to serve on",
+        ));
+    }
+    if e.host.parse::<std::net::IpAddr>().is_err() {
+        diags.push(
+            r.diag_at(
+                DiagCode::InvalidValue,
+                &e.name,
+                format!("host `{}` is not an IP address", e.host),
+            )
+            .with_hint("write 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"),
+        );
+    }
+    if e.max_batch == 0 || e.max_batch > 100_000 {
+        diags.push(r.diag_at(
+            DiagCode::InvalidValue,
+            &e.name,
+            format!("maxBatch {} is not between 1 and 100000", e.max_batch),
+        ));
+    }
+}

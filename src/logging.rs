@@ -1,0 +1,88 @@
+//! Diagnostic logging on stderr through `tracing`: what long-running parts
+//! (`serve`'s watcher, the engine) say about themselves, apart from the
+//! command's own output on stdout. `RUST_LOG` wins; otherwise `-v`/`-q` pick the
+//! level, and `--log-format json` gives one JSON object per event for machines.
+
+use std::error::Error;
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+/// How log events are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// The filter for a verbosity: -1 (quiet) errors only, 0 this crate's info and
+/// everyone's warnings, 1 debug, 2 and more trace.
+pub fn filter_for(verbosity: i8) -> &'static str {
+    match verbosity {
+        i8::MIN..=-1 => "error",
+        0 => "warn,reconcile=info",
+        1 => "warn,reconcile=debug",
+        _ => "info,reconcile=trace",
+    }
+}
+
+/// Installs the global subscriber once; later calls (tests) change nothing.
+pub fn init(verbosity: i8, format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_for(verbosity)));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// An error with its chain of causes, each on its own line, skipping a cause
+/// whose text the message above already quotes.
+pub fn with_causes(e: &dyn Error) -> String {
+    let mut out = e.to_string();
+    let mut last = out.clone();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+        last = text;
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("applying Table/users failed")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_listed_once() {
+        let e = Outer(std::io::Error::other("disk full"));
+        assert_eq!(
+            with_causes(&e),
+            "applying Table/users failed\n  caused by: disk full"
+        );
+        let quoted = std::io::Error::other("cannot read a.csv: disk full");
+        assert_eq!(with_causes(&quoted), "cannot read a.csv: disk full");
+    }
+
+    #[test]
+    fn verbosity_picks_the_level() {
+        assert_eq!(filter_for(-1), "error");
+        assert_eq!(filter_for(0), "warn,reconcile=info");
+        assert_eq!(filter_for(3), "info,reconcile=trace");
+    }
+}
