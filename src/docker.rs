@@ -320,6 +320,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Names of the project's networks.
+    pub async fn list_networks(&self, project: &str) -> Result<Vec<String>, DockerError> {
+        let list = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new()
+                    .filters(&project_filter(project))
+                    .build(),
+            ))
+            .await
+            .map_err(|e| DockerError::api("listing networks", e))?;
+        Ok(list.into_iter().filter_map(|n| n.name).collect())
+    }
+
     /// Removes the network if it exists.
     pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
         match self.docker.remove_network(name).await {

@@ -15,6 +15,7 @@ use crate::graph::DependencyGraph;
 use crate::kinds::{self, ApplyContext, CommonOp, DesiredResource, DesiredState, Observed, Pool};
 use crate::plan::{Action, Plan, ResourcePlan};
 use crate::progress::Progress;
+use crate::runtime::containers::{self, ObjectOp};
 use crate::spec::ResourceId;
 use crate::store::StoreError;
 use crate::store::state::{Condition, ResourceRecord};
@@ -45,6 +46,9 @@ pub struct ApplyReport {
     pub outcomes: Vec<Outcome>,
     /// True when Ctrl-C stopped the apply.
     pub interrupted: bool,
+    /// Project-wide objects of the container runtime that could not be
+    /// created or removed, with why.
+    pub object_failures: Vec<String>,
 }
 
 impl ApplyReport {
@@ -66,7 +70,10 @@ impl ApplyReport {
 
     /// True when everything converged.
     pub fn success(&self) -> bool {
-        !self.interrupted && self.failed() == 0 && self.blocked() == 0
+        !self.interrupted
+            && self.failed() == 0
+            && self.blocked() == 0
+            && self.object_failures.is_empty()
     }
 }
 
@@ -106,6 +113,16 @@ pub async fn execute(
         Duration,
     )> = JoinSet::new();
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    let project = ctx.state.project.clone();
+    let (create, teardown): (Vec<&ObjectOp>, Vec<&ObjectOp>) = plan
+        .objects
+        .iter()
+        .partition(|o| o.describe().0 == Action::Create);
+    // Shared objects first: a failure here surfaces again, per resource, in the
+    // containers that need them.
+    for op in create {
+        run_object(&ctx, &project, op, progress, &mut report).await;
+    }
 
     // Marks `id` finished and makes its dependents whose dependencies all finished ready.
     fn finish(
@@ -278,7 +295,8 @@ pub async fn execute(
         finish(id, condition, graph, &mut done, &mut waiting_on, &mut ready);
     }
 
-    // Resources no longer in the specs, after everything else.
+    // Resources no longer in the specs, after everything else; then the shared
+    // objects, once nothing uses them.
     for p in plan
         .resources
         .iter()
@@ -306,7 +324,29 @@ pub async fn execute(
             millis: t0.elapsed().as_millis(),
         });
     }
+    if report.success() {
+        for op in teardown {
+            run_object(&ctx, &project, op, progress, &mut report).await;
+        }
+    }
     Ok(report)
+}
+
+async fn run_object(
+    ctx: &ApplyContext,
+    project: &str,
+    op: &ObjectOp,
+    progress: &Progress,
+    report: &mut ApplyReport,
+) {
+    match containers::apply_object(&ctx.docker, project, op).await {
+        Ok(message) => progress.line(&format!("✓ {message}")),
+        Err(e) => {
+            let (_, what) = op.describe();
+            progress.line(&format!("✗ {what}: {e}"));
+            report.object_failures.push(format!("{what}: {e}"));
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,6 +4,7 @@
 //! level, and `--log-format json` gives one JSON object per event for machines.
 
 use std::error::Error;
+use std::io::IsTerminal;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
@@ -33,9 +34,12 @@ pub fn filter_for(verbosity: i8) -> &'static str {
 pub fn init(verbosity: i8, format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_for(verbosity)));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

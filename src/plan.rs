@@ -11,6 +11,7 @@ use owo_colors::OwoColorize;
 use serde::Serialize;
 
 use crate::kinds::{self, DesiredState, Observed, Operation};
+use crate::runtime::containers::{self, ObjectOp};
 use crate::spec::ResourceId;
 
 /// What happens to a resource, as `terraform plan` says it.
@@ -89,10 +90,14 @@ pub struct PlanOptions {
 }
 
 /// The whole plan, resources in execution order (deletions last).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct Plan {
     /// Per-resource plans.
     pub resources: Vec<ResourcePlan>,
+    /// Project-wide objects of the container runtime: created before any
+    /// resource, removed after every resource.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectOp>,
 }
 
 /// Counts of actions in a plan.
@@ -113,14 +118,19 @@ pub struct Summary {
 impl Plan {
     /// True when applying would change something.
     pub fn has_changes(&self) -> bool {
-        self.resources.iter().any(|r| r.action != Action::NoOp)
+        !self.objects.is_empty() || self.resources.iter().any(|r| r.action != Action::NoOp)
     }
 
     /// Counts by action.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
-        for r in &self.resources {
-            match r.action {
+        let actions = self
+            .objects
+            .iter()
+            .map(|o| o.describe().0)
+            .chain(self.resources.iter().map(|r| r.action));
+        for action in actions {
+            match action {
                 Action::NoOp => s.unchanged += 1,
                 Action::Create => s.create += 1,
                 Action::Update => s.update += 1,
@@ -134,20 +144,31 @@ impl Plan {
     /// The plan as text; `colour` adds ANSI colours.
     pub fn render(&self, colour: bool) -> String {
         let mut out = String::new();
+        let paint = |action: Action, head: String| {
+            if !colour {
+                return head;
+            }
+            match action {
+                Action::Create => head.green().to_string(),
+                Action::Update => head.yellow().to_string(),
+                Action::Replace => head.magenta().to_string(),
+                Action::Delete => head.red().to_string(),
+                Action::NoOp => head,
+            }
+        };
+        let (before, after): (Vec<&ObjectOp>, Vec<&ObjectOp>) = self
+            .objects
+            .iter()
+            .partition(|o| o.describe().0 == Action::Create);
+        for o in before {
+            let (action, what) = o.describe();
+            let head = format!("{} {} {what}", action.symbol(), action.verb());
+            let _ = writeln!(out, "{}", paint(action, head));
+        }
         for r in &self.resources {
             if r.action != Action::NoOp {
                 let head = format!("{} {} {}", r.action.symbol(), r.action.verb(), r.id);
-                let head = if colour {
-                    match r.action {
-                        Action::Create => head.green().to_string(),
-                        Action::Update => head.yellow().to_string(),
-                        Action::Replace => head.magenta().to_string(),
-                        Action::Delete => head.red().to_string(),
-                        Action::NoOp => head,
-                    }
-                } else {
-                    head
-                };
+                let head = paint(r.action, head);
                 let _ = writeln!(out, "{head}");
                 for reason in &r.reasons {
                     let _ = writeln!(out, "      {reason}");
@@ -165,6 +186,11 @@ impl Plan {
                     }
                 );
             }
+        }
+        for o in after {
+            let (action, what) = o.describe();
+            let head = format!("{} {} {what}", action.symbol(), action.verb());
+            let _ = writeln!(out, "{}", paint(action, head));
         }
         let s = self.summary();
         let _ = writeln!(
@@ -197,5 +223,8 @@ pub fn diff(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
     for id in gone {
         resources.push(kinds::diff_removed(id, observed, opts));
     }
-    Plan { resources }
+    Plan {
+        resources,
+        objects: containers::plan_objects(desired, observed.docker_objects.as_ref()),
+    }
 }

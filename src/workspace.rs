@@ -13,7 +13,7 @@ use crate::graph::DependencyGraph;
 use crate::kinds::{self, ApplyContext, ApplyError, DesiredState, Observed, Operation};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::progress::Progress;
-use crate::runtime::containers::{self, DockerView, SharedDocker};
+use crate::runtime::containers::{self, SharedDocker};
 use crate::spec::{ResourceId, SpecSet};
 use crate::store::lock::ApplyLock;
 use crate::store::online::OnlineStore;
@@ -96,7 +96,11 @@ impl Workspace {
     async fn observe(&self, stores: &Stores) -> Result<Observed, WorkspaceError> {
         let mut observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
         if kinds::needs_engine(&self.set, &observed) {
-            observed.docker = self.docker.observe(&self.set.project.name.value).await;
+            let project = &self.set.project.name.value;
+            (observed.docker, observed.docker_objects) = tokio::join!(
+                self.docker.observe(project),
+                self.docker.observe_objects(project)
+            );
         }
         Ok(observed)
     }
@@ -277,7 +281,14 @@ impl Workspace {
                             .any(|op| !matches!(op, Operation::Common(_)))
                 })
                 .collect();
-            let plan = Plan { resources };
+            let plan = Plan {
+                resources,
+                objects: containers::plan_teardown(
+                    &self.set.project.name.value,
+                    observed.docker_objects.as_ref(),
+                    purge,
+                ),
+            };
             let ctx = Arc::new(ApplyContext {
                 state: stores.state.clone(),
                 offline: stores.offline.clone(),
@@ -296,31 +307,10 @@ impl Workspace {
                 progress,
             )
             .await?;
-            if matches!(observed.docker, DockerView::Seen(_)) && report.success() {
-                self.remove_project_objects(purge).await?;
-            }
             Ok((plan, report))
         }
         .await;
         lock.release().await;
         result
-    }
-
-    /// After every container is gone: the project network, and with `purge`
-    /// the named volumes (their data is lost).
-    async fn remove_project_objects(&self, purge: bool) -> Result<(), WorkspaceError> {
-        let project = &self.set.project.name.value;
-        let engine = self.docker.connect().await?;
-        engine
-            .remove_network(&containers::network_name(project))
-            .await?;
-        // Built images are a cache of the build contexts, as `compose down --rmi local`.
-        engine.remove_built_images(project).await?;
-        if purge {
-            for v in engine.list_volumes(project).await? {
-                engine.remove_volume(&v).await?;
-            }
-        }
-        Ok(())
     }
 }

@@ -301,6 +301,8 @@ pub struct Observed {
     pub registry: crate::store::registry::RegistryState,
     /// The project's containers (observed only when something runs in one).
     pub docker: DockerView,
+    /// The project's networks and volumes (observed with the containers).
+    pub docker_objects: Option<crate::runtime::containers::ProjectObjects>,
 }
 
 /// Everything an apply needs to act.
@@ -472,6 +474,7 @@ pub async fn observe(
         online,
         registry,
         docker: DockerView::NotObserved,
+        docker_objects: None,
     })
 }
 

@@ -49,6 +49,148 @@ impl ContainerRuntime for DockerRuntime {
     }
 }
 
+/// The project-wide objects containers share, as the engine shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectObjects {
+    /// Networks labelled with the project.
+    pub networks: HashSet<String>,
+    /// Named volumes labelled with the project.
+    pub volumes: HashSet<String>,
+}
+
+/// Operations on the project-wide objects containers share: run before any
+/// resource when creating, after every resource when tearing down (as compose
+/// plans networks and volumes apart from services).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum ObjectOp {
+    /// Create the project network.
+    CreateNetwork {
+        /// Its name.
+        name: String,
+    },
+    /// Create a named volume.
+    CreateVolume {
+        /// Its engine name.
+        name: String,
+    },
+    /// Remove the project network.
+    RemoveNetwork {
+        /// Its name.
+        name: String,
+    },
+    /// Remove the images built for the project's services.
+    RemoveBuiltImages,
+    /// Remove a named volume and its data.
+    RemoveVolume {
+        /// Its engine name.
+        name: String,
+    },
+}
+
+impl ObjectOp {
+    /// The line `plan` prints for it.
+    pub fn describe(&self) -> (crate::plan::Action, String) {
+        use crate::plan::Action;
+        match self {
+            ObjectOp::CreateNetwork { name } => (Action::Create, format!("network {name}")),
+            ObjectOp::CreateVolume { name } => (Action::Create, format!("volume {name}")),
+            ObjectOp::RemoveNetwork { name } => (Action::Delete, format!("network {name}")),
+            ObjectOp::RemoveBuiltImages => (Action::Delete, "images built for the project".into()),
+            ObjectOp::RemoveVolume { name } => {
+                (Action::Delete, format!("volume {name} (its data is lost)"))
+            }
+        }
+    }
+}
+
+/// The networks and volumes the desired containers need and the engine lacks.
+/// Pure. With no view of the engine, everything needed is planned.
+pub fn plan_objects(
+    desired: &crate::kinds::DesiredState,
+    objects: Option<&ProjectObjects>,
+) -> Vec<ObjectOp> {
+    let containers: Vec<&DesiredContainer> = desired
+        .resources
+        .iter()
+        .filter_map(|d| crate::kinds::container_of(&d.typed))
+        .collect();
+    let Some(first) = containers.first() else {
+        return Vec::new();
+    };
+    let mut ops = Vec::new();
+    if objects.is_none_or(|o| !o.networks.contains(&first.network)) {
+        ops.push(ObjectOp::CreateNetwork {
+            name: first.network.clone(),
+        });
+    }
+    let mut volumes: Vec<&String> = containers
+        .iter()
+        .flat_map(|c| c.mounts.iter())
+        .filter_map(|m| match &m.from {
+            MountFrom::Volume(v) => Some(v),
+            MountFrom::Bind(_) => None,
+        })
+        .filter(|v| objects.is_none_or(|o| !o.volumes.contains(*v)))
+        .collect();
+    volumes.sort();
+    volumes.dedup();
+    ops.extend(
+        volumes
+            .into_iter()
+            .map(|v| ObjectOp::CreateVolume { name: v.clone() }),
+    );
+    ops
+}
+
+/// What `destroy` removes once every container is gone: the project network,
+/// the images built for it, and with `purge` its named volumes. Pure.
+pub fn plan_teardown(
+    project: &str,
+    objects: Option<&ProjectObjects>,
+    purge: bool,
+) -> Vec<ObjectOp> {
+    let Some(objects) = objects else {
+        return Vec::new();
+    };
+    let mut ops = Vec::new();
+    let network = network_name(project);
+    if objects.networks.contains(&network) {
+        ops.push(ObjectOp::RemoveNetwork { name: network });
+    }
+    ops.push(ObjectOp::RemoveBuiltImages);
+    if purge {
+        let mut volumes: Vec<&String> = objects.volumes.iter().collect();
+        volumes.sort();
+        ops.extend(
+            volumes
+                .into_iter()
+                .map(|v| ObjectOp::RemoveVolume { name: v.clone() }),
+        );
+    }
+    ops
+}
+
+/// Carries out one project-object operation.
+pub async fn apply_object(
+    rt: &DockerRuntime,
+    project: &str,
+    op: &ObjectOp,
+) -> Result<String, DockerError> {
+    let engine = rt.connect().await?;
+    match op {
+        ObjectOp::CreateNetwork { name } => engine.ensure_network(name, project).await?,
+        ObjectOp::CreateVolume { name } => engine.ensure_volume(name, project).await?,
+        ObjectOp::RemoveNetwork { name } => engine.remove_network(name).await?,
+        ObjectOp::RemoveBuiltImages => {
+            engine.remove_built_images(project).await?;
+        }
+        ObjectOp::RemoveVolume { name } => engine.remove_volume(name).await?,
+    }
+    let (action, what) = op.describe();
+    Ok(format!("{} {what}", action.verb()))
+}
+
 /// Operations on containers, planned by kinds that run one.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "camelCase")]
@@ -533,6 +675,17 @@ impl DockerRuntime {
             .await
             .as_ref()
             .map_err(|e| ApplyError::Docker(e.clone()))
+    }
+
+    /// The project's networks and volumes, or `None` when the engine cannot say.
+    pub async fn observe_objects(&self, project: &str) -> Option<ProjectObjects> {
+        let engine = self.engine().await.ok()?;
+        let (networks, volumes) =
+            tokio::try_join!(engine.list_networks(project), engine.list_volumes(project)).ok()?;
+        Some(ProjectObjects {
+            networks: networks.into_iter().collect(),
+            volumes: volumes.into_iter().collect(),
+        })
     }
 
     /// One labelled list of the project's containers.

@@ -267,4 +267,53 @@ mod tests {
         let gone = crate::kinds::diff_removed(&ResourceId::new(Kind::Service, "other"), &o, &opts);
         assert_eq!(gone.operations, vec![Operation::from(CommonOp::Forget)]);
     }
+
+    #[test]
+    fn shared_objects_are_planned_when_missing_and_torn_down_last() {
+        use crate::runtime::containers::{ObjectOp, ProjectObjects, plan_objects, plan_teardown};
+        let (_dir, d) = desired();
+        let network = ObjectOp::CreateNetwork {
+            name: "reconcile-demo".into(),
+        };
+        let volume = ObjectOp::CreateVolume {
+            name: "demo_data".into(),
+        };
+        // No view of the engine: everything needed is planned.
+        assert_eq!(
+            plan_objects(&d, None),
+            vec![network.clone(), volume.clone()]
+        );
+        let mut seen = ProjectObjects::default();
+        seen.networks.insert("reconcile-demo".into());
+        assert_eq!(plan_objects(&d, Some(&seen)), vec![volume]);
+        seen.volumes.insert("demo_data".into());
+        assert!(plan_objects(&d, Some(&seen)).is_empty());
+        assert!(plan_objects(&DesiredState::default(), None).is_empty());
+        assert_eq!(
+            plan_teardown("demo", Some(&seen), false),
+            vec![
+                ObjectOp::RemoveNetwork {
+                    name: "reconcile-demo".into()
+                },
+                ObjectOp::RemoveBuiltImages
+            ]
+        );
+        assert_eq!(
+            plan_teardown("demo", Some(&seen), true).last(),
+            Some(&ObjectOp::RemoveVolume {
+                name: "demo_data".into()
+            })
+        );
+        assert!(plan_teardown("demo", None, true).is_empty());
+        let plan = crate::plan::Plan {
+            resources: Vec::new(),
+            objects: plan_teardown("demo", Some(&seen), false),
+        };
+        assert_eq!(
+            plan.render(false),
+            "- delete network reconcile-demo\n- delete images built for the project\n\
+             Plan: 0 to create, 0 to update, 0 to replace, 2 to delete, 0 unchanged.\n"
+        );
+        assert!(plan.has_changes());
+    }
 }
