@@ -90,6 +90,33 @@ impl DependencyGraph {
         }
     }
 
+    /// The graph among `keep` only (edges to anything else dropped), for a plan
+    /// of part of the project.
+    pub fn restrict(&self, keep: &[ResourceId]) -> DependencyGraph {
+        let mut graph = DiGraph::new();
+        let mut index = HashMap::new();
+        for id in keep {
+            index.insert(id.clone(), graph.add_node(id.clone()));
+        }
+        for e in self.graph.raw_edges() {
+            let (a, b) = (&self.graph[e.source()], &self.graph[e.target()]);
+            if let (Some(&x), Some(&y)) = (index.get(a), index.get(b)) {
+                graph.update_edge(x, y, ());
+            }
+        }
+        let order = self
+            .order
+            .iter()
+            .filter(|id| index.contains_key(*id))
+            .cloned()
+            .collect();
+        DependencyGraph {
+            graph,
+            index,
+            order,
+        }
+    }
+
     /// Direct dependencies of a resource.
     pub fn dependencies(&self, id: &ResourceId) -> Vec<ResourceId> {
         self.neighbours(id, petgraph::Direction::Incoming)

@@ -2,7 +2,7 @@
 //! built, the stores opened. The CLI, tests and benchmarks share this path.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -17,7 +17,7 @@ use crate::runtime::containers::{self, SharedDocker};
 use crate::spec::{ResourceId, SpecSet};
 use crate::store::lock::ApplyLock;
 use crate::store::online::OnlineStore;
-use crate::store::state::StateStore;
+use crate::store::state::{ResourceRecord, StateStore};
 use crate::store::{Db, StoreError};
 
 /// The embedded default state store, relative to the project spec's folder.
@@ -46,6 +46,9 @@ pub enum WorkspaceError {
     /// Inputs could not be read.
     #[error("{}: {}", .0.0, .0.1)]
     Inputs(Box<(ResourceId, ApplyError)>),
+    /// A Service the stores run on did not converge, so the stores cannot open.
+    #[error("the stores' own services did not converge:\n{}", .0.join("\n"))]
+    StoreServices(Vec<String>),
     /// The Docker engine failed outside any one resource.
     #[error(transparent)]
     Docker(#[from] crate::docker::DockerError),
@@ -60,6 +63,9 @@ pub struct Workspace {
     pub graph: DependencyGraph,
     /// The Docker engine, connected when something needs it.
     pub docker: SharedDocker,
+    /// Outcomes of the stores' own Services, applied before the state store
+    /// existed; `apply` records them once it is open.
+    bootstrapped: Arc<Mutex<Vec<ResourceRecord>>>,
 }
 
 /// Open stores of a workspace.
@@ -89,6 +95,7 @@ impl Workspace {
             set,
             graph,
             docker: SharedDocker::default(),
+            bootstrapped: Arc::default(),
         })
     }
 
@@ -105,32 +112,87 @@ impl Workspace {
         Ok(observed)
     }
 
-    /// Starts the Services the stores run on (and what they depend on), so the
-    /// stores can be opened; a no-op when no store URL names a Service. They are
-    /// planned and applied by their own kind; the apply that follows records
-    /// them (as adopted) once the state store is open.
+    /// Starts the Services the stores run on (and the Services they depend
+    /// on), so the stores can be opened; a no-op when no store URL names a
+    /// Service. They go through the same planner and engine as every resource.
+    /// No state store exists yet (it lives there), so the engine records into a
+    /// staging state store in a temporary folder, and `apply` copies those
+    /// records into the real one once it is open.
     pub async fn start_store_services(&self) -> Result<Vec<String>, WorkspaceError> {
         let order = containers::store_hosts(&self.set, &self.graph);
         if order.is_empty() {
             return Ok(Vec::new());
         }
         let desired = kinds::desire(&self.set, &order).map_err(WorkspaceError::Inputs)?;
+        let project = &self.set.project.name.value;
+        let (docker, docker_objects) = tokio::join!(
+            self.docker.observe(project),
+            self.docker.observe_objects(project)
+        );
         let observed = Observed {
-            docker: self.docker.observe(&self.set.project.name.value).await,
+            docker,
+            docker_objects,
             ..Observed::default()
         };
-        let mut messages = Vec::new();
-        for d in &desired.resources {
-            let plan = kinds::diff(d, &observed, &PlanOptions::default());
-            if plan.action == plan::Action::NoOp {
-                continue;
-            }
-            let applied = containers::apply_before_stores(&self.docker, d, &plan)
-                .await
-                .map_err(|e| WorkspaceError::Inputs(Box::new((d.id.clone(), e))))?;
-            messages.push(format!("{}: {}", d.id, applied.message));
+        // Only these resources: nothing else is observed, so nothing is removed.
+        let plan = Plan {
+            resources: desired
+                .resources
+                .iter()
+                .map(|d| kinds::diff(d, &observed, &PlanOptions::default()))
+                .collect(),
+            objects: containers::plan_objects(&desired, observed.docker_objects.as_ref()),
+        };
+        if !plan.has_changes() {
+            return Ok(Vec::new());
         }
-        Ok(messages)
+        let staging = StagingState::open(project).await?;
+        let ctx = Arc::new(ApplyContext {
+            state: staging.state.clone(),
+            offline: staging.state.db.clone(),
+            online: OnlineStore::Sql(staging.state.db.clone()),
+            registry: crate::store::registry::Registry::new(
+                staging.state.db.clone(),
+                project.clone(),
+            ),
+            root: self.set.root.clone(),
+            docker: self.docker.clone(),
+        });
+        let graph = self.graph.restrict(&order);
+        let report = engine::execute(
+            ctx,
+            &desired,
+            &observed,
+            &graph,
+            &plan,
+            1,
+            &Progress::new(true),
+        )
+        .await;
+        let records = match &report {
+            Ok(_) => staging.state.load_all().await,
+            Err(_) => Ok(Default::default()),
+        };
+        staging.close().await;
+        let (report, records) = (report?, records?);
+        if !report.success() {
+            let mut failures: Vec<String> = report
+                .outcomes
+                .iter()
+                .filter(|o| o.condition != crate::store::state::Condition::Ready)
+                .map(|o| format!("{}: {}", o.id, o.message))
+                .collect();
+            failures.extend(report.object_failures.iter().cloned());
+            return Err(WorkspaceError::StoreServices(failures));
+        }
+        if let Ok(mut pending) = self.bootstrapped.lock() {
+            pending.extend(records.into_values());
+        }
+        Ok(report
+            .outcomes
+            .iter()
+            .map(|o| format!("{}: {}", o.id, o.message))
+            .collect())
     }
 
     /// A store URL as this process must use it: a URL naming a Service is
@@ -221,6 +283,14 @@ impl Workspace {
         let lock =
             ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
         let result = async {
+            let pending: Vec<ResourceRecord> = self
+                .bootstrapped
+                .lock()
+                .map(|mut p| std::mem::take(&mut *p))
+                .unwrap_or_default();
+            for rec in &pending {
+                stores.state.record(rec, "create").await?;
+            }
             let (desired, observed, plan) = self.plan(stores, opts).await?;
             on_plan(&plan);
             if !plan.has_changes() {
@@ -312,5 +382,37 @@ impl Workspace {
         .await;
         lock.release().await;
         result
+    }
+}
+
+/// A state store in a temporary folder, for the work done before the real one
+/// can be opened; removed when closed.
+struct StagingState {
+    state: StateStore,
+    dir: PathBuf,
+}
+
+impl StagingState {
+    async fn open(project: &str) -> Result<StagingState, StoreError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("reconcile-staging-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let db = Db::open("sqlite://staging.db", &dir).await?;
+        Ok(StagingState {
+            state: StateStore::new(db, project),
+            dir,
+        })
+    }
+
+    async fn close(self) {
+        self.state.db.close().await;
+        // A leftover folder in the temp dir is harmless; nothing to report.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

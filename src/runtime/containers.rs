@@ -1086,19 +1086,6 @@ pub fn store_hosts(set: &SpecSet, graph: &crate::graph::DependencyGraph) -> Vec<
         .collect()
 }
 
-/// Applies the plan of a store's own Service before any store is open (the
-/// state store and its lock live there); the apply that follows adopts it.
-pub async fn apply_before_stores(
-    rt: &DockerRuntime,
-    d: &crate::kinds::DesiredResource,
-    plan: &ResourcePlan,
-) -> Result<Applied, ApplyError> {
-    let Some(s) = d.of::<Service>() else {
-        return Ok(Applied::message("not a container"));
-    };
-    apply::<Service>(rt, s.id, s.spec_hash, s.inputs, plan).await
-}
-
 /// A store URL as this process must use it: a URL naming a Service is pointed
 /// at the service's published port (or its network address) once the service
 /// is ready; other URLs are returned as they are.
