@@ -1,13 +1,8 @@
 //! `Entity`: what features describe, identified by join keys. Applying it
 //! only records it.
 
-use super::record;
-use super::{
-    Applied, ApplyContext, ApplyError, CheckContext, Desired, NoOp, Observed, ResourceKind,
-    Upstream,
-};
+use super::{ApplyError, CheckContext, NoOp, ResourceKind, Upstream};
 use crate::diag::SpecDiagnostic;
-use crate::plan::{PlanOptions, ResourcePlan};
 use crate::spec::validate::check_identifier;
 use crate::spec::{Resource, SpannedStr, SpecSet};
 use schemars::JsonSchema;
@@ -68,17 +63,5 @@ impl ResourceKind for Entity {
         _upstream: Upstream<'_>,
     ) -> Result<(), ApplyError> {
         Ok(())
-    }
-
-    fn diff(d: &Desired<'_, Self>, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
-        record::diff(d.id, d.spec_hash, d.spec_json, observed)
-    }
-
-    async fn apply(
-        _ctx: &ApplyContext,
-        _d: &Desired<'_, Self>,
-        _plan: &ResourcePlan,
-    ) -> Result<Applied, ApplyError> {
-        Ok(Applied::message("recorded"))
     }
 }

@@ -156,19 +156,25 @@ pub trait ResourceKind: Sized + Send + Sync + 'static {
     }
 
     /// Desired vs observed: the action, its reasons and the operations. Pure.
-    fn diff(d: &Desired<'_, Self>, observed: &Observed, opts: &PlanOptions) -> ResourcePlan;
+    /// By default the kind has no effect outside its record in the state store.
+    fn diff(d: &Desired<'_, Self>, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
+        record::diff(d.id, d.spec_hash, d.spec_json, observed)
+    }
 
     /// The plan of a resource of this kind the specs no longer name. Pure.
     fn diff_removed(id: &ResourceId, _observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
         record::forget(id)
     }
 
-    /// Carries out this resource's plan.
+    /// Carries out this resource's plan. By default there is nothing to do
+    /// beyond the record the engine writes.
     fn apply(
-        ctx: &ApplyContext,
-        d: &Desired<'_, Self>,
-        plan: &ResourcePlan,
-    ) -> impl Future<Output = Result<Applied, ApplyError>> + Send;
+        _ctx: &ApplyContext,
+        _d: &Desired<'_, Self>,
+        _plan: &ResourcePlan,
+    ) -> impl Future<Output = Result<Applied, ApplyError>> + Send {
+        async { Ok(Applied::message("recorded")) }
+    }
 
     /// Carries out the removal planned by [`ResourceKind::diff_removed`].
     fn apply_removed(

@@ -1,13 +1,8 @@
 //! `Project`: the project's name and where its stores live. Applying it only
 //! records it; the workspace reads its store URLs before anything else runs.
 
-use super::record;
-use super::{
-    Applied, ApplyContext, ApplyError, CheckContext, Desired, Member, NoOp, Observed, ResourceKind,
-    Upstream,
-};
+use super::{ApplyError, CheckContext, Member, NoOp, ResourceKind, Upstream};
 use crate::diag::SpecDiagnostic;
-use crate::plan::{PlanOptions, ResourcePlan};
 use crate::spec::validate::check_env;
 use crate::spec::{Resource, SpannedStr, SpecSet};
 use schemars::JsonSchema;
@@ -104,17 +99,5 @@ impl ResourceKind for Project {
         _upstream: Upstream<'_>,
     ) -> Result<(), ApplyError> {
         Ok(())
-    }
-
-    fn diff(d: &Desired<'_, Self>, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
-        record::diff(d.id, d.spec_hash, d.spec_json, observed)
-    }
-
-    async fn apply(
-        _ctx: &ApplyContext,
-        _d: &Desired<'_, Self>,
-        _plan: &ResourcePlan,
-    ) -> Result<Applied, ApplyError> {
-        Ok(Applied::message("recorded"))
     }
 }
