@@ -13,6 +13,7 @@ pub mod compose;
 pub mod container;
 pub mod data;
 pub mod diag;
+pub mod drift;
 pub mod docker;
 pub mod docker_auth;
 pub mod engine;
