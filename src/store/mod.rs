@@ -5,6 +5,7 @@
 //! Only this module and its children write SQL.
 
 pub mod lock;
+pub mod monitors;
 pub mod offline;
 pub mod online;
 pub mod registry;
