@@ -120,7 +120,7 @@ async fn ingest(
                 parallelism,
                 Duration::ZERO,
                 &progress,
-                |_| {},
+                |_, _| {},
             )
             .await
             .expect("apply");
@@ -408,7 +408,7 @@ async fn converge(
             2,
             Duration::ZERO,
             progress,
-            |_| {},
+            |_, _| {},
         )
         .await
         .expect("apply");

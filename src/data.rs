@@ -60,6 +60,21 @@ impl Column {
         }
     }
 
+    /// The rows at `rows`, in that order: one snapshot's part of a column
+    /// read across several.
+    pub fn select(&self, rows: &[usize]) -> Column {
+        fn pick<T: Clone>(v: &[Option<T>], rows: &[usize]) -> Vec<Option<T>> {
+            rows.iter().map(|&i| v[i].clone()).collect()
+        }
+        match self {
+            Column::Str(v) => Column::Str(pick(v, rows)),
+            Column::Int(v) => Column::Int(pick(v, rows)),
+            Column::Float(v) => Column::Float(pick(v, rows)),
+            Column::Bool(v) => Column::Bool(pick(v, rows)),
+            Column::Date(v) => Column::Date(pick(v, rows)),
+        }
+    }
+
     /// Row `i` as text, as it would print in a report (`NULL` for null).
     pub fn display(&self, i: usize) -> String {
         let s = match self {

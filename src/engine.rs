@@ -49,6 +49,8 @@ pub struct ApplyReport {
     /// Project-wide objects of the container runtime that could not be
     /// created or removed, with why.
     pub object_failures: Vec<String>,
+    /// How many plan-and-execute rounds the apply ran (see `Workspace::apply`).
+    pub rounds: usize,
 }
 
 impl ApplyReport {
@@ -66,6 +68,13 @@ impl ApplyReport {
             .iter()
             .filter(|o| o.condition == Condition::Blocked)
             .count()
+    }
+
+    /// Adds a later round's outcomes.
+    pub fn merge(&mut self, later: ApplyReport) {
+        self.outcomes.extend(later.outcomes);
+        self.interrupted |= later.interrupted;
+        self.object_failures.extend(later.object_failures);
     }
 
     /// True when everything converged.

@@ -20,6 +20,12 @@ use crate::store::online::OnlineStore;
 use crate::store::state::{ResourceRecord, StateStore};
 use crate::store::{Db, StoreError};
 
+/// The most rounds one apply runs: a round's outcome may change the next
+/// round's plan (monitor → retrain → promote → new reference), and a chain
+/// of such changes is short; a longer one means two resources keep changing
+/// each other, and stopping says so rather than looping.
+pub const MAX_ROUNDS: usize = 6;
+
 /// The embedded default state store, relative to the project spec's folder.
 pub const DEFAULT_STATE_URL: &str = "sqlite://.reconcile/state.db";
 
@@ -123,7 +129,6 @@ impl Workspace {
         if order.is_empty() {
             return Ok(Vec::new());
         }
-        let desired = kinds::desire(&self.set, &order).map_err(WorkspaceError::Inputs)?;
         let project = &self.set.project.name.value;
         let (docker, docker_objects) = tokio::join!(
             self.docker.observe(project),
@@ -134,6 +139,8 @@ impl Workspace {
             docker_objects,
             ..Observed::default()
         };
+        let desired =
+            kinds::desire(&self.set, &order, &observed).map_err(WorkspaceError::Inputs)?;
         // Only these resources: nothing else is observed, so nothing is removed.
         let plan = Plan {
             resources: desired
@@ -263,14 +270,19 @@ impl Workspace {
         stores: &Stores,
         opts: &PlanOptions,
     ) -> Result<(DesiredState, Observed, Plan), WorkspaceError> {
-        let desired =
-            kinds::desire(&self.set, &self.graph.order).map_err(WorkspaceError::Inputs)?;
         let observed = self.observe(stores).await?;
+        let desired = kinds::desire(&self.set, &self.graph.order, &observed)
+            .map_err(WorkspaceError::Inputs)?;
         let plan = plan::diff(&desired, &observed, opts);
         Ok((desired, observed, plan))
     }
 
-    /// Takes the apply lock, plans under it and converges.
+    /// Takes the apply lock, plans under it and converges. What one round
+    /// changes can change what others desire (a monitor's verdict moves the
+    /// runs it retrains; a new Production version is a monitor's new
+    /// reference), so apply plans again after each round that converged and
+    /// runs what the new plan holds, as a controller requeues, until the plan
+    /// is empty or [`MAX_ROUNDS`] ran. `on_plan` sees each round's plan (from 1).
     pub async fn apply(
         &self,
         stores: &Stores,
@@ -278,7 +290,7 @@ impl Workspace {
         parallelism: usize,
         lock_timeout: Duration,
         progress: &Progress,
-        on_plan: impl FnOnce(&Plan),
+        mut on_plan: impl FnMut(usize, &Plan),
     ) -> Result<(Plan, ApplyReport), WorkspaceError> {
         let lock =
             ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
@@ -291,11 +303,6 @@ impl Workspace {
             for rec in &pending {
                 stores.state.record(rec, "create").await?;
             }
-            let (desired, observed, plan) = self.plan(stores, opts).await?;
-            on_plan(&plan);
-            if !plan.has_changes() {
-                return Ok((plan, ApplyReport::default()));
-            }
             let ctx = Arc::new(ApplyContext {
                 state: stores.state.clone(),
                 offline: stores.offline.clone(),
@@ -304,17 +311,36 @@ impl Workspace {
                 root: self.set.root.clone(),
                 docker: self.docker.clone(),
             });
-            let report = engine::execute(
-                ctx,
-                &desired,
-                &observed,
-                &self.graph,
-                &plan,
-                parallelism,
-                progress,
-            )
-            .await?;
-            Ok((plan, report))
+            let mut first: Option<Plan> = None;
+            let mut total = ApplyReport::default();
+            for round in 1..=MAX_ROUNDS {
+                let (desired, observed, plan) = self.plan(stores, opts).await?;
+                if round == 1 || plan.has_changes() {
+                    on_plan(round, &plan);
+                }
+                if !plan.has_changes() {
+                    first.get_or_insert(plan);
+                    break;
+                }
+                let report = engine::execute(
+                    ctx.clone(),
+                    &desired,
+                    &observed,
+                    &self.graph,
+                    &plan,
+                    parallelism,
+                    progress,
+                )
+                .await?;
+                first.get_or_insert(plan);
+                total.rounds = round;
+                let converged = report.success();
+                total.merge(report);
+                if !converged {
+                    break;
+                }
+            }
+            Ok((first.unwrap_or_default(), total))
         }
         .await;
         lock.release().await;

@@ -173,7 +173,7 @@ fn check_plan(p: &Project, case: &str, exit_code: i32) {
 
 /// A fresh copy of the example, applied.
 fn applied() -> Project {
-    let p = Project::example();
+    let p = Project::example_with_monitor();
     let out = p.run(&["apply"]);
     assert!(out.status.success(), "apply failed:\n{}", text(&out));
     p
@@ -193,7 +193,7 @@ fn replace_once(path: &Path, from: &str, to: &str) {
 
 #[test]
 fn first_apply() {
-    let p = Project::example();
+    let p = Project::example_with_monitor();
     check_plan(&p, "first_apply", 2);
 }
 

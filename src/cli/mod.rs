@@ -3,6 +3,7 @@
 
 mod compose;
 mod models;
+mod monitor;
 mod probe;
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ enum Command {
     /// The model registry: versions, stages, promotion history.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// What monitors found: the newest verdict (table, JSON, HTML) and history.
+    #[command(subcommand)]
+    Monitor(monitor::MonitorCommand),
     /// Run the specs' endpoints in-process until SIGINT/SIGTERM; they follow the
     /// Production version and the online store without restarts.
     Serve(ServeArgs),
@@ -295,6 +299,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Features(FeaturesCommand::Historical(args)) => historical(args).await,
         Command::Features(FeaturesCommand::Get(args)) => get_features(args).await,
         Command::Models(cmd) => models::run(cmd).await,
+        Command::Monitor(cmd) => monitor::run(cmd).await,
         Command::Serve(args) => serve(args).await,
         Command::Probe(args) => probe::run(args).await,
         Command::Compose(args) => compose::run(args),
@@ -366,8 +371,14 @@ async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
                 parallelism,
                 args.lock_timeout,
                 &progress,
-                |plan| {
+                |round, plan| {
                     if !quiet && plan.has_changes() {
+                        if round > 1 {
+                            eprintln!(
+                                "\nround {round}: what round {} changed is input to more:",
+                                round - 1
+                            );
+                        }
                         eprint!("{}", plan.render(diag::colour_enabled()));
                     }
                 },

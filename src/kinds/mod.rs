@@ -19,6 +19,7 @@ pub mod endpoint;
 pub mod entity;
 pub mod feature_view;
 pub mod model;
+pub mod monitor;
 pub mod project;
 pub mod record;
 pub mod service;
@@ -61,6 +62,8 @@ kinds! {
     Model => model::Model,
     /// An HTTP prediction endpoint.
     Endpoint => endpoint::Endpoint,
+    /// Drift and decay of a model, and retraining when they fire.
+    Monitor => monitor::Monitor,
 }
 
 /// A reference from one spec to another, with where it is written and the kind
@@ -265,16 +268,29 @@ impl DesiredResource {
     }
 }
 
-/// What was desired of the resources before this one (its dependencies come
-/// first in topological order), so a kind can build on their inputs instead of
-/// reading and hashing files again.
+/// What is known when a resource's desired state is worked out: what was
+/// desired of the resources before it (its dependencies come first in
+/// topological order), so a kind builds on their inputs instead of reading and
+/// hashing files again; and the observed world, for desired states that follow
+/// it (a run retrained as of the window its monitor fired on).
 #[derive(Debug, Clone, Copy)]
 pub struct Upstream<'a> {
     done: &'a [DesiredResource],
     index: &'a HashMap<ResourceId, usize>,
+    observed: &'a Observed,
 }
 
 impl<'a> Upstream<'a> {
+    /// The world as observed before this plan.
+    pub fn observed(&self) -> &'a Observed {
+        self.observed
+    }
+
+    /// What the state store recorded of a resource of kind `K` named `name`.
+    pub fn record<K: Member>(&self, name: &str) -> Option<&'a ResourceRecord> {
+        self.observed.records.get(&ResourceId::new(K::KIND, name))
+    }
+
     /// The desired state of an earlier resource.
     pub fn get(&self, id: &ResourceId) -> Option<&'a DesiredResource> {
         self.index.get(id).map(|&i| &self.done[i])
@@ -426,10 +442,11 @@ impl ApplyError {
     }
 }
 
-/// Builds the desired state of every resource in `order`.
+/// Builds the desired state of every resource in `order`, given what was observed.
 pub fn desire(
     set: &SpecSet,
     order: &[ResourceId],
+    observed: &Observed,
 ) -> Result<DesiredState, Box<(ResourceId, ApplyError)>> {
     let mut resources: Vec<DesiredResource> = Vec::with_capacity(order.len());
     let mut index: HashMap<ResourceId, usize> = HashMap::with_capacity(order.len());
@@ -441,6 +458,7 @@ pub fn desire(
         let upstream = Upstream {
             done: &resources,
             index: &index,
+            observed,
         };
         let one = desire_one(r, set, upstream).map_err(|e| Box::new((id.clone(), e)))?;
         let spec_json = r.spec.canonical_json();

@@ -97,7 +97,12 @@ pub struct MonitorStore {
 
 type Row = (i64, String, i64, String, String, i64, String, String);
 
-const COLUMNS: &str = "id, monitor, evaluated_ms, reference, current, drifted, summary, report";
+/// The columns of an evaluation row, in `Row` order (a macro so queries stay literals).
+macro_rules! columns {
+    () => {
+        "id, monitor, evaluated_ms, reference, current, drifted, summary, report"
+    };
+}
 
 fn from_row(r: Row) -> Result<Evaluation, StoreError> {
     let report = serde_json::from_str(&r.7).map_err(|e| {
@@ -167,37 +172,43 @@ impl MonitorStore {
 
     /// The newest evaluation of `monitor`, if it was ever evaluated.
     pub async fn latest(&self, monitor: &str) -> Result<Option<Evaluation>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM reconcile_monitor_evaluations \
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM reconcile_monitor_evaluations \
              WHERE project = $1 AND monitor = $2 ORDER BY id DESC LIMIT 1"
         );
         let row: Option<Row> = with_pool!(&self.db, pool => {
-            sqlx::query_as(&sql).bind(&self.project).bind(monitor).fetch_optional(pool).await?
+            sqlx::query_as(sql).bind(&self.project).bind(monitor).fetch_optional(pool).await?
         });
         row.map(from_row).transpose()
     }
 
     /// The newest evaluation of every monitor, by name.
     pub async fn latest_all(&self) -> Result<Vec<Evaluation>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM reconcile_monitor_evaluations e \
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM reconcile_monitor_evaluations e \
              WHERE project = $1 AND id = (SELECT MAX(id) FROM reconcile_monitor_evaluations \
              WHERE project = e.project AND monitor = e.monitor) ORDER BY monitor"
         );
         let rows: Vec<Row> = with_pool!(&self.db, pool => {
-            sqlx::query_as(&sql).bind(&self.project).fetch_all(pool).await?
+            sqlx::query_as(sql).bind(&self.project).fetch_all(pool).await?
         });
         rows.into_iter().map(from_row).collect()
     }
 
     /// Every evaluation of `monitor`, oldest first (at most `limit`, newest kept).
     pub async fn history(&self, monitor: &str, limit: i64) -> Result<Vec<Evaluation>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM reconcile_monitor_evaluations \
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM reconcile_monitor_evaluations \
              WHERE project = $1 AND monitor = $2 ORDER BY id DESC LIMIT $3"
         );
         let rows: Vec<Row> = with_pool!(&self.db, pool => {
-            sqlx::query_as(&sql).bind(&self.project).bind(monitor).bind(limit).fetch_all(pool).await?
+            sqlx::query_as(sql).bind(&self.project).bind(monitor).bind(limit).fetch_all(pool).await?
         });
         let mut out: Vec<Evaluation> = rows.into_iter().map(from_row).collect::<Result<_, _>>()?;
         out.reverse();
@@ -208,7 +219,7 @@ impl MonitorStore {
     pub async fn forget(&self, monitor: &str) -> Result<(), StoreError> {
         let sql = "DELETE FROM reconcile_monitor_evaluations WHERE project = $1 AND monitor = $2";
         with_pool!(&self.db, pool => {
-            sqlx::query(sql).bind(&self.project).bind(monitor).execute(pool).await?
+            sqlx::query(sql).bind(&self.project).bind(monitor).execute(pool).await.map(|_| ())?
         });
         Ok(())
     }

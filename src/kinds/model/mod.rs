@@ -14,7 +14,7 @@ pub mod spec;
 use serde::Serialize;
 
 use super::record::{self, changed_fields};
-use super::training_run::TrainingRun;
+use super::training_run::{self, RunInputs, TrainingRun};
 use super::{
     Applied, ApplyContext, ApplyError, CheckContext, Desired, Kind, Member, Observed, Reference,
     ResourceKind, Upstream,
@@ -41,6 +41,9 @@ pub enum ModelOp {
 pub struct ModelInputs {
     /// (run name, run spec hash), sorted by name.
     pub runs: Vec<(String, String)>,
+    /// The runs' inputs, to rebuild a challenger's training set when the
+    /// champion must be scored on the same rows.
+    pub run_inputs: Vec<(String, RunInputs)>,
 }
 
 impl ModelInputs {
@@ -227,6 +230,105 @@ fn production_of(versions: Option<&Vec<VersionInfo>>) -> Option<i64> {
         .map(|v| v.version)
 }
 
+/// The version the spec's policy puts forward before gates and margins: the
+/// named run's, or the newest among the policy's runs.
+fn candidate(spec: &ModelSpec, run_versions: &HashMap<String, i64>) -> Option<i64> {
+    match &spec.production {
+        Some(ProductionSpec::Run(run)) => run_versions.get(&run.value).copied(),
+        Some(ProductionSpec::Best(policy)) => policy
+            .among
+            .iter()
+            .filter_map(|r| run_versions.get(&r.value).copied())
+            .max(),
+        _ => None,
+    }
+}
+
+/// The champion scored on the challenger's validation rows.
+#[derive(Debug, Clone)]
+struct HeadToHead {
+    /// Validation rows of the challenger.
+    rows: usize,
+    /// The challenger's figures on them (as registered).
+    challenger_auc: f64,
+    /// The champion's figures on them, in the registry's metric names.
+    champion_metrics: serde_json::Value,
+}
+
+impl HeadToHead {
+    fn describe(&self, challenger: i64, champion: i64) -> String {
+        format!(
+            "on the {} validation rows of version {challenger}: val_auc {:.4} vs version {champion} {:.4}",
+            self.rows,
+            self.challenger_auc,
+            self.champion_metrics
+                .get("val_auc")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(f64::NAN)
+        )
+    }
+}
+
+/// Scores the champion on the challenger's validation rows, when the two were
+/// trained on different sets (same set and split: their registered figures
+/// already are on the same rows). `None` when the challenger's run is not in
+/// the specs or the champion cannot read its training set.
+async fn head_to_head(
+    ctx: &ApplyContext,
+    inputs: &ModelInputs,
+    versions: &[VersionInfo],
+    challenger: i64,
+    champion: i64,
+) -> Result<Option<HeadToHead>, ApplyError> {
+    let (Some(t), Some(c)) = (
+        versions.iter().find(|v| v.version == challenger),
+        versions.iter().find(|v| v.version == champion),
+    ) else {
+        return Ok(None);
+    };
+    let split = |v: &VersionInfo| {
+        (
+            v.params.get("validation").cloned(),
+            v.params.get("seed").cloned(),
+        )
+    };
+    if t.training_set_hash == c.training_set_hash && split(t) == split(c) {
+        return Ok(None);
+    }
+    let Some((_, run)) = inputs.run_inputs.iter().find(|(name, _)| *name == t.run) else {
+        return Ok(None);
+    };
+    let mut run = run.clone();
+    if let Some(as_of) = training_run::version_as_of(&t.params) {
+        run.as_of = as_of;
+    }
+    let set = training_run::build_training_set(&ctx.offline, &run).await?;
+    let rows = training_run::validation_rows(&set, &t.params);
+    let Some(artifact) = ctx.registry.artifact(&c.model, champion).await? else {
+        return Ok(None);
+    };
+    let labels: Vec<usize> = rows.iter().map(|&i| set.labels[i]).collect();
+    let proba = match training_run::score(artifact, &set, rows).await {
+        Ok(p) => p,
+        // The champion reads features the challenger's set lacks.
+        Err(ApplyError::Train(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let m = crate::ml::metrics::evaluate(&labels, &proba);
+    Ok(Some(HeadToHead {
+        rows: labels.len(),
+        challenger_auc: t.metric("val_auc").unwrap_or(f64::NAN),
+        champion_metrics: serde_json::json!({
+            "val_auc": m.auc,
+            "val_f1": m.f1,
+            "val_accuracy": m.accuracy,
+            "val_precision": m.precision,
+            "val_recall": m.recall,
+            "val_log_loss": m.log_loss,
+        }),
+    }))
+}
+
 /// The `Model` kind.
 pub struct Model;
 
@@ -278,7 +380,13 @@ impl ResourceKind for Model {
             })
             .collect();
         runs.sort();
-        Ok(ModelInputs { runs })
+        let run_inputs = runs
+            .iter()
+            .filter_map(|(name, _)| {
+                Some((name.clone(), upstream.inputs::<TrainingRun>(name)?.clone()))
+            })
+            .collect();
+        Ok(ModelInputs { runs, run_inputs })
     }
 
     fn input_hash(inputs: &ModelInputs) -> String {
@@ -373,7 +481,36 @@ impl ResourceKind for Model {
             .and_then(|r| r.outputs.get("production"))
             .and_then(|v| v.as_i64());
         let current = recorded.or(actual);
-        let choice = choose(spec, &versions, &run_versions, current).map_err(ApplyError::Choice)?;
+        let mut choice =
+            choose(spec, &versions, &run_versions, current).map_err(ApplyError::Choice)?;
+        // A challenger trained on other data is compared with the champion on
+        // the challenger's validation rows, which the champion never saw.
+        let mut same_rows: Option<String> = None;
+        let challenger = match choice.target {
+            Some(t) if Some(t) != current => Some(t),
+            _ if choice.held_back.is_some() => candidate(spec, &run_versions),
+            _ => None,
+        };
+        if let (Some(t), Some(c)) = (challenger, current)
+            && t != c
+            && let Some(h2h) = head_to_head(ctx, inputs, &versions, t, c).await?
+        {
+            let mut rescored = versions.clone();
+            if let Some(v) = rescored.iter_mut().find(|v| v.version == c) {
+                v.metrics = h2h.champion_metrics.clone();
+            }
+            if matches!(spec.production, Some(ProductionSpec::Best(_))) {
+                choice =
+                    choose(spec, &rescored, &run_versions, current).map_err(ApplyError::Choice)?;
+            }
+            same_rows = Some(h2h.describe(t, c));
+        }
+        if let Some(s) = &same_rows {
+            choice.reason = format!("{}; {s}", choice.reason);
+            if let Some(held) = &mut choice.held_back {
+                held.push_str(&format!("; {s}"));
+            }
+        }
         let mut message = match choice.target {
             Some(t) if actual != Some(t) => {
                 let drift = recorded == Some(t);

@@ -112,7 +112,7 @@ mod tests {
         .expect("write");
         let set = crate::spec::validate::load_and_validate(dir.path()).expect("valid");
         let order: Vec<ResourceId> = set.resources.iter().map(|r| r.id.clone()).collect();
-        let desired = crate::kinds::desire(&set, &order).expect("desire");
+        let desired = crate::kinds::desire(&set, &order, &Observed::default()).expect("desire");
         (dir, desired)
     }
 

@@ -24,14 +24,18 @@ pub fn check_training_run(
     if let Err(d) = resolve_reference(r, &t.model, Some(Kind::Model), cx.index) {
         diags.push(d);
     }
-    if chrono::NaiveDate::parse_from_str(&t.as_of.value, "%Y-%m-%d").is_err() {
+    if t.as_of.value != super::LATEST
+        && chrono::NaiveDate::parse_from_str(&t.as_of.value, "%Y-%m-%d").is_err()
+    {
         diags.push(
             r.diag_at(
                 DiagCode::InvalidValue,
                 &t.as_of,
                 format!("`{}` is not a date", t.as_of.value),
             )
-            .with_hint("write YYYY-MM-DD, e.g. 2024-01-31"),
+            .with_hint(
+                "write YYYY-MM-DD, e.g. 2024-01-31, or `latest` (the newest label snapshot)",
+            ),
         );
     }
     let mut entity_keys: Vec<String> = Vec::new();

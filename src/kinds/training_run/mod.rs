@@ -14,6 +14,7 @@ pub mod spec;
 
 use serde::Serialize;
 
+use super::monitor::Monitor;
 use super::record::changed_fields;
 use super::table::Table;
 use super::{
@@ -32,11 +33,19 @@ use crate::store::registry::NewVersion;
 pub use spec::TrainingRunSpec;
 
 /// What applying a training run does.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum RunOp {
-    /// Build the training set, train, validate and register a version.
-    Train,
+    /// Build the training set as of `as_of`, train, validate and register a version.
+    Train {
+        /// The date of the training set: the spec's, or later when a monitor
+        /// fired (then `cause` says which and why).
+        #[serde(rename = "asOf")]
+        as_of: String,
+        /// The monitor verdict that moved the date, if one did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cause: Option<String>,
+    },
 }
 
 /// Desired inputs of a training run.
@@ -52,20 +61,50 @@ pub struct RunInputs {
     pub label_type: ColumnType,
     /// The entity's join key.
     pub key: String,
-    /// Point in time.
+    /// Point in time: the spec's `asOf` (the newest label snapshot for
+    /// `latest`), moved later when a monitor that retrains this run fired.
     pub as_of: NaiveDate,
+    /// Why `as_of` is later than the spec says: the monitor and its verdict.
+    pub retrain_cause: Option<String>,
     /// Hash of every source snapshot at or before `as_of`.
     pub data_hash: String,
 }
 
-/// The version identity's view of a spec: what changes the model, not its description.
-fn identity_json(spec_json: &serde_json::Value) -> serde_json::Value {
+/// The word that makes a run follow the newest label snapshot.
+pub const LATEST: &str = "latest";
+
+/// What a monitor that retrains runs leaves in its record for them: the
+/// newest window it fired on (kept once reached, so a run retrained on it does
+/// not fall back when the monitor, now comparing with the new version, is
+/// quiet) and why it fired.
+pub fn retrain_window(outputs: &serde_json::Value) -> Option<(NaiveDate, String)> {
+    let date = outputs.get("retrain_as_of")?.as_str()?;
+    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let cause = outputs
+        .get("retrain_cause")
+        .and_then(|c| c.as_str())
+        .unwrap_or("drift")
+        .to_string();
+    Some((date, cause))
+}
+
+/// The version identity's view of a spec: what changes the model, not its
+/// description; `asOf` is the date actually trained as of (a `latest` run or a
+/// retrained one records the date, so the registry says what data it saw).
+fn identity_json(spec_json: &serde_json::Value, as_of: NaiveDate) -> serde_json::Value {
     let mut v = spec_json.clone();
     if let Some(o) = v.as_object_mut() {
         o.remove("description");
         o.remove("dependsOn");
+        o.insert("asOf".into(), serde_json::Value::String(as_of.to_string()));
     }
     v
+}
+
+/// The date a registered version was trained as of (`params.asOf`).
+pub fn version_as_of(params: &serde_json::Value) -> Option<NaiveDate> {
+    let s = params.get("asOf")?.as_str()?;
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
 /// The `TrainingRun` kind.
@@ -118,67 +157,37 @@ impl ResourceKind for TrainingRun {
         set: &SpecSet,
         upstream: Upstream<'_>,
     ) -> Result<RunInputs, ApplyError> {
-        let invalid = |m: String| ApplyError::TrainingSet(format!("{}: {m}", r.id));
-        let as_of = NaiveDate::parse_from_str(&t.as_of.value, "%Y-%m-%d")
-            .map_err(|_| invalid(format!("`{}` is not a date", t.as_of.value)))?;
-        let mut views: Vec<ResolvedView> = Vec::new();
-        for f in &t.features {
-            let (view, feature) = f
-                .value
-                .split_once('.')
-                .ok_or_else(|| invalid(format!("`{}` names no feature", f.value)))?;
-            let pos = match views.iter().position(|v| v.name == view) {
-                Some(p) => p,
-                None => {
-                    let mut resolved = resolve(set, view).map_err(|e| invalid(e.to_string()))?;
-                    resolved.features.clear();
-                    views.push(resolved);
-                    views.len() - 1
-                }
+        let mut inputs = resolve_inputs(r, t, set, upstream)?;
+        // A monitor that retrains this run moves its date to the newest label
+        // snapshot at or before the window it fired on.
+        for (m, spec) in set.specs::<Monitor>() {
+            let retrains = spec
+                .on_drift
+                .as_ref()
+                .is_some_and(|o| o.retrain.iter().any(|x| x.value == r.id.name));
+            let fired = retrains
+                .then(|| upstream.record::<Monitor>(&m.id.name))
+                .flatten()
+                .and_then(|rec| retrain_window(&rec.outputs));
+            let Some((window, cause)) = fired else {
+                continue;
             };
-            let all = resolve(set, view).map_err(|e| invalid(e.to_string()))?;
-            for (name, ty) in all.features {
-                if (feature == "*" || feature == name)
-                    && !views[pos].features.iter().any(|(n, _)| *n == name)
-                {
-                    views[pos].features.push((name, ty));
-                }
+            let labels = upstream
+                .inputs::<Table>(&inputs.label_table)
+                .map(|ti| ti.snapshots.as_slice())
+                .unwrap_or_default();
+            let newest = labels
+                .iter()
+                .filter_map(|s| NaiveDate::parse_from_str(&s.as_of, "%Y-%m-%d").ok())
+                .filter(|d| *d <= window)
+                .max();
+            if let Some(d) = newest.filter(|d| *d > inputs.as_of) {
+                inputs.as_of = d;
+                inputs.retrain_cause = Some(format!("{}: {cause}", m.id.name));
             }
         }
-        let label_table = t.label.table.value.clone();
-        let label_type = set
-            .spec::<Table>(&label_table)
-            .and_then(|table| table.columns.get(&t.label.column.value).copied())
-            .ok_or_else(|| invalid(format!("no label column `{}`", t.label.column.value)))?;
-        let key = views
-            .first()
-            .map(|v| v.key.clone())
-            .ok_or_else(|| invalid("no features".into()))?;
-        // Source data: every snapshot at or before `asOf` of every table read.
-        let mut tables: Vec<&str> = views.iter().map(|v| v.table.as_str()).collect();
-        tables.push(&label_table);
-        tables.sort_unstable();
-        tables.dedup();
-        let cutoff = as_of.to_string();
-        let mut parts: Vec<String> = Vec::new();
-        for table in tables {
-            parts.push(table.to_string());
-            if let Some(ti) = upstream.inputs::<Table>(table) {
-                for s in ti.snapshots.iter().filter(|s| s.as_of <= cutoff) {
-                    parts.push(s.as_of.clone());
-                    parts.push(s.file_hash.clone());
-                }
-            }
-        }
-        Ok(RunInputs {
-            data_hash: hash::hash_parts(parts.iter().map(String::as_str)),
-            views,
-            label_table,
-            label_column: t.label.column.value.clone(),
-            label_type,
-            key,
-            as_of,
-        })
+        inputs.data_hash = source_hash(&inputs, upstream);
+        Ok(inputs)
     }
 
     fn input_hash(inputs: &RunInputs) -> String {
@@ -202,10 +211,20 @@ impl ResourceKind for TrainingRun {
             }
             Some(rec) if rec.spec_hash != d.spec_hash => {
                 plan.action = Action::Update;
+                let recorded_as_of = rec.outputs.get("as_of").and_then(|v| v.as_str());
                 if rec.spec_json != *d.spec_json {
                     plan.reasons.push(format!(
                         "train {name} (parameters changed: {})",
                         changed_fields(&rec.spec_json, d.spec_json)
+                    ));
+                } else if let Some(cause) = &d.inputs.retrain_cause {
+                    plan.reasons
+                        .push(format!("train {name} as of {} ({cause})", d.inputs.as_of));
+                } else if recorded_as_of.is_some_and(|a| a != d.inputs.as_of.to_string()) {
+                    plan.reasons.push(format!(
+                        "train {name} as of {} (the training set's date moved from {})",
+                        d.inputs.as_of,
+                        recorded_as_of.unwrap_or_default()
                     ));
                 } else {
                     plan.reasons
@@ -234,7 +253,10 @@ impl ResourceKind for TrainingRun {
             }
         }
         if plan.action != Action::NoOp {
-            plan.operations.push(Self::op(RunOp::Train));
+            plan.operations.push(Self::op(RunOp::Train {
+                as_of: d.inputs.as_of.to_string(),
+                cause: d.inputs.retrain_cause.clone(),
+            }));
         }
         plan
     }
@@ -248,7 +270,7 @@ impl ResourceKind for TrainingRun {
         let set = build_training_set(&ctx.offline, inputs).await?;
         let set_hash = set.content_hash();
         let identity = hash::hash_parts([
-            hash::hash_json(&identity_json(d.spec_json)).as_str(),
+            hash::hash_json(&identity_json(d.spec_json, inputs.as_of)).as_str(),
             set_hash.as_str(),
             TRAINER_VERSION,
         ]);
@@ -260,7 +282,7 @@ impl ResourceKind for TrainingRun {
                     v.version,
                     v.metric("val_auc").unwrap_or(f64::NAN)
                 ),
-                outputs: outputs(&identity, model, v.version, &set_hash, &v.metrics),
+                outputs: outputs(&identity, model, v.version, &set_hash, &v.metrics, inputs),
             });
         }
         let rows = set.keys.len();
@@ -289,7 +311,7 @@ impl ResourceKind for TrainingRun {
                 identity: identity.clone(),
                 run: d.id.name.clone(),
                 algorithm: spec.algorithm.name().to_string(),
-                params: identity_json(d.spec_json),
+                params: identity_json(d.spec_json, inputs.as_of),
                 metrics: metrics.clone(),
                 training_set_hash: set_hash.clone(),
                 features: serde_json::json!({
@@ -304,8 +326,9 @@ impl ResourceKind for TrainingRun {
         let m = &trained.metrics;
         Ok(Applied {
             message: format!(
-                "trained {} on {} of {rows} rows in {:.2} s: val_auc {:.4}, f1 {:.4}, accuracy {:.4} → {model} version {}",
+                "trained {} as of {} on {} of {rows} rows in {:.2} s: val_auc {:.4}, f1 {:.4}, accuracy {:.4} → {model} version {}",
                 spec.algorithm.name(),
+                inputs.as_of,
                 trained.train_rows,
                 trained.training_ms as f64 / 1000.0,
                 m.auc,
@@ -313,9 +336,104 @@ impl ResourceKind for TrainingRun {
                 m.accuracy,
                 version.version
             ),
-            outputs: outputs(&identity, model, version.version, &set_hash, &metrics),
+            outputs: outputs(
+                &identity,
+                model,
+                version.version,
+                &set_hash,
+                &metrics,
+                inputs,
+            ),
         })
     }
+}
+
+/// A run's inputs as its spec alone says (views, label, date; no monitor),
+/// for the run itself and for whoever rebuilds one of its training sets.
+pub fn resolve_inputs(
+    r: &Resource,
+    t: &TrainingRunSpec,
+    set: &SpecSet,
+    upstream: Upstream<'_>,
+) -> Result<RunInputs, ApplyError> {
+    let invalid = |m: String| ApplyError::TrainingSet(format!("{}: {m}", r.id));
+    let mut views: Vec<ResolvedView> = Vec::new();
+    for f in &t.features {
+        let (view, feature) = f
+            .value
+            .split_once('.')
+            .ok_or_else(|| invalid(format!("`{}` names no feature", f.value)))?;
+        let pos = match views.iter().position(|v| v.name == view) {
+            Some(p) => p,
+            None => {
+                let mut resolved = resolve(set, view).map_err(|e| invalid(e.to_string()))?;
+                resolved.features.clear();
+                views.push(resolved);
+                views.len() - 1
+            }
+        };
+        let all = resolve(set, view).map_err(|e| invalid(e.to_string()))?;
+        for (name, ty) in all.features {
+            if (feature == "*" || feature == name)
+                && !views[pos].features.iter().any(|(n, _)| *n == name)
+            {
+                views[pos].features.push((name, ty));
+            }
+        }
+    }
+    let label_table = t.label.table.value.clone();
+    let label_type = set
+        .spec::<Table>(&label_table)
+        .and_then(|table| table.columns.get(&t.label.column.value).copied())
+        .ok_or_else(|| invalid(format!("no label column `{}`", t.label.column.value)))?;
+    let key = views
+        .first()
+        .map(|v| v.key.clone())
+        .ok_or_else(|| invalid("no features".into()))?;
+    let as_of = if t.as_of.value == LATEST {
+        upstream
+            .inputs::<Table>(&label_table)
+            .and_then(|ti| ti.snapshots.iter().map(|s| s.as_of.as_str()).max())
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`asOf: latest` but table `{label_table}` lists no snapshot"
+                ))
+            })?
+    } else {
+        NaiveDate::parse_from_str(&t.as_of.value, "%Y-%m-%d")
+            .map_err(|_| invalid(format!("`{}` is not a date", t.as_of.value)))?
+    };
+    Ok(RunInputs {
+        data_hash: String::new(),
+        views,
+        label_table,
+        label_column: t.label.column.value.clone(),
+        label_type,
+        key,
+        as_of,
+        retrain_cause: None,
+    })
+}
+
+/// Hash of every snapshot at or before the run's date of every table it reads.
+fn source_hash(inputs: &RunInputs, upstream: Upstream<'_>) -> String {
+    let mut tables: Vec<&str> = inputs.views.iter().map(|v| v.table.as_str()).collect();
+    tables.push(&inputs.label_table);
+    tables.sort_unstable();
+    tables.dedup();
+    let cutoff = inputs.as_of.to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for table in tables {
+        parts.push(table.to_string());
+        if let Some(ti) = upstream.inputs::<Table>(table) {
+            for s in ti.snapshots.iter().filter(|s| s.as_of <= cutoff) {
+                parts.push(s.as_of.clone());
+                parts.push(s.file_hash.clone());
+            }
+        }
+    }
+    hash::hash_parts(parts.iter().map(String::as_str))
 }
 
 fn outputs(
@@ -324,6 +442,7 @@ fn outputs(
     version: i64,
     set_hash: &str,
     metrics: &serde_json::Value,
+    inputs: &RunInputs,
 ) -> serde_json::Value {
     serde_json::json!({
         "identity": identity,
@@ -331,6 +450,8 @@ fn outputs(
         "version": version,
         "training_set_hash": set_hash,
         "metrics": metrics,
+        "as_of": inputs.as_of.to_string(),
+        "retrain_cause": inputs.retrain_cause,
     })
 }
 
@@ -402,4 +523,44 @@ pub async fn build_training_set(
         types,
         labels: rows.into_iter().map(|(_, l)| l).collect(),
     })
+}
+
+/// The rows of `set` a run with these parameters (a version's `params`) held
+/// out for validation: the same seeded split training made.
+pub fn validation_rows(set: &TrainingSet, params: &serde_json::Value) -> Vec<usize> {
+    let validation = params.get("validation");
+    let fraction = validation
+        .and_then(|v| v.get("fraction"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.25);
+    let stratify = validation
+        .and_then(|v| v.get("stratify"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
+    let seed = params.get("seed").and_then(|v| v.as_u64()).unwrap_or(42);
+    crate::ml::train::split(&set.labels, fraction, stratify, seed).1
+}
+
+/// P(label 1) of rows `rows` of `set` under a stored model: how a monitor
+/// scores the Production version on new labels, and how a champion is scored
+/// on a challenger's validation rows. CPU-bound work runs off the executor.
+pub async fn score(
+    artifact: Vec<u8>,
+    set: &TrainingSet,
+    rows: Vec<usize>,
+) -> Result<Vec<f64>, ApplyError> {
+    let batch = crate::data::Batch {
+        columns: set.columns.clone(),
+        lines: Vec::new(),
+    };
+    let proba = tokio::task::spawn_blocking(move || {
+        let artifact = crate::ml::train::Artifact::from_bytes(&artifact)?;
+        let x = artifact
+            .encoder
+            .encode_batch(&batch, &rows)
+            .map_err(crate::ml::train::TrainError::from)?;
+        Ok::<_, crate::ml::train::TrainError>(artifact.predict_proba(&x))
+    })
+    .await??;
+    Ok(proba)
 }

@@ -21,8 +21,9 @@ pub struct TrainingRunSpec {
     /// The Model whose versions this run produces.
     #[schemars(with = "String")]
     pub model: SpannedStr,
-    /// Point in time of the training set (YYYY-MM-DD): labels and features as of it.
-    #[schemars(with = "String", regex(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
+    /// Point in time of the training set (YYYY-MM-DD): labels and features as
+    /// of it; `latest` follows the newest label snapshot (monthly retraining).
+    #[schemars(with = "String", regex(pattern = r"^(\d{4}-\d{2}-\d{2}|latest)$"))]
     pub as_of: SpannedStr,
     /// Where the label comes from.
     pub label: LabelSpec,
