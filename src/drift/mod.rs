@@ -11,6 +11,7 @@
 
 pub mod report;
 pub mod stattests;
+pub mod svg;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
