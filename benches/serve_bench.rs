@@ -1,8 +1,10 @@
 //! Endpoint figures beside DESIGN §7 and the Python stack (../shared/PEER.md):
 //! requests/s and p50/p99 latency at 16 connections on loopback for /health,
 //! /features/{id} and /predict, resident memory under load, and cold start to
-//! the first successful prediction. The load comes from a small hyper client in
-//! this process (and from wrk too, when it is installed), on the same cores.
+//! the first successful prediction; then /predict with the prediction log on and
+//! off (the same load, alternating runs, best of each), with the log's
+//! written/dropped counters. The load comes from a small hyper client in this
+//! process (and from wrk too, when it is installed), on the same cores.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -66,6 +68,26 @@ fn rss_kb(pid: u32, field: &str) -> u64 {
         .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
+}
+
+/// One counter's value from the server's /metrics.
+async fn counter(addr: &str, name: &str) -> f64 {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/metrics")
+        .header("host", addr)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let r = s.send_request(req).await.expect("metrics");
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 #[derive(Clone, Copy)]
@@ -290,6 +312,66 @@ fn main() {
         idle as f64 / 1024.0,
         peak as f64 / 1024.0
     );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // /predict with the prediction log on and off: same specs but for
+    // `logPredictions`, same load, alternating so both see the same machine.
+    let training = specs.join("training.yaml");
+    let with_log = std::fs::read_to_string(&training).expect("training.yaml");
+    let without_log = with_log.replace(
+        "runtime: embedded",
+        "runtime: embedded\nlogPredictions: false",
+    );
+    assert_ne!(with_log, without_log, "the endpoint spec changed shape");
+    let (mut best_on, mut best_off) = ((0.0f64, Vec::new()), (0.0f64, Vec::new()));
+    let (mut written, mut dropped) = (0.0, 0.0);
+    for round in 0..4 {
+        let logging = round % 2 == 1;
+        std::fs::write(&training, if logging { &with_log } else { &without_log })
+            .expect("write training.yaml");
+        let (mut child, addr) = start(&specs);
+        let (rps, lat, errors) = rt.block_on(load(&addr, Route::Predict, ids.clone()));
+        assert_eq!(errors, 0, "/predict failed under load");
+        if logging {
+            // Let the writer catch up before reading its counters.
+            std::thread::sleep(Duration::from_millis(500));
+            written += rt.block_on(counter(
+                &addr,
+                "reconcile_endpoint_prediction_log_written_total",
+            ));
+            dropped += rt.block_on(counter(
+                &addr,
+                "reconcile_endpoint_prediction_log_dropped_total",
+            ));
+            if rps > best_on.0 {
+                best_on = (rps, lat);
+            }
+        } else if rps > best_off.0 {
+            best_off = (rps, lat);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    std::fs::write(&training, &with_log).expect("restore training.yaml");
+    println!();
+    for (what, (rps, lat)) in [
+        ("/predict, logging off", &best_off),
+        ("/predict, logging on", &best_on),
+    ] {
+        println!(
+            "{what:<34} {rps:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms   (best of 2 runs)",
+            pct(lat, 0.5),
+            pct(lat, 0.99)
+        );
+    }
+    println!(
+        "{:<34} {:.3} (on / off)   target ≥ 0.95   logged {written:.0}, dropped {dropped:.0}",
+        "logging throughput ratio",
+        best_on.0 / best_off.0
+    );
+
+    let (mut child, addr) = start(&specs);
     if Command::new("wrk").arg("--version").output().is_ok() {
         println!("\nwrk -t2 -c16 -d5s, for comparison with the peer's tool:");
         let lua = dir.path().join("predict.lua");

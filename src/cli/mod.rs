@@ -156,6 +156,10 @@ struct ServeArgs {
     /// Bind this address instead of the spec's.
     #[arg(long)]
     host: Option<String>,
+    /// Capacity of each endpoint's prediction-log queue (predictions beyond it are
+    /// dropped and counted). For tests and tuning; not a spec setting.
+    #[arg(long, env = "RECONCILE_PREDICTION_LOG_CAPACITY", hide = true)]
+    prediction_log_capacity: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -715,29 +719,36 @@ async fn serve(args: ServeArgs) -> ExitCode {
         endpoint: args.endpoint.clone(),
         port: args.port,
         host: args.host.clone(),
+        log_capacity: args.prediction_log_capacity,
     };
-    let result = crate::serve::run(
-        &ws.set,
-        stores.registry(),
-        stores.online.clone(),
-        &opts,
-        |s, addr| {
-            let model = s.model.load();
-            let what = match model.as_ref() {
-                Some(m) => format!("{} version {}", m.info.model, m.info.version),
-                None => format!("{} (no Production version yet)", s.model_name),
-            };
-            use std::io::Write as _;
-            let mut out = std::io::stdout();
-            let _ = writeln!(
-                out,
-                "Endpoint/{} serving {what} on http://{addr} (ready in {} ms)",
-                s.name,
-                started.elapsed().as_millis()
-            );
-            let _ = out.flush();
-        },
-    )
+    let serve_stores = crate::serve::ServeStores {
+        registry: stores.registry(),
+        online: stores.online.clone(),
+        predictions: crate::store::predictions::PredictionLog::new(
+            stores.offline.clone(),
+            stores.state.project.clone(),
+        ),
+        monitors: crate::store::monitors::MonitorStore::new(
+            stores.state.db.clone(),
+            stores.state.project.clone(),
+        ),
+    };
+    let result = crate::serve::run(&ws.set, serve_stores, &opts, |s, addr| {
+        let model = s.model.load();
+        let what = match model.as_ref() {
+            Some(m) => format!("{} version {}", m.info.model, m.info.version),
+            None => format!("{} (no Production version yet)", s.model_name),
+        };
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        let _ = writeln!(
+            out,
+            "Endpoint/{} serving {what} on http://{addr} (ready in {} ms)",
+            s.name,
+            started.elapsed().as_millis()
+        );
+        let _ = out.flush();
+    })
     .await;
     match result {
         Ok(()) => {

@@ -45,6 +45,11 @@ pub struct EndpointSpec {
     /// Most ids one `/predict/batch` request may carry.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Log every answered prediction to the offline store (batched off the
+    /// request path), for prediction drift. On by default; left out of the
+    /// canonical spec when on, so existing specs keep their hash.
+    #[serde(default = "default_log_predictions", skip_serializing_if = "is_true")]
+    pub log_predictions: bool,
     /// Extra ordering edges: `name` or `Kind/name`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
@@ -57,6 +62,14 @@ fn default_host() -> String {
 
 fn default_max_batch() -> usize {
     1000
+}
+
+fn default_log_predictions() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Where an endpoint runs.

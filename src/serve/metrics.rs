@@ -1,8 +1,14 @@
 //! Prometheus metrics of an endpoint (prometheus-client, text exposition):
 //! requests by route, method and status, latency histograms by route,
-//! predictions by class, missing features, and the served model as an info gauge.
+//! predictions by class, missing features, the served model as an info gauge,
+//! the prediction log's written/dropped/failed counters, and the drift gauges
+//! of the project's monitors (`reconcile_monitor_*`), set from their newest
+//! stored evaluations.
 
+use std::collections::HashSet;
+use std::hash::Hash;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -54,6 +60,146 @@ pub struct ModelLabels {
     pub run: String,
 }
 
+/// Labels of a column's drift score.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftScoreLabels {
+    /// The monitor.
+    pub monitor: String,
+    /// The column (`view.feature`, or `probability` for prediction drift).
+    pub column: String,
+    /// The method that scored it (`ks`, `psi`, …).
+    pub method: String,
+}
+
+/// Labels of a column's verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ColumnLabels {
+    /// The monitor.
+    pub monitor: String,
+    /// The column.
+    pub column: String,
+}
+
+/// Labels of a monitor's dataset verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MonitorLabels {
+    /// The monitor.
+    pub monitor: String,
+}
+
+/// Labels of a model-decay figure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AucLabels {
+    /// The monitor.
+    pub monitor: String,
+    /// `validation` (the version's own split) or `current` (newer labels).
+    pub window: String,
+}
+
+/// A float gauge.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// A gauge family whose label sets are replaced as a whole: what the newest
+/// evaluations no longer mention is removed, so a column a monitor stopped
+/// reporting does not linger at its last value.
+pub struct GaugeSet<L: Clone + Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static>
+{
+    /// The family, as registered.
+    pub family: Family<L, FloatGauge>,
+    set: Mutex<HashSet<L>>,
+}
+
+impl<L: Clone + Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static> GaugeSet<L> {
+    fn new() -> Self {
+        GaugeSet {
+            family: Family::default(),
+            set: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Sets every gauge in `values` and removes those set before but absent
+    /// now. New values are set before old label sets go, so a scrape in
+    /// between never misses a gauge that still exists.
+    pub fn replace(&self, values: Vec<(L, f64)>) {
+        let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = HashSet::with_capacity(values.len());
+        for (labels, v) in values {
+            self.family.get_or_create(&labels).set(v);
+            now.insert(labels);
+        }
+        for old in set.difference(&now) {
+            self.family.remove(old);
+        }
+        *set = now;
+    }
+}
+
+/// The drift gauges of the project's monitors.
+pub struct DriftGauges {
+    /// Each column's score (p-value or distance).
+    pub score: GaugeSet<DriftScoreLabels>,
+    /// The threshold each score is held against.
+    pub threshold: GaugeSet<ColumnLabels>,
+    /// 1 when the column drifted.
+    pub column_drifted: GaugeSet<ColumnLabels>,
+    /// 1 when the monitor's data drifted as a dataset.
+    pub dataset_drift: GaugeSet<MonitorLabels>,
+    /// Share of the monitor's data columns that drifted.
+    pub drifted_share: GaugeSet<MonitorLabels>,
+    /// The Production version's AUC on its validation split and on newer labels.
+    pub model_auc: GaugeSet<AucLabels>,
+}
+
+impl DriftGauges {
+    /// Replaces every gauge with what `evaluations` (each monitor's newest) say.
+    pub fn update(&self, evaluations: &[crate::store::monitors::Evaluation]) {
+        let (mut score, mut threshold, mut drifted) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut dataset, mut share, mut auc) = (Vec::new(), Vec::new(), Vec::new());
+        for e in evaluations {
+            let monitor = || e.monitor.clone();
+            let parts = [e.report.data.as_ref(), e.report.predictions.as_ref()];
+            for c in parts.into_iter().flatten().flat_map(|d| &d.columns) {
+                score.push((
+                    DriftScoreLabels {
+                        monitor: monitor(),
+                        column: c.column.clone(),
+                        method: c.method.as_str().to_string(),
+                    },
+                    c.score,
+                ));
+                let labels = ColumnLabels {
+                    monitor: monitor(),
+                    column: c.column.clone(),
+                };
+                threshold.push((labels.clone(), c.threshold));
+                drifted.push((labels, f64::from(u8::from(c.drifted))));
+            }
+            if let Some(d) = &e.report.data {
+                let labels = MonitorLabels { monitor: monitor() };
+                dataset.push((labels.clone(), f64::from(u8::from(d.dataset_drift))));
+                share.push((labels, d.share));
+            }
+            if let Some(d) = &e.report.decay {
+                for (window, v) in [("validation", d.validation_auc), ("current", d.current_auc)] {
+                    auc.push((
+                        AucLabels {
+                            monitor: monitor(),
+                            window: window.to_string(),
+                        },
+                        v,
+                    ));
+                }
+            }
+        }
+        self.score.replace(score);
+        self.threshold.replace(threshold);
+        self.column_drifted.replace(drifted);
+        self.dataset_drift.replace(dataset);
+        self.drifted_share.replace(share);
+        self.model_auc.replace(auc);
+    }
+}
+
 /// Every metric of one endpoint.
 pub struct Metrics {
     registry: Registry,
@@ -67,13 +213,21 @@ pub struct Metrics {
     pub missing: Family<FeatureLabels, Counter>,
     /// 1 for the version being served.
     pub model_info: Family<ModelLabels, Gauge>,
+    /// Predictions written to the prediction log.
+    pub log_written: Counter,
+    /// Predictions dropped because the log's queue was full.
+    pub log_dropped: Counter,
+    /// Predictions lost because a batch insert failed.
+    pub log_failed: Counter,
+    /// The monitors' drift gauges.
+    pub drift: DriftGauges,
     served: Mutex<Option<ModelLabels>>,
 }
 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("reconcile_endpoint");
+        let mut registry = Registry::with_prefix("reconcile");
         let requests = Family::<RequestLabels, Counter>::default();
         // 50 µs to ~1.6 s.
         let latency =
@@ -83,23 +237,82 @@ impl Metrics {
         let predictions = Family::<ClassLabels, Counter>::default();
         let missing = Family::<FeatureLabels, Counter>::default();
         let model_info = Family::<ModelLabels, Gauge>::default();
-        registry.register(
+        let (log_written, log_dropped, log_failed) =
+            (Counter::default(), Counter::default(), Counter::default());
+        let drift = DriftGauges {
+            score: GaugeSet::new(),
+            threshold: GaugeSet::new(),
+            column_drifted: GaugeSet::new(),
+            dataset_drift: GaugeSet::new(),
+            drifted_share: GaugeSet::new(),
+            model_auc: GaugeSet::new(),
+        };
+        {
+            let m = registry.sub_registry_with_prefix("monitor");
+            m.register(
+                "drift_score",
+                "Drift score of a column in the monitor's newest evaluation (p-value or distance, see method)",
+                drift.score.family.clone(),
+            );
+            m.register(
+                "drift_threshold",
+                "Threshold a column's drift score is held against",
+                drift.threshold.family.clone(),
+            );
+            m.register(
+                "column_drifted",
+                "1 when the column drifted in the monitor's newest evaluation",
+                drift.column_drifted.family.clone(),
+            );
+            m.register(
+                "dataset_drift",
+                "1 when the monitor's data drifted as a dataset",
+                drift.dataset_drift.family.clone(),
+            );
+            m.register(
+                "drifted_share",
+                "Share of the monitor's data columns that drifted",
+                drift.drifted_share.family.clone(),
+            );
+            m.register(
+                "model_auc",
+                "AUC of the Production version on its validation split and on newer labels",
+                drift.model_auc.family.clone(),
+            );
+        }
+        let ep = registry.sub_registry_with_prefix("endpoint");
+        ep.register(
+            "prediction_log_written",
+            "Predictions written to the prediction log",
+            log_written.clone(),
+        );
+        ep.register(
+            "prediction_log_dropped",
+            "Predictions not logged because the log's queue was full",
+            log_dropped.clone(),
+        );
+        ep.register(
+            "prediction_log_failed",
+            "Predictions not logged because writing their batch failed",
+            log_failed.clone(),
+        );
+        ep.register(
             "requests",
             "HTTP requests by route, method and status",
             requests.clone(),
         );
-        registry.register(
+        ep.register(
             "request_duration_seconds",
             "Request latency by route",
             latency.clone(),
         );
-        registry.register("predictions", "Predictions by class", predictions.clone());
-        registry.register(
+        ep.register("predictions", "Predictions by class", predictions.clone());
+        ep.register(
             "missing_features",
             "Features absent from the online store when predicting",
             missing.clone(),
         );
-        registry.register(
+        ep.register(
             "model_info",
             "The model version being served (1)",
             model_info.clone(),
@@ -111,6 +324,10 @@ impl Metrics {
             predictions,
             missing,
             model_info,
+            log_written,
+            log_dropped,
+            log_failed,
+            drift,
             served: Mutex::new(None),
         }
     }

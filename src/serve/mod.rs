@@ -8,11 +8,17 @@
 //!   version they started with, the next ones see the new one — no failed request;
 //! - features are served from an in-memory copy of the online store, reloaded per
 //!   view when the view's record (watermark, source hash) changes; a request never
-//!   waits on a database, which is what keeps p99 in microseconds.
+//!   waits on a database, which is what keeps p99 in microseconds;
+//! - every answered prediction is queued with a non-blocking `try_send` for the
+//!   prediction log ([`log`]), which a writer task batches into the offline
+//!   store; a full queue drops (and counts) rather than waits;
+//! - the same watcher reads the monitors' newest evaluations (one query, at most
+//!   every [`DRIFT_POLL`]) into the `reconcile_monitor_*` drift gauges.
 //!
 //! Requests are bounded in size ([`BODY_LIMIT`]) and time ([`REQUEST_TIMEOUT`]);
 //! SIGTERM/SIGINT stop accepting and let in-flight requests finish.
 
+pub mod log;
 pub mod metrics;
 mod routes;
 
@@ -32,11 +38,15 @@ use crate::ml::encode::Value as FeatureValue;
 use crate::ml::train::Artifact;
 use crate::spec::SpecSet;
 use crate::store::StoreError;
+use crate::store::monitors::MonitorStore;
 use crate::store::online::{OnlineStore, OnlineView};
+use crate::store::predictions::PredictionLog;
 use crate::store::registry::{Registry, VersionInfo};
 
 /// How often the watcher looks for a new Production version and new features.
 pub const POLL: Duration = Duration::from_millis(200);
+/// How often the watcher reads the monitors' newest evaluations for the drift gauges.
+pub const DRIFT_POLL: Duration = Duration::from_secs(2);
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 256 * 1024;
 /// Longest a request may take.
@@ -80,6 +90,8 @@ pub struct LoadedModel {
     names: Vec<String>,
     /// When it became Production (ms since the epoch), from the promotion history.
     pub promoted_ms: Option<i64>,
+    /// The model name, shared by every logged prediction of this version.
+    log_model: Arc<str>,
 }
 
 impl LoadedModel {
@@ -121,7 +133,9 @@ impl LoadedModel {
             })
             .collect();
         let names = inputs.iter().map(|(v, f)| format!("{v}.{f}")).collect();
+        let log_model = Arc::from(info.model.as_str());
         Ok(LoadedModel {
+            log_model,
             info,
             artifact,
             inputs,
@@ -182,6 +196,9 @@ pub struct Serving {
     online_ok_ms: AtomicI64,
     registry: Registry,
     online: OnlineStore,
+    /// Where answered predictions are queued (none when `logPredictions: false`).
+    log: Option<log::PredictionSink>,
+    monitors: Option<MonitorStore>,
 }
 
 /// A prediction for one entity.
@@ -291,6 +308,19 @@ impl Serving {
                 .get_or_create(&metrics::FeatureLabels { feature: m.clone() })
                 .inc();
         }
+        if let Some(sink) = &self.log {
+            let queued = sink.offer(log::Answered {
+                at_ms: crate::store::now_ms(),
+                entity: key.to_string(),
+                model: model.log_model.clone(),
+                version: model.info.version,
+                probability,
+                class: prediction,
+            });
+            if !queued {
+                self.metrics.log_dropped.inc();
+            }
+        }
         Ok(Prediction {
             prediction,
             probability,
@@ -310,6 +340,15 @@ impl Serving {
         let age = crate::store::now_ms() - self.online_ok_ms.load(Ordering::Relaxed);
         if age > 5_000 {
             return Err(format!("the online store has not answered for {age} ms"));
+        }
+        Ok(())
+    }
+
+    /// Sets the drift gauges from each monitor's newest evaluation (one query).
+    pub async fn refresh_drift(&self) -> Result<(), StoreError> {
+        if let Some(monitors) = &self.monitors {
+            let latest = monitors.latest_all().await?;
+            self.metrics.drift.update(&latest);
         }
         Ok(())
     }
@@ -407,6 +446,22 @@ pub struct ServeOptions {
     pub port: Option<u16>,
     /// Override the address to bind.
     pub host: Option<String>,
+    /// Capacity of each endpoint's prediction-log queue (`None`: [`log::LOG_CAPACITY`]).
+    /// Not a spec field: tests shrink it to see predictions dropped.
+    pub log_capacity: Option<usize>,
+}
+
+/// The stores an endpoint reads and writes.
+#[derive(Debug, Clone)]
+pub struct ServeStores {
+    /// The model registry (state store).
+    pub registry: Registry,
+    /// The online store.
+    pub online: OnlineStore,
+    /// The prediction log (offline store).
+    pub predictions: PredictionLog,
+    /// Monitor evaluations (state store), for the drift gauges.
+    pub monitors: MonitorStore,
 }
 
 /// The join key of the entity a model's runs use (`user_id`).
@@ -420,12 +475,16 @@ fn key_name(set: &SpecSet, model: &str) -> String {
         .unwrap_or_else(|| "id".to_string())
 }
 
-/// Builds the shared state of one endpoint and loads what it serves.
+/// Builds the shared state of one endpoint and loads what it serves. With a
+/// `log` sink, answered predictions are queued to it; with `monitors`, the
+/// drift gauges follow their evaluations.
 pub async fn prepare(
     set: &SpecSet,
     spec: &EndpointSpec,
     registry: Registry,
     online: OnlineStore,
+    log: Option<log::PredictionSink>,
+    monitors: Option<MonitorStore>,
 ) -> Result<Arc<Serving>, StoreError> {
     let serving = Arc::new(Serving {
         name: spec.name.value.clone(),
@@ -438,8 +497,13 @@ pub async fn prepare(
         online_ok_ms: AtomicI64::new(0),
         registry,
         online,
+        log,
+        monitors,
     });
     serving.refresh().await?;
+    if let Err(e) = serving.refresh_drift().await {
+        tracing::warn!("{}: cannot read monitor evaluations: {e}", serving.name);
+    }
     Ok(serving)
 }
 
@@ -470,12 +534,12 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs every selected endpoint until a shutdown signal; in-flight requests finish.
+/// Runs every selected endpoint until a shutdown signal; in-flight requests
+/// finish, then each prediction-log writer flushes what it holds.
 /// `on_ready` is called once per endpoint when it listens.
 pub async fn run(
     set: &SpecSet,
-    registry: Registry,
-    online: OnlineStore,
+    stores: ServeStores,
     opts: &ServeOptions,
     on_ready: impl Fn(&Serving, SocketAddr),
 ) -> Result<(), ServeError> {
@@ -496,9 +560,34 @@ pub async fn run(
         ));
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Writers stop after the servers, so the last requests' predictions are logged.
+    let (log_stop_tx, log_stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
+    let mut writers = tokio::task::JoinSet::new();
     for spec in endpoints {
-        let serving = prepare(set, spec, registry.clone(), online.clone()).await?;
+        let (sink, queue) = if spec.log_predictions {
+            let (sink, queue) = log::queue(opts.log_capacity.unwrap_or(log::LOG_CAPACITY));
+            (Some(sink), Some(queue))
+        } else {
+            (None, None)
+        };
+        let serving = prepare(
+            set,
+            spec,
+            stores.registry.clone(),
+            stores.online.clone(),
+            sink,
+            Some(stores.monitors.clone()),
+        )
+        .await?;
+        if let Some(queue) = queue {
+            writers.spawn(log::writer(
+                serving.clone(),
+                queue,
+                stores.predictions.clone(),
+                log_stop_rx.clone(),
+            ));
+        }
         let host = opts.host.clone().unwrap_or_else(|| spec.host.clone());
         let port = opts.port.unwrap_or(spec.port);
         let addr: SocketAddr = format!("{host}:{port}")
@@ -515,12 +604,22 @@ pub async fn run(
             async move {
                 let mut tick = tokio::time::interval(POLL);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut drift_read = Instant::now();
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
                             let started = Instant::now();
                             if let Err(e) = serving.refresh().await {
                                 tracing::warn!("{}: refresh failed: {e}", serving.name);
+                            }
+                            if drift_read.elapsed() >= DRIFT_POLL {
+                                drift_read = Instant::now();
+                                if let Err(e) = serving.refresh_drift().await {
+                                    tracing::warn!(
+                                        "{}: cannot read monitor evaluations: {e}",
+                                        serving.name
+                                    );
+                                }
                             }
                             tracing::trace!("refresh took {:?}", started.elapsed());
                         }
@@ -547,5 +646,7 @@ pub async fn run(
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
+    let _ = log_stop_tx.send(true);
+    while writers.join_next().await.is_some() {}
     Ok(())
 }

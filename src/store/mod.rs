@@ -8,6 +8,7 @@ pub mod lock;
 pub mod monitors;
 pub mod offline;
 pub mod online;
+pub mod predictions;
 pub mod registry;
 pub mod state;
 
