@@ -129,6 +129,25 @@ pub struct DecayInputs {
     pub max_auc_drop: f64,
 }
 
+/// Prediction drift's inputs: whose predictions, over which window, and how
+/// to rebuild the Production version's validation predictions.
+#[derive(Debug, Clone)]
+pub struct PredictionInputs {
+    /// The endpoint whose logged predictions are the current window.
+    pub endpoint: String,
+    /// The window's length.
+    pub window: chrono::Duration,
+    /// The window's end, rounded down to a whole window: evaluated at most
+    /// once per window (and whenever the reference or the data change).
+    pub until_ms: i64,
+    /// Fewer logged predictions: not judged.
+    pub min_rows: usize,
+    /// The Production version's run inputs, as of its training date.
+    pub run: training_run::RunInputs,
+    /// The method and threshold.
+    pub options: ColumnOptions,
+}
+
 /// Desired inputs of a monitor.
 #[derive(Debug, Clone)]
 pub struct MonitorInputs {
@@ -144,6 +163,8 @@ pub struct MonitorInputs {
     pub snapshots: BTreeMap<String, Vec<(String, String)>>,
     /// Decay, when asked for and there are labels newer than the reference.
     pub decay: Option<DecayInputs>,
+    /// Prediction drift, when asked for and a Production version exists.
+    pub predictions: Option<PredictionInputs>,
     /// The window runs are retrained as of so far, and why (kept once reached).
     pub previous_retrain: Option<(NaiveDate, String)>,
     /// The share of drifted features at which data drift fires.
@@ -170,6 +191,9 @@ impl MonitorInputs {
         }
         if let Some(decay) = &self.decay {
             parts.push(format!("decay {}", decay.labels_as_of));
+        }
+        if let Some(p) = &self.predictions {
+            parts.push(format!("predictions {} until {}", p.endpoint, p.until_ms));
         }
         hash::hash_parts(parts.iter().map(String::as_str))
     }
@@ -323,6 +347,47 @@ impl ResourceKind for Monitor {
                 ReferenceWindow::Waiting(format!("no Production version of {} yet", m.model.value))
             }
         };
+        let run_of_production =
+            |run: &str, as_of: NaiveDate| -> Result<Option<training_run::RunInputs>, ApplyError> {
+                let id = ResourceId::new(Kind::TrainingRun, run.to_string());
+                match (
+                    set.resources.iter().find(|x| x.id == id),
+                    set.spec::<TrainingRun>(run),
+                ) {
+                    (Some(rr), Some(spec)) => {
+                        let mut inputs = training_run::resolve_inputs(rr, spec, set, upstream)?;
+                        inputs.as_of = as_of;
+                        Ok(Some(inputs))
+                    }
+                    _ => Ok(None),
+                }
+            };
+        let predictions = match (&m.predictions, &reference) {
+            (Some(spec), ReferenceWindow::Version { run, as_of, .. }) => {
+                match (
+                    crate::kinds::feature_view::parse_ttl(&spec.window.value),
+                    run_of_production(run, *as_of)?,
+                ) {
+                    (Some(window), Some(run)) => {
+                        let step = window.num_milliseconds().max(1);
+                        let now = crate::store::now_ms();
+                        Some(PredictionInputs {
+                            endpoint: spec.endpoint.value.clone(),
+                            window,
+                            until_ms: now - now.rem_euclid(step) + step,
+                            min_rows: spec.min_rows,
+                            run,
+                            options: ColumnOptions {
+                                method: spec.method,
+                                threshold: spec.threshold,
+                            },
+                        })
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let decay = match (&m.decay, &reference) {
             (Some(spec), ReferenceWindow::Version { run, as_of, .. }) => {
                 let labels_as_of = snapshots
@@ -366,6 +431,7 @@ impl ResourceKind for Monitor {
             current,
             snapshots,
             decay,
+            predictions,
             previous_retrain,
             drift_share: m.drift_share,
         })
@@ -496,9 +562,15 @@ impl ResourceKind for Monitor {
             ) => Some(decay_of(ctx, inputs, decay, *version, *auc, *f1).await?),
             _ => None,
         };
+        let predictions = match (&inputs.predictions, &inputs.reference) {
+            (Some(p), ReferenceWindow::Version { version, .. }) => {
+                prediction_drift(ctx, inputs, p, *version).await?
+            }
+            _ => None,
+        };
         let report = MonitorReport {
             data,
-            predictions: None,
+            predictions,
             decay,
         };
         let (fired, summary) = verdict(&report);
@@ -653,6 +725,65 @@ async fn data_drift(
     Ok(drift::dataset_drift(results, inputs.drift_share))
 }
 
+/// The served probabilities of the Production version over the window against
+/// its probabilities on its own validation rows. `None` when fewer than
+/// `min_rows` predictions were logged (too few to judge).
+async fn prediction_drift(
+    ctx: &ApplyContext,
+    inputs: &MonitorInputs,
+    p: &PredictionInputs,
+    version: i64,
+) -> Result<Option<DatasetDrift>, ApplyError> {
+    let since = p.until_ms - p.window.num_milliseconds();
+    let logged = crate::store::predictions::PredictionLog::new(
+        ctx.offline.clone(),
+        ctx.state.project.clone(),
+    )
+    .window(&p.endpoint, since, p.until_ms)
+    .await?;
+    let served: Vec<Option<f64>> = logged
+        .iter()
+        .filter(|l| l.model == inputs.model && l.version == version)
+        .map(|l| Some(l.probability))
+        .collect();
+    if served.len() < p.min_rows {
+        return Ok(None);
+    }
+    let set = training_run::build_training_set(&ctx.offline, &p.run).await?;
+    let params = ctx
+        .registry
+        .versions(&inputs.model)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .map(|v| v.params)
+        .unwrap_or_default();
+    let rows = training_run::validation_rows(&set, &params);
+    let artifact = ctx
+        .registry
+        .artifact(&inputs.model, version)
+        .await?
+        .ok_or_else(|| {
+            ApplyError::Validation(format!(
+                "version {version} of {} has no stored artifact",
+                inputs.model
+            ))
+        })?;
+    let reference: Vec<Option<f64>> = training_run::score(artifact, &set, rows)
+        .await?
+        .into_iter()
+        .map(Some)
+        .collect();
+    let drift = drift::column_drift(
+        "probability",
+        &crate::data::Column::Float(reference),
+        &crate::data::Column::Float(served),
+        p.options,
+    )
+    .map_err(|e| ApplyError::Validation(format!("predictions: {e}")))?;
+    Ok(Some(drift::dataset_drift(vec![drift], 1.0)))
+}
+
 /// Scores the Production version on the newest labels and compares with its
 /// validation figures.
 async fn decay_of(
@@ -770,6 +901,7 @@ mod tests {
                 ],
             )]),
             decay: None,
+            predictions: None,
             previous_retrain: None,
             drift_share: 0.5,
         }

@@ -211,21 +211,27 @@ impl ResourceKind for TrainingRun {
             }
             Some(rec) if rec.spec_hash != d.spec_hash => {
                 plan.action = Action::Update;
+                let as_of = d.inputs.as_of.to_string();
                 let recorded_as_of = rec.outputs.get("as_of").and_then(|v| v.as_str());
+                // Versions recorded before dates were recorded were trained as of the spec's.
+                let moved = recorded_as_of.is_some_and(|a| a != as_of)
+                    || (recorded_as_of.is_none() && d.inputs.retrain_cause.is_some());
                 if rec.spec_json != *d.spec_json {
                     plan.reasons.push(format!(
                         "train {name} (parameters changed: {})",
                         changed_fields(&rec.spec_json, d.spec_json)
                     ));
-                } else if let Some(cause) = &d.inputs.retrain_cause {
+                } else if moved {
+                    plan.reasons.push(match &d.inputs.retrain_cause {
+                        Some(cause) => format!("train {name} as of {as_of} ({cause})"),
+                        None => format!(
+                            "train {name} as of {as_of} (the training set's date moved from {})",
+                            recorded_as_of.unwrap_or("the spec's")
+                        ),
+                    });
+                } else if d.inputs.retrain_cause.is_some() || d.spec.as_of.value == LATEST {
                     plan.reasons
-                        .push(format!("train {name} as of {} ({cause})", d.inputs.as_of));
-                } else if recorded_as_of.is_some_and(|a| a != d.inputs.as_of.to_string()) {
-                    plan.reasons.push(format!(
-                        "train {name} as of {} (the training set's date moved from {})",
-                        d.inputs.as_of,
-                        recorded_as_of.unwrap_or_default()
-                    ));
+                        .push(format!("train {name} (training set as of {as_of} changed)"));
                 } else {
                     plan.reasons
                         .push(format!("train {name} (training set changed)"));
