@@ -104,6 +104,7 @@ async fn ingest(
         // Tables only: materialization is measured on its own below.
         std::fs::remove_file(specs.join("features.yaml")).expect("features.yaml");
         std::fs::remove_file(specs.join("training.yaml")).expect("training.yaml");
+        std::fs::remove_file(specs.join("monitoring.yaml")).expect("monitoring.yaml");
         let ws = Workspace::load(&specs).expect("specs");
         let overrides = StoreOverrides {
             state: state_url(i),

@@ -67,7 +67,12 @@ impl DockerProject {
     /// test's project.
     fn from_example(test: &str) -> DockerProject {
         let p = DockerProject::new(test);
-        common::copy_dir(&common::example_specs(), &p.specs());
+        // The example without its monitor, as in the other tiers.
+        common::copy_dir_except(
+            &common::example_specs(),
+            &p.specs(),
+            &[common::MONITOR_SPEC],
+        );
         let project_yaml = p.specs().join("project.yaml");
         let text = std::fs::read_to_string(&project_yaml).expect("read project.yaml");
         std::fs::write(

@@ -207,7 +207,42 @@ async fn a_retrain_that_fails_its_gates_keeps_the_champion(backend: &str) {
     );
 }
 
+/// `asOf: latest` follows the newest label snapshot, with no monitor.
+async fn a_latest_run_follows_new_labels(backend: &str) {
+    let Some(p) = project(backend, "monitor_latest").await else {
+        return;
+    };
+    std::fs::remove_file(p.specs.join("monitoring.yaml")).expect("no monitor");
+    set_model(&p, ">= 0.70");
+    let spec = std::fs::read_to_string(p.specs.join("training.yaml")).expect("read");
+    std::fs::write(
+        p.specs.join("training.yaml"),
+        spec.replace("asOf: 2024-01-31", "asOf: latest"),
+    )
+    .expect("write");
+    february(&p, false);
+    apply(&p);
+    february(&p, true);
+    let plan = text(&p.run(&["plan"]));
+    assert!(
+        plan.contains(
+            "train churn-rf as of 2024-02-29 (the training set's date moved from 2024-01-31)"
+        ),
+        "{plan}"
+    );
+    apply(&p);
+    let vs = versions(&p).await;
+    let dates: Vec<&str> = vs
+        .iter()
+        .filter_map(|v| v.params["asOf"].as_str())
+        .collect();
+    assert_eq!(dates, ["2024-01-31", "2024-02-29"]);
+    assert_eq!(production(&vs).map(|v| v.version), Some(2));
+    assert!(apply(&p).contains("No changes"));
+}
+
 on_both_backends!(
     drift_on_new_month_retrains_and_promotes,
-    a_retrain_that_fails_its_gates_keeps_the_champion
+    a_retrain_that_fails_its_gates_keeps_the_champion,
+    a_latest_run_follows_new_labels
 );

@@ -223,7 +223,56 @@ async fn every_answer_is_logged(backend: &str) {
     assert!(logged.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
 }
 
-on_both_backends!(store_round_trip, every_answer_is_logged);
+/// A monitor over the endpoint's predictions: too few logged, not judged;
+/// after a few hundred answers, the served probabilities are compared with the
+/// Production version's on its validation rows, and the verdict is reported.
+async fn prediction_drift_reads_the_logged_answers(backend: &str) {
+    let Some(p) = applied(backend, "plog_drift").await else {
+        return;
+    };
+    std::fs::write(
+        p.specs.join("monitoring.yaml"),
+        "kind: Monitor\nname: served\nmodel: streamflow_churn\n\
+         predictions: { endpoint: churn-api, window: 1d, every: 1s, minRows: 100 }\n",
+    )
+    .expect("write monitor");
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("predictions: 0 of version 2 logged by churn-api in the last 1day, fewer than minRows 100: not judged"),
+        "{}",
+        text(&out)
+    );
+    let mut s = serve(&p, &[]);
+    let c = client();
+    for id in &user_ids()[..300] {
+        let (code, body) = post(&c, format!("{}/predict", s.base), json!({ "user_id": id })).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    s.terminate();
+    // The next period: the served answers are judged.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = p.run(&["monitor", "report", "served", "--json"]);
+    let r: Value = serde_json::from_slice(&report.stdout).expect("report json");
+    let columns = r["columns"].as_array().expect("columns");
+    assert_eq!(columns.len(), 1, "{r}");
+    assert_eq!(columns[0]["column"], "probability");
+    // 1 761 validation rows: above 1 000, the normed Wasserstein distance.
+    assert_eq!(columns[0]["method"], "wasserstein", "{r}");
+    let score = columns[0]["score"].as_f64().expect("score");
+    assert!(score.is_finite() && score >= 0.0, "{r}");
+    let predictions = &r["predictions"];
+    assert_eq!(predictions["columns"], 1, "{r}");
+    assert_eq!(r["drifted"], columns[0]["drifted"], "{r}");
+}
+
+on_both_backends!(
+    store_round_trip,
+    every_answer_is_logged,
+    prediction_drift_reads_the_logged_answers
+);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_drops_and_counts() {

@@ -113,7 +113,7 @@ async fn report(
             &ReportContext {
                 monitor: e.monitor.clone(),
                 evaluated_at: chrono::DateTime::from_timestamp_millis(e.evaluated_ms)
-                    .map(|t| t.to_rfc3339())
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_default(),
                 reference: e.reference.clone(),
                 current: e.current.clone(),

@@ -181,6 +181,16 @@ pub fn check_monitor(
                 .with_hint("write a number and d, h or m, e.g. 7d"),
             );
         }
+        if humantime::parse_duration(&p.every.value).map_or(true, |d| d.is_zero()) {
+            diags.push(
+                r.diag_at(
+                    DiagCode::InvalidValue,
+                    &p.every,
+                    format!("`{}` is not a period", p.every.value),
+                )
+                .with_hint("write a duration such as 1h, 15m or 30s"),
+            );
+        }
         if p.min_rows == 0 {
             diags.push(r.diag_at(
                 DiagCode::InvalidValue,

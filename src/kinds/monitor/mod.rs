@@ -137,8 +137,9 @@ pub struct PredictionInputs {
     pub endpoint: String,
     /// The window's length.
     pub window: chrono::Duration,
-    /// The window's end, rounded down to a whole window: evaluated at most
-    /// once per window (and whenever the reference or the data change).
+    /// The window's end: now, rounded up to a whole `every`, so predictions
+    /// are judged again once per period (and whenever the reference or the
+    /// data change), and a plan within a period is a no-op.
     pub until_ms: i64,
     /// Fewer logged predictions: not judged.
     pub min_rows: usize,
@@ -364,12 +365,16 @@ impl ResourceKind for Monitor {
             };
         let predictions = match (&m.predictions, &reference) {
             (Some(spec), ReferenceWindow::Version { run, as_of, .. }) => {
+                let every = humantime::parse_duration(&spec.every.value)
+                    .ok()
+                    .and_then(|d| i64::try_from(d.as_millis()).ok());
                 match (
                     crate::kinds::feature_view::parse_ttl(&spec.window.value),
+                    every,
                     run_of_production(run, *as_of)?,
                 ) {
-                    (Some(window), Some(run)) => {
-                        let step = window.num_milliseconds().max(1);
+                    (Some(window), Some(every), Some(run)) => {
+                        let step = every.max(1);
                         let now = crate::store::now_ms();
                         Some(PredictionInputs {
                             endpoint: spec.endpoint.value.clone(),
@@ -539,19 +544,23 @@ impl ResourceKind for Monitor {
                 outputs,
             });
         }
-        let (Some(reference_as_of), Some(current)) = (inputs.reference.as_of(), inputs.current)
-        else {
-            return Err(ApplyError::Validation(format!(
-                "{}: nothing to compare (reference {}, current window {:?})",
-                d.id,
-                inputs.reference.describe(),
-                inputs.current
-            )));
-        };
-        let data = if inputs.watched.is_empty() {
-            None
-        } else {
-            Some(data_drift(ctx, inputs, reference_as_of, current).await?)
+        let data = match (
+            inputs.watched.is_empty(),
+            inputs.reference.as_of(),
+            inputs.current,
+        ) {
+            (true, _, _) => None,
+            (false, Some(reference_as_of), Some(current)) => {
+                Some(data_drift(ctx, inputs, reference_as_of, current).await?)
+            }
+            (false, _, _) => {
+                return Err(ApplyError::Validation(format!(
+                    "{}: no data to compare (reference {}, current window {:?})",
+                    d.id,
+                    inputs.reference.describe(),
+                    inputs.current
+                )));
+            }
         };
         let decay = match (&inputs.decay, &inputs.reference) {
             (
@@ -562,9 +571,19 @@ impl ResourceKind for Monitor {
             ) => Some(decay_of(ctx, inputs, decay, *version, *auc, *f1).await?),
             _ => None,
         };
+        let mut too_few = None;
         let predictions = match (&inputs.predictions, &inputs.reference) {
             (Some(p), ReferenceWindow::Version { version, .. }) => {
-                prediction_drift(ctx, inputs, p, *version).await?
+                let (drift, logged) = prediction_drift(ctx, inputs, p, *version).await?;
+                if drift.is_none() {
+                    too_few = Some(format!(
+                        "predictions: {logged} of version {version} logged by {} in the last {}, fewer than minRows {}: not judged",
+                        p.endpoint,
+                        humantime::format_duration(p.window.to_std().unwrap_or_default()),
+                        p.min_rows
+                    ));
+                }
+                drift
             }
             _ => None,
         };
@@ -573,9 +592,22 @@ impl ResourceKind for Monitor {
             predictions,
             decay,
         };
-        let (fired, summary) = verdict(&report);
+        let (fired, mut summary) = verdict(&report);
+        if let Some(note) = too_few {
+            if !summary.is_empty() {
+                summary.push_str("; ");
+            }
+            summary.push_str(&note);
+        }
         let reference = inputs.reference.describe();
-        let current_s = current.to_string();
+        let current_s = inputs
+            .current
+            .map_or_else(|| "no snapshot".to_string(), |c| c.to_string());
+        // Runs are retrained as of the newest labels at or before the window
+        // (today's, for a monitor that watches only served predictions).
+        let current = inputs
+            .current
+            .unwrap_or_else(|| chrono::Utc::now().date_naive());
         let stored = MonitorStore::new(ctx.state.db.clone(), ctx.state.project.clone())
             .record(&NewEvaluation {
                 monitor: &d.id.name,
@@ -594,7 +626,7 @@ impl ResourceKind for Monitor {
         };
         Ok(Applied {
             message: format!(
-                "{}: {summary} ({current} against {reference})",
+                "{}: {summary} ({current_s} against {reference})",
                 if fired { "fired" } else { "no drift" }
             ),
             outputs: serde_json::json!({
@@ -726,14 +758,14 @@ async fn data_drift(
 }
 
 /// The served probabilities of the Production version over the window against
-/// its probabilities on its own validation rows. `None` when fewer than
-/// `min_rows` predictions were logged (too few to judge).
+/// its probabilities on its own validation rows, and how many were logged.
+/// `None` when fewer than `min_rows` predictions were logged (too few to judge).
 async fn prediction_drift(
     ctx: &ApplyContext,
     inputs: &MonitorInputs,
     p: &PredictionInputs,
     version: i64,
-) -> Result<Option<DatasetDrift>, ApplyError> {
+) -> Result<(Option<DatasetDrift>, usize), ApplyError> {
     let since = p.until_ms - p.window.num_milliseconds();
     let logged = crate::store::predictions::PredictionLog::new(
         ctx.offline.clone(),
@@ -746,8 +778,9 @@ async fn prediction_drift(
         .filter(|l| l.model == inputs.model && l.version == version)
         .map(|l| Some(l.probability))
         .collect();
-    if served.len() < p.min_rows {
-        return Ok(None);
+    let logged = served.len();
+    if logged < p.min_rows {
+        return Ok((None, logged));
     }
     let set = training_run::build_training_set(&ctx.offline, &p.run).await?;
     let params = ctx
@@ -781,7 +814,7 @@ async fn prediction_drift(
         p.options,
     )
     .map_err(|e| ApplyError::Validation(format!("predictions: {e}")))?;
-    Ok(Some(drift::dataset_drift(vec![drift], 1.0)))
+    Ok((Some(drift::dataset_drift(vec![drift], 1.0)), logged))
 }
 
 /// Scores the Production version on the newest labels and compares with its

@@ -106,6 +106,11 @@ pub struct PredictionsSpec {
     #[serde(default = "default_window")]
     #[schemars(with = "String")]
     pub window: SpannedStr,
+    /// How often the served predictions are judged again (besides whenever
+    /// the reference or the data change), e.g. `1h`, `15m`, `30s`.
+    #[serde(default = "default_every")]
+    #[schemars(with = "String")]
+    pub every: SpannedStr,
     /// Fewer logged predictions than this: not evaluated (too few to judge).
     #[serde(default = "default_min_rows")]
     pub min_rows: usize,
@@ -119,6 +124,10 @@ pub struct PredictionsSpec {
 
 fn default_window() -> SpannedStr {
     crate::kinds::service::spec::spanned("7d")
+}
+
+fn default_every() -> SpannedStr {
+    crate::kinds::service::spec::spanned("1h")
 }
 
 fn default_min_rows() -> usize {
