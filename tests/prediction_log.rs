@@ -268,7 +268,29 @@ async fn prediction_drift_reads_the_logged_answers(backend: &str) {
     assert_eq!(r["drifted"], columns[0]["drifted"], "{r}");
 }
 
+/// `kill -9` loses at most what was not flushed yet: answers older than a
+/// flush interval are in the store.
+async fn a_killed_endpoint_keeps_what_was_flushed(backend: &str) {
+    let Some(p) = applied(backend, "plog_kill").await else {
+        return;
+    };
+    let mut s = serve(&p, &[]);
+    let c = client();
+    let ids = user_ids();
+    for id in &ids[..120] {
+        let (code, body) = post(&c, format!("{}/predict", s.base), json!({ "user_id": id })).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    // Longer than the writer's flush interval (150 ms), then no chance to flush.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    s.child.kill().expect("kill -9");
+    s.child.wait().expect("wait");
+    let log = PredictionLog::new(p.db().await, PROJECT);
+    assert_eq!(log.count(ENDPOINT).await.expect("count"), 120);
+}
+
 on_both_backends!(
+    a_killed_endpoint_keeps_what_was_flushed,
     store_round_trip,
     every_answer_is_logged,
     prediction_drift_reads_the_logged_answers

@@ -201,8 +201,8 @@ fn print_text(e: &Evaluation) {
     let all = combined(e);
     if !all.columns.is_empty() {
         println!(
-            "\n{:<44} {:<14} {:>10} {:>10}  {}",
-            "COLUMN", "METHOD", "SCORE", "THRESHOLD", "DRIFTED"
+            "\n{:<44} {:<14} {:>10} {:>10}  DRIFTED",
+            "COLUMN", "METHOD", "SCORE", "THRESHOLD"
         );
         for c in &all.columns {
             println!(
