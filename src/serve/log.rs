@@ -1,9 +1,8 @@
 //! Prediction logging off the request path. A handler hands each answered
 //! prediction to a bounded queue with `try_send` — it never waits, and a full
 //! queue drops the prediction (counted) rather than slowing the request. One
-//! writer task per endpoint drains the queue in batches (up to [`LOG_BATCH`]
-//! rows, or whatever arrived within [`LOG_FLUSH`] of the first) into the
-//! offline store, and flushes what it holds when serving stops. A `kill -9`
+//! writer task per endpoint wakes every [`LOG_FLUSH`] and drains the queue in
+//! batches (up to [`LOG_BATCH`] rows per transaction) into the offline store, and flushes what it holds when serving stops. A `kill -9`
 //! loses what was queued or batched but not yet committed.
 
 use std::sync::Arc;
@@ -19,7 +18,8 @@ use crate::store::predictions::{LoggedPrediction, PredictionLog};
 pub const LOG_CAPACITY: usize = 65_536;
 /// Most rows written in one transaction.
 pub const LOG_BATCH: usize = 4_096;
-/// Longest a prediction waits in the writer's batch before it is written.
+/// How often the writer drains the queue: the longest a prediction waits
+/// before it is written.
 pub const LOG_FLUSH: Duration = Duration::from_millis(150);
 
 /// One answered prediction in the queue: the model name is shared with the
@@ -106,8 +106,10 @@ async fn flush(serving: &Serving, log: &PredictionLog, buf: &mut Vec<Answered>) 
     }
 }
 
-/// Drains `queue` into `log` in batches until `stop` turns true, then writes
-/// what is still queued and returns.
+/// Drains `queue` into `log` every [`LOG_FLUSH`] until `stop` turns true,
+/// then writes what is still queued and returns. The writer wakes on a timer,
+/// never per prediction: while it sleeps no receiver waits on the queue, so a
+/// handler's `try_send` is a push onto the queue and nothing more.
 pub async fn writer(
     serving: Arc<Serving>,
     mut queue: PredictionQueue,
@@ -115,29 +117,21 @@ pub async fn writer(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf: Vec<Answered> = Vec::with_capacity(LOG_BATCH);
-    let mut stopping = false;
-    while !stopping {
-        // Wait for the first prediction of a batch.
-        tokio::select! {
-            n = queue.rx.recv_many(&mut buf, LOG_BATCH) => {
-                if n == 0 {
-                    break;
-                }
-            }
-            _ = stop.wait_for(|s| *s) => stopping = true,
+    let mut tick = tokio::time::interval(LOG_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            break;
         }
-        // Then gather more, until the batch is full or old enough.
-        let deadline = tokio::time::Instant::now() + LOG_FLUSH;
-        while !stopping && buf.len() < LOG_BATCH {
-            let room = LOG_BATCH - buf.len();
-            tokio::select! {
-                n = queue.rx.recv_many(&mut buf, room) => {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => break,
-                _ = stop.wait_for(|s| *s) => stopping = true,
+        // Everything queued since the last tick, a batch at a time.
+        while let Ok(a) = queue.rx.try_recv() {
+            buf.push(a);
+            if buf.len() >= LOG_BATCH {
+                flush(&serving, &log, &mut buf).await;
             }
         }
         flush(&serving, &log, &mut buf).await;

@@ -25,7 +25,7 @@ pub struct LoggedPrediction {
 
 /// Rows per multi-row `INSERT` on SQLite: 6 bound values a row plus the two
 /// shared ones stay far below SQLite's limit of 32 766 variables.
-const SQLITE_CHUNK: usize = 2_000;
+const SQLITE_CHUNK: usize = 256;
 
 /// Rows per `UNNEST` insert on PostgreSQL: bounds the size of one message.
 const PG_CHUNK: usize = 50_000;
@@ -65,31 +65,13 @@ impl PredictionLog {
         }
         match &self.db {
             Db::Sqlite { pool, .. } => {
+                // Three statement shapes (256 rows, 16 rows, one row), each
+                // prepared once and cached: SQLite never parses a statement of
+                // a new shape per batch, and few rows go one by one.
                 let mut tx = pool.begin_write().await?;
-                for chunk in rows.chunks(SQLITE_CHUNK) {
-                    // `$1`, `$2` (project, endpoint) are shared by every row.
-                    let mut values = String::with_capacity(chunk.len() * 40);
-                    for i in 0..chunk.len() {
-                        let b = 3 + i * 6;
-                        if i > 0 {
-                            values.push_str(", ");
-                        }
-                        values.push_str(&format!(
-                            "($1, $2, ${}, ${}, ${}, ${}, ${}, ${})",
-                            b,
-                            b + 1,
-                            b + 2,
-                            b + 3,
-                            b + 4,
-                            b + 5
-                        ));
-                    }
-                    let sql = format!(
-                        "INSERT INTO reconcile_predictions \
-                         (project, endpoint, at_ms, entity, model, version, probability, class) \
-                         VALUES {values}"
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let mut chunks = rows.chunks_exact(SQLITE_CHUNK);
+                for chunk in &mut chunks {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(Shape::Chunk)))
                         .bind(&self.project)
                         .bind(endpoint);
                     for r in chunk {
@@ -102,6 +84,35 @@ impl PredictionLog {
                             .bind(r.class);
                     }
                     q.execute(&mut *tx).await?;
+                }
+                let mut small = chunks.remainder().chunks_exact(SQLITE_SMALL);
+                for chunk in &mut small {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(Shape::Small)))
+                        .bind(&self.project)
+                        .bind(endpoint);
+                    for r in chunk {
+                        q = q
+                            .bind(r.at_ms)
+                            .bind(&r.entity)
+                            .bind(&r.model)
+                            .bind(r.version)
+                            .bind(r.probability)
+                            .bind(r.class);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                for r in small.remainder() {
+                    sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(Shape::One)))
+                        .bind(&self.project)
+                        .bind(endpoint)
+                        .bind(r.at_ms)
+                        .bind(&r.entity)
+                        .bind(&r.model)
+                        .bind(r.version)
+                        .bind(r.probability)
+                        .bind(r.class)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
             }
@@ -184,5 +195,54 @@ impl PredictionLog {
                 .await?
         });
         Ok(n)
+    }
+}
+
+/// Rows of the middle statement shape, so at most this many minus one go
+/// row by row.
+const SQLITE_SMALL: usize = 16;
+
+/// The three statement shapes SQLite inserts use.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One row.
+    One,
+    /// [`SQLITE_SMALL`] rows.
+    Small,
+    /// [`SQLITE_CHUNK`] rows.
+    Chunk,
+}
+
+/// The SQLite insert of one shape (`$1`, `$2` project and endpoint, shared),
+/// built once: the statement text is the statement cache's key.
+fn sqlite_insert(shape: Shape) -> &'static str {
+    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SMALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let build = |n: usize| {
+        let values: Vec<String> = (0..n)
+            .map(|i| {
+                let b = 3 + i * 6;
+                format!(
+                    "($1, $2, ${b}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect();
+        format!(
+            "INSERT INTO reconcile_predictions \
+             (project, endpoint, at_ms, entity, model, version, probability, class) \
+             VALUES {}",
+            values.join(", ")
+        )
+    };
+    match shape {
+        Shape::One => ONE.get_or_init(|| build(1)),
+        Shape::Small => SMALL.get_or_init(|| build(SQLITE_SMALL)),
+        Shape::Chunk => FULL.get_or_init(|| build(SQLITE_CHUNK)),
     }
 }
