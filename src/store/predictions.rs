@@ -69,50 +69,29 @@ impl PredictionLog {
                 // prepared once and cached: SQLite never parses a statement of
                 // a new shape per batch, and few rows go one by one.
                 let mut tx = pool.begin_write().await?;
-                let mut chunks = rows.chunks_exact(SQLITE_CHUNK);
-                for chunk in &mut chunks {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(Shape::Chunk)))
-                        .bind(&self.project)
-                        .bind(endpoint);
-                    for r in chunk {
-                        q = q
-                            .bind(r.at_ms)
-                            .bind(&r.entity)
-                            .bind(&r.model)
-                            .bind(r.version)
-                            .bind(r.probability)
-                            .bind(r.class);
+                let mut rest = rows;
+                for (shape, n) in [
+                    (Shape::Chunk, SQLITE_CHUNK),
+                    (Shape::Small, SQLITE_SMALL),
+                    (Shape::One, 1),
+                ] {
+                    let mut chunks = rest.chunks_exact(n);
+                    for chunk in &mut chunks {
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(shape)))
+                            .bind(&self.project)
+                            .bind(endpoint);
+                        for r in chunk {
+                            q = q
+                                .bind(r.at_ms)
+                                .bind(&r.entity)
+                                .bind(&r.model)
+                                .bind(r.version)
+                                .bind(r.probability)
+                                .bind(r.class);
+                        }
+                        q.execute(&mut *tx).await?;
                     }
-                    q.execute(&mut *tx).await?;
-                }
-                let mut small = chunks.remainder().chunks_exact(SQLITE_SMALL);
-                for chunk in &mut small {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(Shape::Small)))
-                        .bind(&self.project)
-                        .bind(endpoint);
-                    for r in chunk {
-                        q = q
-                            .bind(r.at_ms)
-                            .bind(&r.entity)
-                            .bind(&r.model)
-                            .bind(r.version)
-                            .bind(r.probability)
-                            .bind(r.class);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                for r in small.remainder() {
-                    sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(Shape::One)))
-                        .bind(&self.project)
-                        .bind(endpoint)
-                        .bind(r.at_ms)
-                        .bind(&r.entity)
-                        .bind(&r.model)
-                        .bind(r.version)
-                        .bind(r.probability)
-                        .bind(r.class)
-                        .execute(&mut *tx)
-                        .await?;
+                    rest = chunks.remainder();
                 }
                 tx.commit().await?;
             }
