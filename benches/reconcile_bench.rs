@@ -1,5 +1,5 @@
 //! `cargo bench`: the figures of DESIGN §7 that the core owns, printed beside
-//! their targets and the Python stack's figures (shared/PEER.md).
+//! their targets and the Python stack's figures (docs/PERFORMANCE.md, "The Python stack we measure against").
 //!
 //! * no-op `apply` of the StreamFlow specs as a whole process (release binary);
 //! * ingest + validate of the 12 StreamFlow CSVs on SQLite and on PostgreSQL;

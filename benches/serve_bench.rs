@@ -1,4 +1,4 @@
-//! Endpoint figures beside DESIGN §7 and the Python stack (../shared/PEER.md):
+//! Endpoint figures beside their targets and the Python stack (docs/PERFORMANCE.md):
 //! requests/s and p50/p99 latency at 16 connections on loopback for /health,
 //! /features/{id} and /predict, resident memory under load, and cold start to
 //! the first successful prediction; then /predict with the prediction log on and

@@ -26,7 +26,7 @@ const RUNS: usize = 3;
 const SEED: u64 = 42;
 const VALID_FRACTION: f64 = 0.25;
 
-/// Figures of the Python stack on this data (shared/PEER.md), shown when
+/// Figures of the Python stack on this data (docs/PERFORMANCE.md, "The Python stack we measure against"), shown when
 /// scikit-learn is not installed: (name, fit seconds, AUC).
 const PEER: [(&str, f64, f64); 3] = [
     ("sklearn forest (300 trees)", 2.5, 0.8196),
@@ -387,7 +387,7 @@ fn main() {
         stdout.lines().filter_map(parse_line).collect()
     } else {
         println!(
-            "\nscikit-learn is not installed (`pip install scikit-learn` to compare on the same rows);\nthe Python stack's figures on this data (shared/PEER.md):"
+            "\nscikit-learn is not installed (`pip install scikit-learn` to compare on the same rows);\nthe Python stack's figures on this data (docs/PERFORMANCE.md):"
         );
         for (name, secs, auc) in PEER {
             println!("{name:<36} fit {secs:>8.3} s   auc {auc:.4}");
