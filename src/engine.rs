@@ -1,8 +1,9 @@
 //! Runs a plan: resources in dependency order, independent ones in parallel (up
 //! to `parallelism`), dependents only after their dependencies succeeded. A
 //! failure blocks only its dependents. Every outcome is recorded in the state
-//! store. Ctrl-C stops scheduling and aborts running work; aborted store
-//! transactions roll back, so nothing is left half-written.
+//! store. The stop token (SIGINT/SIGTERM in the CLI) stops scheduling and
+//! aborts running work; aborted store transactions roll back, so nothing is
+//! left half-written.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::kinds::{self, ApplyContext, CommonOp, DesiredResource, DesiredState, 
 use crate::plan::{Action, Plan, ResourcePlan};
 use crate::progress::Progress;
 use crate::runtime::containers::{self, ObjectOp};
+use crate::shutdown::Stop;
 use crate::spec::ResourceId;
 use crate::store::StoreError;
 use crate::store::state::{Condition, ResourceRecord};
@@ -44,7 +46,7 @@ pub struct Outcome {
 pub struct ApplyReport {
     /// Resources that were acted on (no-ops omitted).
     pub outcomes: Vec<Outcome>,
-    /// True when Ctrl-C stopped the apply.
+    /// True when the stop token (Ctrl-C, SIGTERM) stopped the apply.
     pub interrupted: bool,
     /// Project-wide objects of the container runtime that could not be
     /// created or removed, with why.
@@ -86,7 +88,8 @@ impl ApplyReport {
     }
 }
 
-/// Executes `plan`, recording outcomes in `ctx.state`.
+/// Executes `plan`, recording outcomes in `ctx.state`; `stop` interrupts it.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     ctx: Arc<ApplyContext>,
     desired: &DesiredState,
@@ -95,6 +98,7 @@ pub async fn execute(
     plan: &Plan,
     parallelism: usize,
     progress: &Progress,
+    stop: &Stop,
 ) -> Result<ApplyReport, StoreError> {
     let parallelism = parallelism.max(1);
     let desired_by_id: HashMap<&ResourceId, &DesiredResource> =
@@ -121,7 +125,7 @@ pub async fn execute(
         Result<kinds::Applied, kinds::ApplyError>,
         Duration,
     )> = JoinSet::new();
-    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupt = std::pin::pin!(stop.cancelled());
     let project = ctx.state.project.clone();
     let (create, teardown): (Vec<&ObjectOp>, Vec<&ObjectOp>) = plan
         .objects

@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod schema;
 pub mod serve;
 pub mod serve_image;
+pub mod shutdown;
 pub mod spec;
 pub mod store;
 pub mod workspace;

@@ -14,6 +14,7 @@ use crate::kinds::{self, ApplyContext, ApplyError, DesiredState, Observed, Opera
 use crate::plan::{self, Plan, PlanOptions};
 use crate::progress::Progress;
 use crate::runtime::containers::{self, SharedDocker};
+use crate::shutdown::Stop;
 use crate::spec::{ResourceId, SpecSet};
 use crate::store::lock::ApplyLock;
 use crate::store::online::OnlineStore;
@@ -72,6 +73,8 @@ pub struct Workspace {
     /// Outcomes of the stores' own Services, applied before the state store
     /// existed; `apply` records them once it is open.
     bootstrapped: Arc<Mutex<Vec<ResourceRecord>>>,
+    /// Interrupts an apply or destroy in flight (never, unless given one).
+    stop: Stop,
 }
 
 /// Open stores of a workspace.
@@ -102,7 +105,20 @@ impl Workspace {
             graph,
             docker: SharedDocker::default(),
             bootstrapped: Arc::default(),
+            stop: Stop::new(),
         })
+    }
+
+    /// The same workspace, interrupted when `stop` is cancelled: running work
+    /// is rolled back and no new work or round starts.
+    pub fn with_stop(mut self, stop: Stop) -> Workspace {
+        self.stop = stop;
+        self
+    }
+
+    /// The token that interrupts this workspace's applies.
+    pub fn stop(&self) -> &Stop {
+        &self.stop
     }
 
     /// Observes the stores, and the engine when containers are involved.
@@ -174,6 +190,7 @@ impl Workspace {
             &plan,
             1,
             &Progress::new(true),
+            &self.stop,
         )
         .await;
         let records = match &report {
@@ -330,13 +347,14 @@ impl Workspace {
                     &plan,
                     parallelism,
                     progress,
+                    &self.stop,
                 )
                 .await?;
                 first.get_or_insert(plan);
                 total.rounds = round;
                 let converged = report.success();
                 total.merge(report);
-                if !converged {
+                if !converged || self.stop.is_cancelled() {
                     break;
                 }
             }
@@ -401,6 +419,7 @@ impl Workspace {
                 &plan,
                 1,
                 progress,
+                &self.stop,
             )
             .await?;
             Ok((plan, report))

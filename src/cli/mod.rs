@@ -349,7 +349,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
 async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
     let json = args.plan.stores.spec.json;
     let ws = match load(&args.plan.stores.spec) {
-        Ok(ws) => ws,
+        Ok(ws) => ws.with_stop(crate::shutdown::on_signals()),
         Err(c) => return c,
     };
     let parallelism = args
@@ -522,7 +522,7 @@ async fn status(args: StoreArgs) -> ExitCode {
 async fn destroy(args: DestroyArgs) -> ExitCode {
     let json = args.stores.spec.json;
     let ws = match load(&args.stores.spec) {
-        Ok(ws) => ws,
+        Ok(ws) => ws.with_stop(crate::shutdown::on_signals()),
         Err(c) => return c,
     };
     if !args.yes {
@@ -733,7 +733,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
             stores.state.project.clone(),
         ),
     };
-    let result = crate::serve::run(&ws.set, serve_stores, &opts, |s, addr| {
+    let stop = crate::shutdown::on_signals();
+    let result = crate::serve::run(&ws.set, serve_stores, &opts, stop, |s, addr| {
         let model = s.model.load();
         let what = match model.as_ref() {
             Some(m) => format!("{} version {}", m.info.model, m.info.version),

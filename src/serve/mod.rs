@@ -512,35 +512,14 @@ pub fn app(serving: Arc<Serving>) -> axum::Router {
     routes::router(serving)
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
-/// Runs every selected endpoint until a shutdown signal; in-flight requests
-/// finish, then each prediction-log writer flushes what it holds.
-/// `on_ready` is called once per endpoint when it listens.
+/// Runs every selected endpoint until `stop` is cancelled (SIGINT/SIGTERM in
+/// the CLI); in-flight requests finish, then each prediction-log writer
+/// flushes what it holds. `on_ready` is called once per endpoint when it listens.
 pub async fn run(
     set: &SpecSet,
     stores: ServeStores,
     opts: &ServeOptions,
+    stop: crate::shutdown::Stop,
     on_ready: impl Fn(&Serving, SocketAddr),
 ) -> Result<(), ServeError> {
     let endpoints: Vec<&EndpointSpec> = set
@@ -643,7 +622,7 @@ pub async fn run(
             }
         });
     }
-    shutdown_signal().await;
+    stop.cancelled().await;
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
     let _ = log_stop_tx.send(true);
