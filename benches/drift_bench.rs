@@ -1,6 +1,6 @@
 //! `cargo bench --bench drift_bench`: `column_drift` over the 14 monitored
-//! features of the example, 7 043 reference rows (month_000) against 7 043
-//! current rows (month_001), printed in `reconcile_bench`'s format beside the
+//! features of the example, 7 043 reference rows (2024-01-31) against 7 043
+//! current rows (2024-02-29), printed in `reconcile_bench`'s format beside the
 //! Python stack's figure (Evidently's `DataDriftPreset` on the same columns).
 
 #[path = "../examples/drift_compare.rs"]
@@ -52,8 +52,8 @@ fn row(name: &str, samples: Vec<Duration>, target: &str, peer: &str) {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let pairs = drift_compare::load_windows(
-        &root.join("specs/data/month_000"),
-        &root.join("specs/data/month_001"),
+        &root.join("specs/data/2024-01-31"),
+        &root.join("specs/data/2024-02-29"),
         &drift_compare::default_tables(),
     )
     .expect("load the example windows");

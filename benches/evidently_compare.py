@@ -5,7 +5,7 @@ Usage: python benches/evidently_compare.py OURS.jsonl [REFERENCE_DIR CURRENT_DIR
 OURS.jsonl holds one JSON object per column, {column, method, score,
 threshold, drifted}, as `cargo run --example drift_compare -- REFERENCE_DIR
 CURRENT_DIR` prints them. The directories default to the example's
-specs/data/month_000 (reference) and specs/data/month_001 (current); the
+specs/data/2024-01-31 (reference) and specs/data/2024-02-29 (current); the
 declared column types come from TABLES_DIR (default specs/tables): int/float
 columns are numerical, string/bool categorical, dates and primary keys are not
 compared. Runs Evidently's DataDriftPreset (0.7 API) on the same columns and
@@ -105,8 +105,8 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     ours_path = argv[1]
-    ref_dir = argv[2] if len(argv) > 2 else os.path.join(ROOT, "specs", "data", "month_000")
-    cur_dir = argv[3] if len(argv) > 3 else os.path.join(ROOT, "specs", "data", "month_001")
+    ref_dir = argv[2] if len(argv) > 2 else os.path.join(ROOT, "specs", "data", "2024-01-31")
+    cur_dir = argv[3] if len(argv) > 3 else os.path.join(ROOT, "specs", "data", "2024-02-29")
     tables_dir = argv[4] if len(argv) > 4 else os.path.join(ROOT, "specs", "tables")
 
     ours = {}

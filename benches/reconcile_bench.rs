@@ -245,6 +245,7 @@ async fn features(label: &str, state: Option<String>, online: Option<String>) {
             state,
             offline: None,
             online,
+            base: None,
         })
         .await
         .expect("stores");
@@ -298,7 +299,7 @@ async fn features(label: &str, state: Option<String>, online: Option<String>) {
     );
     // Online reads: 1 and 100 keys per call.
     let keys: Vec<String> = {
-        let text = std::fs::read_to_string(specs.join("data/month_001/users.csv")).expect("users");
+        let text = std::fs::read_to_string(specs.join("data/2024-02-29/users.csv")).expect("users");
         text.lines()
             .skip(1)
             .filter_map(|l| l.split(',').next().map(str::to_string))

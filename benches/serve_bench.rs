@@ -216,7 +216,7 @@ fn main() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ids: Vec<String> = std::fs::read_to_string(specs.join("data/month_001/users.csv"))
+    let ids: Vec<String> = std::fs::read_to_string(specs.join("data/2024-02-29/users.csv"))
         .expect("users")
         .lines()
         .skip(1)

@@ -3,7 +3,7 @@
 //! training set, beside scikit-learn's on the very same rows.
 //!
 //! The training set is built here with std only (no other part of the crate),
-//! from `specs/data/month_000/*.csv`: the 14 churn features joined on
+//! from `specs/data/2024-01-31/*.csv`: the 14 churn features joined on
 //! `user_id`, encoded as the trainer does (numbers as they are, booleans 0/1,
 //! nulls filled with 0 / the training mean plus a `__missing` column, strings
 //! one-hot), and a stratified 25 % validation split with seed 42.
@@ -293,10 +293,10 @@ fn parse_line(l: &str) -> Option<(String, f64, f64)> {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let data = build(&root.join("specs/data/month_000"));
+    let data = build(&root.join("specs/data/2024-01-31"));
     let positives = data.y_train.iter().sum::<usize>();
     println!(
-        "StreamFlow month_000: {} train rows ({positives} churned), {} validation rows, {} encoded columns",
+        "StreamFlow 2024-01-31: {} train rows ({positives} churned), {} validation rows, {} encoded columns",
         data.y_train.len(),
         data.y_valid.len(),
         data.columns.len()

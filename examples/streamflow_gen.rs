@@ -1,8 +1,8 @@
-//! Deterministic generator of the StreamFlow example data (DESIGN §4).
+//! Deterministic generator of the StreamFlow example data.
 //!
-//! `cargo run --release --example streamflow_gen -- --out specs/data` writes two
-//! monthly folders (`month_000` as of 2024-01-31, `month_001` as of 2024-02-29),
-//! each with six CSVs named after their tables. Same seed, same bytes.
+//! `cargo run --release --example streamflow_gen -- --out specs/data` writes one
+//! folder per month named by its as-of date (`2024-01-31`, `2024-02-29`), each
+//! with six CSVs named after their tables. Same seed, same bytes.
 //!
 //! The churn model: a logistic score in which short tenure, month-to-month
 //! contracts, fibre and high fees raise churn, and low engagement (few watch
@@ -323,7 +323,11 @@ fn write_month(
     Ok(())
 }
 
-/// Writes both months under `out`.
+/// The as-of date of each month: its folder's name, so a glob over the
+/// folders (`data/*/users.csv`) dates every snapshot.
+const AS_OF: [&str; 2] = ["2024-01-31", "2024-02-29"];
+
+/// Writes both months under `out`, a folder per as-of date.
 pub fn generate(out: &Path) -> io::Result<()> {
     let mut d = Draw(ChaCha8Rng::seed_from_u64(SEED));
     let users = users(&mut d);
@@ -343,7 +347,7 @@ pub fn generate(out: &Path) -> io::Result<()> {
             .map(|s| d.bern(1.0 / (1.0 + (-(s + c)).exp())))
             .collect();
         write_month(
-            &out.join(format!("month_{month:03}")),
+            &out.join(AS_OF[month as usize]),
             &users,
             &usage,
             &labels,

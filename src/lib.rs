@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod compose;
 pub mod container;
+pub mod controller;
 pub mod data;
 pub mod diag;
 pub mod docker;

@@ -39,6 +39,10 @@ pub struct StoreOverrides {
     pub offline: Option<String>,
     /// Online store URL (defaults to the offline store).
     pub online: Option<String>,
+    /// The folder relative SQLite paths of the Project spec resolve against
+    /// (default: the Project spec's folder). GitOps checks each commit out
+    /// into a folder of its own, and keeps the stores in one place.
+    pub base: Option<PathBuf>,
 }
 
 /// Errors of the whole pipeline, for the CLI to print.
@@ -234,7 +238,7 @@ impl Workspace {
         let (offline_url, offline_base) = match (&overrides.offline, &overrides.state, &p.offline) {
             (Some(u), _, _) => (u.clone(), cwd.clone()),
             (None, Some(_), _) => (state_url.clone(), state_base.clone()),
-            (None, None, Some(u)) => (u.value.clone(), self.set.project_dir.clone()),
+            (None, None, Some(u)) => (u.value.clone(), self.store_base(overrides)),
             (None, None, None) => (state_url.clone(), state_base.clone()),
         };
         let state_url = self.reach(state_url).await?;
@@ -250,7 +254,7 @@ impl Workspace {
             (Some(u), _, _) => OnlineStore::open(u, &cwd).await?,
             (None, false, Some(u)) => {
                 let url = self.reach(u.value.clone()).await?;
-                OnlineStore::open(&url, &self.set.project_dir).await?
+                OnlineStore::open(&url, &self.store_base(overrides)).await?
             }
             _ => OnlineStore::Sql(offline.clone()),
         };
@@ -261,13 +265,21 @@ impl Workspace {
         })
     }
 
+    /// The folder the Project spec's relative SQLite paths resolve against.
+    fn store_base(&self, overrides: &StoreOverrides) -> PathBuf {
+        overrides
+            .base
+            .clone()
+            .unwrap_or_else(|| self.set.project_dir.clone())
+    }
+
     /// The state store's URL and the folder a relative SQLite path resolves against.
     fn state_url(&self, overrides: &StoreOverrides) -> (String, PathBuf) {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         match (&overrides.state, &self.set.project.state) {
             (Some(u), _) => (u.clone(), cwd),
-            (None, Some(u)) => (u.value.clone(), self.set.project_dir.clone()),
-            (None, None) => (DEFAULT_STATE_URL.to_string(), self.set.project_dir.clone()),
+            (None, Some(u)) => (u.value.clone(), self.store_base(overrides)),
+            (None, None) => (DEFAULT_STATE_URL.to_string(), self.store_base(overrides)),
         }
     }
 

@@ -77,7 +77,7 @@ async fn editing_one_cell_plans_exactly_that_snapshot(backend: &str) {
         return;
     };
     assert!(p.run(&["apply"]).status.success());
-    let csv = p.specs.join("data/month_001/usage_agg_30d.csv");
+    let csv = p.specs.join("data/2024-02-29/usage_agg_30d.csv");
     let old = edit_cell(&csv, 2, 1, "1.5");
     if old == "1.5" {
         edit_cell(&csv, 2, 1, "2.5");
@@ -127,7 +127,7 @@ async fn bad_csv_is_refused_and_previous_snapshot_survives(backend: &str) {
     };
     assert!(p.run(&["apply"]).status.success());
     let db = p.db().await;
-    let csv = p.specs.join("data/month_000/subscriptions.csv");
+    let csv = p.specs.join("data/2024-01-31/subscriptions.csv");
     let content = std::fs::read_to_string(&csv).expect("read");
     let user = content
         .lines()

@@ -1,5 +1,5 @@
 //! reconcile's drift figures against Evidently's on the example data
-//! (month_000 as reference, month_001 as current): writes what
+//! (2024-01-31 as reference, 2024-02-29 as current): writes what
 //! `examples/drift_compare.rs` prints to a temporary file and runs
 //! `benches/evidently_compare.py` on it with the venv's Python,
 //! `$RECONCILE_VENV/bin/python` (default `$HOME/.cache/reconcile/venv`,
@@ -44,8 +44,8 @@ fn drift_matches_evidently() {
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (reference, current) = (
-        root.join("specs/data/month_000"),
-        root.join("specs/data/month_001"),
+        root.join("specs/data/2024-01-31"),
+        root.join("specs/data/2024-02-29"),
     );
     let pairs = drift_compare::load_windows(&reference, &current, &drift_compare::default_tables())
         .expect("load the example windows");

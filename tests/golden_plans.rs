@@ -5,7 +5,7 @@
 //! 1. `first_apply`: a fresh copy of the specs, nothing applied yet;
 //! 2. `noop`: after `apply`, nothing to change;
 //! 3. `csv_cell_edited`: after `apply`, one cell of
-//!    `data/month_001/usage_agg_30d.csv` changed;
+//!    `data/2024-02-29/usage_agg_30d.csv` changed;
 //! 4. `parameter_changed`: after `apply`, `trees: 300` → `trees: 200` in the
 //!    `churn-rf` TrainingRun;
 //! 5. `resource_removed`: after `apply`, the `churn-lr` TrainingRun (the Model's
@@ -207,7 +207,7 @@ fn noop() {
 fn csv_cell_edited() {
     let p = applied();
     // Second field (watch_hours_30d) of the first data row of the February snapshot.
-    let csv = p.specs.join("data/month_001/usage_agg_30d.csv");
+    let csv = p.specs.join("data/2024-02-29/usage_agg_30d.csv");
     let content = std::fs::read_to_string(&csv).expect("read csv");
     let mut lines: Vec<&str> = content.split_inclusive('\n').collect();
     let mut cells: Vec<&str> = lines[1].split(',').collect();

@@ -47,7 +47,7 @@ fn february(p: &Project, present: bool) {
         } else {
             spec.lines()
                 .map(|l| {
-                    if l.contains("month_001") {
+                    if l.contains("2024-02-29") {
                         format!("#feb {l}\n")
                     } else {
                         format!("{l}\n")

@@ -100,7 +100,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 fn user_ids() -> Vec<String> {
-    std::fs::read_to_string(common::example_specs().join("data/month_001/users.csv"))
+    std::fs::read_to_string(common::example_specs().join("data/2024-02-29/users.csv"))
         .expect("users")
         .lines()
         .skip(1)

@@ -30,7 +30,7 @@ fn committed_data_matches_the_generator() {
     let tmp = tempfile::tempdir().expect("tempdir");
     streamflow_gen::generate(tmp.path()).expect("generate");
     let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/data");
-    for month in ["month_000", "month_001"] {
+    for month in ["2024-01-31", "2024-02-29"] {
         for table in TABLES {
             let rel = format!("{month}/{table}.csv");
             let fresh = std::fs::read(tmp.path().join(&rel)).expect("generated");
@@ -51,34 +51,34 @@ fn data_has_the_documented_shape_and_drift() {
         assert_eq!(v.len(), streamflow_gen::USERS);
         v.iter().filter(|x| *x == "True").count() as f64 / v.len() as f64
     };
-    let (m0, m1) = (rate("month_000"), rate("month_001"));
-    assert!((0.24..=0.28).contains(&m0), "month_000 churn {m0}");
+    let (m0, m1) = (rate("2024-01-31"), rate("2024-02-29"));
+    assert!((0.24..=0.28).contains(&m0), "2024-01-31 churn {m0}");
     assert!(
         m1 < m0 - 0.03,
-        "month_001 churn {m1} should be lower than {m0}"
+        "2024-02-29 churn {m1} should be lower than {m0}"
     );
     let mean = |m: &str, t: &str, c: &str| {
         let v = column(&data.join(m).join(format!("{t}.csv")), c);
         v.iter().filter_map(|x| x.parse::<f64>().ok()).sum::<f64>() / v.len() as f64
     };
     assert!(
-        mean("month_001", "usage_agg_30d", "rebuffer_events_7d")
-            > 1.5 * mean("month_000", "usage_agg_30d", "rebuffer_events_7d")
+        mean("2024-02-29", "usage_agg_30d", "rebuffer_events_7d")
+            > 1.5 * mean("2024-01-31", "usage_agg_30d", "rebuffer_events_7d")
     );
     assert!(
-        mean("month_001", "payments_agg_90d", "failed_payments_90d")
-            > mean("month_000", "payments_agg_90d", "failed_payments_90d")
+        mean("2024-02-29", "payments_agg_90d", "failed_payments_90d")
+            > mean("2024-01-31", "payments_agg_90d", "failed_payments_90d")
     );
     assert!(
-        mean("month_001", "support_agg_90d", "support_tickets_90d")
-            > mean("month_000", "support_agg_90d", "support_tickets_90d")
+        mean("2024-02-29", "support_agg_90d", "support_tickets_90d")
+            > mean("2024-01-31", "support_agg_90d", "support_tickets_90d")
     );
     // Profiles stay the same between months.
-    let users0 = std::fs::read(data.join("month_000/users.csv")).expect("users");
-    let users1 = std::fs::read(data.join("month_001/users.csv")).expect("users");
+    let users0 = std::fs::read(data.join("2024-01-31/users.csv")).expect("users");
+    let users1 = std::fs::read(data.join("2024-02-29/users.csv")).expect("users");
     assert_eq!(users0, users1);
     // Warts: empty streaming flags without internet, zero tenures with empty total_paid.
-    let subs = data.join("month_000/subscriptions.csv");
+    let subs = data.join("2024-01-31/subscriptions.csv");
     let net = column(&subs, "net_service");
     let tv = column(&subs, "plan_stream_tv");
     let empty_tv = tv.iter().filter(|x| x.is_empty()).count() as f64 / tv.len() as f64;
@@ -94,7 +94,7 @@ fn data_has_the_documented_shape_and_drift() {
     assert_eq!(zero.len(), 11);
     assert!(zero.iter().all(|i| paid[*i].is_empty()));
     assert!(
-        column(&data.join("month_000/users.csv"), "has_dependents")
+        column(&data.join("2024-01-31/users.csv"), "has_dependents")
             .iter()
             .all(|v| v == "False")
     );

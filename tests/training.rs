@@ -130,13 +130,13 @@ async fn reapply_trains_nothing_and_plans_say_why(backend: &str) {
     assert!(!plan.contains("train churn-lr"), "{plan}");
     apply(&p);
     // Data after asOf: no retraining. Data at asOf: both retrain.
-    let later = p.specs.join("data/month_001/labels.csv");
+    let later = p.specs.join("data/2024-02-29/labels.csv");
     let content = std::fs::read_to_string(&later).expect("read");
     std::fs::write(&later, content.replacen(",False\n", ",True\n", 1)).expect("write");
     let plan = text(&p.run(&["plan"]));
     assert!(!plan.contains("train churn"), "{plan}");
     apply(&p);
-    let jan = p.specs.join("data/month_000/labels.csv");
+    let jan = p.specs.join("data/2024-01-31/labels.csv");
     let content = std::fs::read_to_string(&jan).expect("read");
     std::fs::write(&jan, content.replacen(",False\n", ",True\n", 1)).expect("write");
     let plan = text(&p.run(&["plan"]));

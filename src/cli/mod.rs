@@ -5,6 +5,7 @@ mod compose;
 mod models;
 mod monitor;
 mod probe;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,12 @@ enum Command {
     /// Run the specs' endpoints in-process until SIGINT/SIGTERM; they follow the
     /// Production version and the online store without restarts.
     Serve(ServeArgs),
+    /// Converge, then again on every change to the specs or the files they read,
+    /// and on a periodic resync; runs until SIGINT/SIGTERM (exit 0).
+    Watch(watch::WatchArgs),
+    /// `watch --serve`: the controller and the endpoints in one process, in the
+    /// foreground, as `docker compose up` runs a project.
+    Up(watch::WatchArgs),
     /// GET a URL as a container health check: exit 0 on 2xx, 1 otherwise.
     Probe(probe::ProbeArgs),
     /// Write the project's Services and docker Endpoints as a docker compose file.
@@ -223,6 +230,7 @@ impl StoreArgs {
             state: self.state.clone(),
             offline: self.offline.clone(),
             online: self.online.clone(),
+            base: None,
         }
     }
 }
@@ -305,6 +313,8 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Models(cmd) => models::run(cmd).await,
         Command::Monitor(cmd) => monitor::run(cmd).await,
         Command::Serve(args) => serve(args).await,
+        Command::Watch(args) => watch::run(args, false, quiet).await,
+        Command::Up(args) => watch::run(args, true, quiet).await,
         Command::Probe(args) => probe::run(args).await,
         Command::Compose(args) => compose::run(args),
     }
@@ -647,6 +657,7 @@ async fn get_features(args: GetArgs) -> ExitCode {
         state: args.state.clone(),
         offline: None,
         online: args.online.clone(),
+        base: None,
     };
     let result = async {
         let stores = ws.open_stores(&overrides).await?;
@@ -721,18 +732,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         host: args.host.clone(),
         log_capacity: args.prediction_log_capacity,
     };
-    let serve_stores = crate::serve::ServeStores {
-        registry: stores.registry(),
-        online: stores.online.clone(),
-        predictions: crate::store::predictions::PredictionLog::new(
-            stores.offline.clone(),
-            stores.state.project.clone(),
-        ),
-        monitors: crate::store::monitors::MonitorStore::new(
-            stores.state.db.clone(),
-            stores.state.project.clone(),
-        ),
-    };
+    let serve_stores = crate::serve::ServeStores::of(&stores);
     let stop = crate::shutdown::on_signals();
     let result = crate::serve::run(&ws.set, serve_stores, &opts, stop, |s, addr| {
         let model = s.model.load();

@@ -65,6 +65,7 @@ async fn open(args: &RegistryArgs) -> Result<Registry, String> {
             state: args.state.clone(),
             offline: None,
             online: None,
+            base: None,
         })
         .await
         .map_err(|e| e.to_string())?;

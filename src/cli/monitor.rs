@@ -78,6 +78,7 @@ async fn open(args: &MonitorArgs) -> Result<MonitorStore, MonitorCliError> {
             state: args.state.clone(),
             offline: None,
             online: None,
+            base: None,
         })
         .await?;
     Ok(MonitorStore::new(state.db.clone(), state.project.clone()))

@@ -203,6 +203,39 @@ pub trait ResourceKind: Sized + Send + Sync + 'static {
     fn recorded_uses_engine(_spec_json: &serde_json::Value) -> bool {
         false
     }
+
+    /// The files beyond its spec document that this resource reads, as
+    /// absolute glob patterns, so watch mode knows which file events concern
+    /// it (a snapshot CSV, a folder of dated snapshots, a build context).
+    fn reads(_r: &Resource, _spec: &Self::Spec, _root: &Path) -> Vec<glob::Pattern> {
+        Vec::new()
+    }
+}
+
+/// The absolute pattern of `rel` (a path or a glob) written in a spec whose
+/// folder is `base`: `..` resolved lexically, the folder's own characters
+/// escaped so only `rel`'s wildcards are wildcards.
+pub fn read_pattern(base: &Path, rel: &str) -> Option<glob::Pattern> {
+    let mut folder = base.to_path_buf();
+    let mut rest: Vec<&str> = Vec::new();
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if rest.is_empty() => {
+                folder.pop();
+            }
+            ".." => {
+                rest.pop();
+            }
+            p => rest.push(p),
+        }
+    }
+    let text = format!(
+        "{}/{}",
+        glob::Pattern::escape(&folder.to_string_lossy()),
+        rest.join("/")
+    );
+    glob::Pattern::new(&text).ok()
 }
 
 /// How a kind sits in the generated enums. Implemented by the list, never by hand.

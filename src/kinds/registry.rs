@@ -188,6 +188,13 @@ macro_rules! kinds {
             }
         }
 
+        /// The files beyond its spec document a resource reads (glob patterns).
+        pub fn reads(r: &Resource, root: &std::path::Path) -> Vec<glob::Pattern> {
+            match &r.spec {
+                $( Spec::$variant(s) => <$module::$ty as ResourceKind>::reads(r, s, root), )*
+            }
+        }
+
         /// Whether a recorded resource ran on the container engine.
         pub fn recorded_uses_engine(kind: Kind, spec_json: &serde_json::Value) -> bool {
             match kind {

@@ -464,6 +464,18 @@ pub struct ServeStores {
     pub monitors: MonitorStore,
 }
 
+impl ServeStores {
+    /// The stores an endpoint uses, out of a workspace's open stores.
+    pub fn of(stores: &crate::workspace::Stores) -> ServeStores {
+        ServeStores {
+            registry: stores.registry(),
+            online: stores.online.clone(),
+            predictions: PredictionLog::new(stores.offline.clone(), stores.state.project.clone()),
+            monitors: MonitorStore::new(stores.state.db.clone(), stores.state.project.clone()),
+        }
+    }
+}
+
 /// The join key of the entity a model's runs use (`user_id`).
 fn key_name(set: &SpecSet, model: &str) -> String {
     set.specs::<TrainingRun>()

@@ -50,6 +50,18 @@ impl ResourceKind for Service {
         containers::desire(r, spec.clone(), ImageFrom::Spec, set, upstream)
     }
 
+    fn reads(r: &Resource, spec: &ServiceSpec, _root: &std::path::Path) -> Vec<glob::Pattern> {
+        // The build context is hashed into the image; bind mounts are seen
+        // live by the container and need no apply.
+        spec.build
+            .iter()
+            .filter_map(|b| {
+                let dir = glob::Pattern::escape(b.context.value.trim_end_matches('/'));
+                super::read_pattern(r.base_dir(), &format!("{dir}/**/*"))
+            })
+            .collect()
+    }
+
     fn input_hash(inputs: &DesiredContainer) -> String {
         inputs.input_hash()
     }

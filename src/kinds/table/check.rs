@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::spec::{Expectation, TableSpec};
+use super::snapshots::SnapshotError;
+use super::spec::{Expectation, SnapshotSpec, Snapshots, TableSpec};
 use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
 use crate::spec::validate::{check_identifier, confine, find_key, is_identifier};
 use crate::spec::{ColumnType, Resource, SpannedStr};
@@ -139,39 +140,77 @@ pub fn check_table(root: &Path, r: &Resource, t: &TableSpec, diags: &mut Vec<Spe
         }
     }
     let mut dates = HashSet::new();
-    if t.snapshots.is_empty() {
+    if t.snapshots.is_empty_list() {
         diags.push(
             r.diag_at(DiagCode::MissingField, &t.name, "table has no snapshots")
-                .with_hint("add `snapshots: [{ asOf: 2024-01-31, path: data.csv }]`"),
+                .with_hint("add `snapshots: [{ asOf: 2024-01-31, path: data.csv }]` or `snapshots: { glob: \"data/*/file.csv\" }`"),
         );
     }
-    for s in &t.snapshots {
-        if chrono::NaiveDate::parse_from_str(&s.as_of.value, "%Y-%m-%d").is_err() {
-            diags.push(
-                r.diag_at(
-                    DiagCode::InvalidValue,
-                    &s.as_of,
-                    format!("`{}` is not a date", s.as_of.value),
-                )
-                .with_hint("write dates as YYYY-MM-DD"),
-            );
-        } else if !dates.insert(s.as_of.value.clone()) {
-            diags.push(r.diag_at(
-                DiagCode::DuplicateName,
+    match &t.snapshots {
+        Snapshots::List(list) => {
+            for s in list {
+                check_snapshot(root, r, s, &mut dates, diags);
+            }
+        }
+        Snapshots::Glob(g) => {
+            if !g.glob.value.contains(['*', '?', '[']) {
+                diags.push(
+                    r.diag_at(
+                        DiagCode::InvalidValue,
+                        &g.glob,
+                        format!("`{}` has no wildcard", g.glob.value),
+                    )
+                    .with_hint("a glob names many files, e.g. `data/*/users.csv`; for one file use the list form"),
+                );
+            } else if let Err(e) = Snapshots::resolve_glob(root, r.base_dir(), &g.glob.value) {
+                let code = match e {
+                    SnapshotError::Escape(_) => DiagCode::PathEscape,
+                    SnapshotError::Empty(_) => DiagCode::MissingFile,
+                    _ => DiagCode::InvalidValue,
+                };
+                diags.push(r.diag_at(code, &g.glob, e.to_string()).with_hint(
+                    "the pattern resolves against this file's folder; the part a wildcard matches names the as-of date, e.g. data/2024-01-31/users.csv",
+                ));
+            }
+        }
+    }
+}
+
+fn check_snapshot(
+    root: &Path,
+    r: &Resource,
+    s: &SnapshotSpec,
+    dates: &mut HashSet<String>,
+    diags: &mut Vec<SpecDiagnostic>,
+) {
+    if chrono::NaiveDate::parse_from_str(&s.as_of.value, "%Y-%m-%d").is_err() {
+        diags.push(
+            r.diag_at(
+                DiagCode::InvalidValue,
                 &s.as_of,
-                format!("two snapshots as of {}", s.as_of.value),
-            ));
-        }
-        match confine(root, r.base_dir(), &s.path.value) {
-            Err(msg) => diags.push(
-                r.diag_at(DiagCode::PathEscape, &s.path, msg)
-                    .with_hint("data files must live inside the spec folder; paths resolve against this file's folder"),
-            ),
-            Ok(p) if !p.is_file() => diags.push(
-                r.diag_at(DiagCode::MissingFile, &s.path, format!("no file at `{}`", s.path.value))
-                    .with_hint("paths resolve against the folder of this spec file"),
-            ),
-            Ok(_) => {}
-        }
+                format!("`{}` is not a date", s.as_of.value),
+            )
+            .with_hint("write dates as YYYY-MM-DD"),
+        );
+    } else if !dates.insert(s.as_of.value.clone()) {
+        diags.push(r.diag_at(
+            DiagCode::DuplicateName,
+            &s.as_of,
+            format!("two snapshots as of {}", s.as_of.value),
+        ));
+    }
+    match confine(root, r.base_dir(), &s.path.value) {
+        Err(msg) => diags.push(r.diag_at(DiagCode::PathEscape, &s.path, msg).with_hint(
+            "data files must live inside the spec folder; paths resolve against this file's folder",
+        )),
+        Ok(p) if !p.is_file() => diags.push(
+            r.diag_at(
+                DiagCode::MissingFile,
+                &s.path,
+                format!("no file at `{}`", s.path.value),
+            )
+            .with_hint("paths resolve against the folder of this spec file"),
+        ),
+        Ok(_) => {}
     }
 }

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod csv;
 pub mod expect;
+pub mod snapshots;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -112,6 +113,32 @@ pub fn layout(t: &TableSpec) -> TableLayout {
     }
 }
 
+/// The dated snapshot files of a table, from its list or its glob; an error
+/// says which value (path or pattern, as written) and why.
+pub fn snapshot_files(
+    root: &std::path::Path,
+    r: &Resource,
+    t: &TableSpec,
+) -> Result<Vec<snapshots::DatedFile>, (String, String)> {
+    match &t.snapshots {
+        snapshots::Snapshots::List(list) => list
+            .iter()
+            .map(|s| {
+                crate::spec::validate::confine(root, r.base_dir(), &s.path.value)
+                    .map(|path| snapshots::DatedFile {
+                        as_of: s.as_of.value.clone(),
+                        path,
+                    })
+                    .map_err(|m| (s.path.value.clone(), m))
+            })
+            .collect(),
+        snapshots::Snapshots::Glob(g) => {
+            snapshots::Snapshots::resolve_glob(root, r.base_dir(), &g.glob.value)
+                .map_err(|e| (g.glob.value.clone(), e.to_string()))
+        }
+    }
+}
+
 fn expect_hash(t: &TableSpec) -> String {
     let v = serde_json::json!({ "expect": t.expect, "primaryKey": t.primary_key });
     hash::hash_json(&v)
@@ -146,31 +173,45 @@ impl ResourceKind for Table {
         spec.protect
     }
 
+    fn reads(r: &Resource, t: &TableSpec, _root: &std::path::Path) -> Vec<glob::Pattern> {
+        match &t.snapshots {
+            snapshots::Snapshots::List(list) => list
+                .iter()
+                .filter_map(|s| {
+                    super::read_pattern(r.base_dir(), &glob::Pattern::escape(&s.path.value))
+                })
+                .collect(),
+            snapshots::Snapshots::Glob(g) => super::read_pattern(r.base_dir(), &g.glob.value)
+                .into_iter()
+                .collect(),
+        }
+    }
+
     fn desire(
         r: &Resource,
         t: &TableSpec,
         set: &SpecSet,
         _upstream: Upstream<'_>,
     ) -> Result<TableInputs, ApplyError> {
-        let mut snapshots = Vec::with_capacity(t.snapshots.len());
-        for s in &t.snapshots {
-            let path = crate::spec::validate::confine(&set.root, r.base_dir(), &s.path.value)
-                .map_err(|m| ApplyError::Io {
-                    path: s.path.value.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, m),
-                })?;
-            let source = path
+        let files = snapshot_files(&set.root, r, t).map_err(|(at, message)| ApplyError::Io {
+            path: at,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+        })?;
+        let mut snapshots = Vec::with_capacity(files.len());
+        for f in files {
+            let source = f
+                .path
                 .strip_prefix(&set.root)
-                .unwrap_or(&path)
+                .unwrap_or(&f.path)
                 .display()
                 .to_string();
-            let file_hash = hash::hash_file(&path).map_err(|e| ApplyError::Io {
+            let file_hash = hash::hash_file(&f.path).map_err(|e| ApplyError::Io {
                 path: source.clone(),
                 source: e,
             })?;
             snapshots.push(DesiredSnapshot {
-                as_of: s.as_of.value.clone(),
-                path,
+                as_of: f.as_of,
+                path: f.path,
                 source,
                 file_hash,
             });
@@ -652,11 +693,13 @@ mod tests {
         let Spec::Table(t) = rs.remove(0).spec else {
             panic!("not a table")
         };
+        let snapshots::Snapshots::List(list) = &t.snapshots else {
+            panic!("not a list of snapshots")
+        };
         let inputs = TableInputs {
             layout: layout(&t),
             expect_hash: expect_hash(&t),
-            snapshots: t
-                .snapshots
+            snapshots: list
                 .iter()
                 .zip(hashes)
                 .map(|(s, h)| DesiredSnapshot {

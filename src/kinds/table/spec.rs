@@ -1,5 +1,6 @@
 //! What a `Table` document says: columns, snapshots and expectations.
 
+pub use super::snapshots::{SnapshotGlob, SnapshotSpec, Snapshots};
 use crate::spec::{ColumnType, SpannedStr};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -22,8 +23,9 @@ pub struct TableSpec {
     pub primary_key: Vec<SpannedStr>,
     /// Declared column types, in CSV order. Columns are nullable unless constrained.
     pub columns: IndexMap<String, ColumnType>,
-    /// The snapshots, one per date.
-    pub snapshots: Vec<SnapshotSpec>,
+    /// The snapshots, one per date: a list of `{asOf, path}`, or
+    /// `{glob: "data/*/users.csv"}` whose wildcard part names each date.
+    pub snapshots: Snapshots,
     /// Expectations every snapshot must meet before it is stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect: Vec<Expectation>,
@@ -34,18 +36,6 @@ pub struct TableSpec {
     /// Refuse to drop this table's data (recorded in the state store).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protect: bool,
-}
-
-/// One snapshot: the data as of a date.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SnapshotSpec {
-    /// The date the data describes (YYYY-MM-DD).
-    #[schemars(with = "String", regex(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
-    pub as_of: SpannedStr,
-    /// CSV file, relative to this spec file; must stay inside the project.
-    #[schemars(with = "String")]
-    pub path: SpannedStr,
 }
 
 /// A rule a snapshot must satisfy; a failing one refuses the whole snapshot.
