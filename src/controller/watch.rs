@@ -123,6 +123,13 @@ impl Interest {
         if !readers.is_empty() {
             return (EventKind::Input, readers);
         }
+        // A new folder is watched only once its creation is seen, so files
+        // written into it before that make no event of their own: the folder
+        // counts as a change, and the cycle finds its files on disk (a glob
+        // is resolved again at every plan).
+        if path.is_dir() {
+            return (EventKind::Input, Vec::new());
+        }
         let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
         if is_yaml {
             (EventKind::Spec, Vec::new())
@@ -277,8 +284,12 @@ fn report_changes(
             }
             EventKind::Input => {
                 inputs += 1;
-                let who: Vec<String> = readers.iter().map(ToString::to_string).collect();
-                shown.push(format!("{rel} ({})", who.join(", ")));
+                if readers.is_empty() {
+                    shown.push(format!("{rel}/ (folder)"));
+                } else {
+                    let who: Vec<String> = readers.iter().map(ToString::to_string).collect();
+                    shown.push(format!("{rel} ({})", who.join(", ")));
+                }
             }
             EventKind::Ignored => ignored += 1,
         }
