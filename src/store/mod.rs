@@ -4,6 +4,7 @@
 //!
 //! Only this module and its children write SQL.
 
+pub mod commits;
 pub mod lock;
 pub mod monitors;
 pub mod offline;
