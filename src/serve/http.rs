@@ -278,7 +278,11 @@ pub async fn serve(
     let shedders = Arc::new(Semaphore::new(SHEDDERS));
     let kill = CancellationToken::new();
     let closed = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(trimmer(closed.clone(), stop.clone()));
+    // RECONCILE_NO_HEAP_TRIM=1 turns the trimming off, to measure what it buys
+    // (benches/serve_bench.rs connections).
+    if std::env::var_os("RECONCILE_NO_HEAP_TRIM").is_none() {
+        tokio::spawn(trimmer(closed.clone(), stop.clone()));
+    }
     let shed = Arc::new(shed_response(limits.max_connections));
     loop {
         let accepted = tokio::select! {
