@@ -443,3 +443,61 @@ async fn shed_connection(mut stream: TcpStream, response: &[u8]) {
     };
     let _ = tokio::time::timeout(SHED_TIMEOUT, deliver).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aged(ms: u64) -> ConnState {
+        let mut s = ConnState::new();
+        s.born = Instant::now() - Duration::from_millis(ms);
+        s
+    }
+
+    fn limits(header_ms: u64, idle_ms: u64) -> Limits {
+        Limits {
+            max_connections: 1,
+            header_timeout: Duration::from_millis(header_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+        }
+    }
+
+    #[test]
+    fn idle_without_a_request_expires_and_a_request_in_flight_never_does() {
+        let s = aged(1_000);
+        assert_eq!(s.check(&limits(5_000, 500)), Err(TimeoutReason::idle));
+        s.in_flight.store(1, Ordering::Release);
+        assert!(s.check(&limits(5_000, 500)).is_ok());
+        s.in_flight.store(0, Ordering::Release);
+        s.wrote();
+        let next = s.check(&limits(5_000, 500)).expect("fresh");
+        assert!(next <= Duration::from_millis(500), "{next:?}");
+    }
+
+    #[test]
+    fn a_head_started_too_long_ago_expires_even_while_bytes_trickle() {
+        let s = aged(1_000);
+        s.head_started_ms.store(100, Ordering::Release);
+        s.read(); // a byte just arrived: not idle
+        assert_eq!(s.check(&limits(500, 5_000)), Err(TimeoutReason::header));
+        // A first byte starts the head clock; a complete head (the request begins) clears it.
+        let t = aged(1_000);
+        t.read();
+        assert!(t.check(&limits(500, 5_000)).is_ok());
+        let g = InFlight::begin(&Arc::new(t));
+        assert_eq!(g.0.head_started_ms.load(Ordering::Acquire), NONE);
+    }
+
+    #[test]
+    fn limits_never_exceed_the_file_limit() {
+        let l = Limits {
+            max_connections: usize::MAX,
+            ..Limits::default()
+        }
+        .clamped();
+        if let Some(n) = nofile_limit() {
+            assert!((l.max_connections as u64) < n, "{l:?} for {n} files");
+        }
+        assert!(l.max_connections >= 1);
+    }
+}
