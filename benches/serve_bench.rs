@@ -5,6 +5,12 @@
 //! off (the same load, alternating runs, best of each), with the log's
 //! written/dropped counters. The load comes from a small hyper client in this
 //! process (and from wrk too, when it is installed), on the same cores.
+//!
+//! `cargo bench --bench serve_bench -- connections` prints only the connection
+//! figures: resident memory idle, with 1 000 concurrent keep-alive connections
+//! (each answered once), after they left, under a flood of idle sockets past
+//! the connection limit, and after the flood left; with the heap trimming on and
+//! off (`RECONCILE_NO_HEAP_TRIM`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -36,9 +42,14 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn start(specs: &Path) -> (Child, String) {
+    start_with(specs, &[])
+}
+
+fn start_with(specs: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reconcile"))
         .args(["serve", "--port", "0"])
         .arg(specs)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -199,10 +210,96 @@ fn wrk(addr: &str, path: &str, lua: Option<&Path>) {
     );
 }
 
+/// Opens `n` keep-alive connections that each get one /health answer, and holds them.
+async fn answered_connections(
+    addr: &str,
+    n: usize,
+) -> Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let addr = addr.to_string();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .ok()?;
+            tokio::spawn(conn);
+            let r = s
+                .send_request(request(Route::Health, &addr, ""))
+                .await
+                .ok()?;
+            let ok = r.status().is_success();
+            let _ = r.into_body().collect().await;
+            ok.then_some(s)
+        }));
+    }
+    let mut held = Vec::new();
+    for t in tasks {
+        if let Ok(Some(s)) = t.await {
+            held.push(s);
+        }
+    }
+    held
+}
+
+/// Resident memory idle, with 1 000 answered connections, after they left,
+/// under a flood of idle sockets and after it left.
+fn connections(specs: &Path, rt: &tokio::runtime::Runtime, trim: bool) {
+    let env: &[(&str, &str)] = if trim {
+        &[]
+    } else {
+        &[("RECONCILE_NO_HEAP_TRIM", "1")]
+    };
+    let (mut child, addr) = start_with(specs, env);
+    let pid = child.id();
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_kb(pid, "VmRSS:");
+    let held = rt.block_on(answered_connections(&addr, 1000));
+    std::thread::sleep(Duration::from_millis(300));
+    let with_1000 = rss_kb(pid, "VmRSS:");
+    let answered = held.len();
+    drop(held);
+    std::thread::sleep(Duration::from_millis(2500));
+    let after_1000 = rss_kb(pid, "VmRSS:");
+    // 10 000 sockets that send nothing: past the default limit (4 096), shed.
+    let flood: Vec<std::net::TcpStream> = (0..10_000)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = rss_kb(pid, "VmRSS:");
+    let files = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let opened = flood.len();
+    drop(flood);
+    std::thread::sleep(Duration::from_millis(3000));
+    let after = rss_kb(pid, "VmRSS:");
+    let health = rt.block_on(answered_connections(&addr, 1)).len() == 1;
+    let rejected = rt.block_on(counter(
+        &addr,
+        "reconcile_endpoint_connections_rejected_total",
+    ));
+    let peak = rss_kb(pid, "VmHWM:");
+    println!(
+        "heap trim {:<3}  idle {:.1} MB | 1 000 connections ({answered} answered) {:.1} MB, after they left {:.1} MB | \
+         flood of {opened} idle sockets {:.1} MB ({files} files open, {rejected:.0} shed), after it left {:.1} MB | peak {:.1} MB | /health after: {}",
+        if trim { "on" } else { "off" },
+        mb(idle),
+        mb(with_1000),
+        mb(after_1000),
+        mb(during),
+        mb(after),
+        mb(peak),
+        if health { "200" } else { "FAILED" }
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let only_connections = std::env::args().any(|a| a == "connections");
     let dir = tempfile::tempdir().expect("tempdir");
     let specs: PathBuf = dir.path().join("specs");
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("specs"), &specs);
@@ -228,6 +325,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if only_connections {
+        println!("endpoint connections: resident memory of `reconcile serve` (default limits)\n");
+        for trim in [true, false, true, false] {
+            connections(&specs, &rt, trim);
+        }
+        return;
+    }
     println!(
         "endpoint benchmarks ({} cores, {CONNECTIONS} connections, {SECONDS} s per route, load generator on the same cores)\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -167,6 +167,15 @@ struct ServeArgs {
     /// dropped and counted). For tests and tuning; not a spec setting.
     #[arg(long, env = "RECONCILE_PREDICTION_LOG_CAPACITY", hide = true)]
     prediction_log_capacity: Option<usize>,
+    /// Connections each endpoint serves at once; more are shed with a 503.
+    #[arg(long, env = "RECONCILE_MAX_CONNECTIONS", hide = true, default_value_t = crate::serve::http::Limits::default().max_connections)]
+    max_connections: usize,
+    /// Longest from a request's first byte to its complete head, e.g. 10s.
+    #[arg(long, env = "RECONCILE_HEADER_TIMEOUT", hide = true, value_parser = parse_duration, default_value = "10s")]
+    header_timeout: Duration,
+    /// Longest a connection stays open with nothing moving and no request handled, e.g. 30s.
+    #[arg(long, env = "RECONCILE_IDLE_TIMEOUT", hide = true, value_parser = parse_duration, default_value = "30s")]
+    idle_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -731,6 +740,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         port: args.port,
         host: args.host.clone(),
         log_capacity: args.prediction_log_capacity,
+        limits: crate::serve::http::Limits {
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+        },
     };
     let serve_stores = crate::serve::ServeStores::of(&stores);
     let stop = crate::shutdown::on_signals();

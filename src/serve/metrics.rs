@@ -17,22 +17,56 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Labels of a request.
+/// Labels of a request. Every value comes from a fixed set, never from the
+/// client's text: a client choosing methods or paths must not grow `/metrics`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// Route pattern, e.g. `/features/{entity_id}` (never the raw path: bounded cardinality).
-    pub route: String,
-    /// HTTP method.
-    pub method: String,
-    /// Status code.
+    /// Route pattern, e.g. `/features/{entity_id}`, or `unmatched` (never the raw path).
+    pub route: &'static str,
+    /// HTTP method: one of [`METHODS`], or `other`.
+    pub method: &'static str,
+    /// Status code (chosen by the server).
     pub status: u16,
+}
+
+/// The methods a request label names; any other method is `other`.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// The label of a request's method: itself when standard, else `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method.as_str())
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Why the server closed a connection on its own.
+#[derive(
+    Clone, Copy, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue,
+)]
+#[allow(non_camel_case_types)]
+pub enum TimeoutReason {
+    /// The request head did not arrive within the header timeout.
+    header,
+    /// Nothing moved for the idle timeout while no request was handled.
+    idle,
+}
+
+/// Labels of a connection closed by a timeout.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    /// Which timeout.
+    pub reason: TimeoutReason,
 }
 
 /// Labels of a latency observation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    /// Route pattern.
-    pub route: String,
+    /// Route pattern, or `unmatched`.
+    pub route: &'static str,
 }
 
 /// Labels of a prediction.
@@ -221,6 +255,14 @@ pub struct Metrics {
     pub log_failed: Counter,
     /// The monitors' drift gauges.
     pub drift: DriftGauges,
+    /// Connections being served now.
+    pub connections_open: Gauge,
+    /// Connections accepted and served.
+    pub connections_accepted: Counter,
+    /// Connections shed because the endpoint served its maximum already.
+    pub connections_rejected: Counter,
+    /// Connections the server closed on a timeout, by which.
+    pub connections_timed_out: Family<TimeoutLabels, Counter>,
     served: Mutex<Option<ModelLabels>>,
 }
 
@@ -281,6 +323,30 @@ impl Metrics {
             );
         }
         let ep = registry.sub_registry_with_prefix("endpoint");
+        let connections_open = Gauge::default();
+        let connections_accepted = Counter::default();
+        let connections_rejected = Counter::default();
+        let connections_timed_out = Family::<TimeoutLabels, Counter>::default();
+        ep.register(
+            "connections_open",
+            "HTTP connections being served",
+            connections_open.clone(),
+        );
+        ep.register(
+            "connections_accepted",
+            "HTTP connections accepted and served",
+            connections_accepted.clone(),
+        );
+        ep.register(
+            "connections_rejected",
+            "HTTP connections shed (503 or closed) because the endpoint served its maximum",
+            connections_rejected.clone(),
+        );
+        ep.register(
+            "connections_timed_out",
+            "HTTP connections closed by the header or idle timeout",
+            connections_timed_out.clone(),
+        );
         ep.register(
             "prediction_log_written",
             "Predictions written to the prediction log",
@@ -328,6 +394,10 @@ impl Metrics {
             log_dropped,
             log_failed,
             drift,
+            connections_open,
+            connections_accepted,
+            connections_rejected,
+            connections_timed_out,
             served: Mutex::new(None),
         }
     }
@@ -340,6 +410,14 @@ impl Metrics {
         }
         self.model_info.get_or_create(&labels).set(1);
         *served = Some(labels);
+    }
+
+    /// Sets the info gauge of the version served so far to 0: nothing is served.
+    pub fn not_serving(&self) {
+        let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = served.take() {
+            self.model_info.get_or_create(&old).set(0);
+        }
     }
 
     /// The text exposition.

@@ -15,9 +15,16 @@
 //! - the same watcher reads the monitors' newest evaluations (one query, at most
 //!   every [`DRIFT_POLL`]) into the `reconcile_monitor_*` drift gauges.
 //!
+//! - when the registry has no Production version any more (archived by hand),
+//!   the served version is dropped: `/ready` and `/predict` answer 503 until one
+//!   is promoted — serving what the registry no longer calls Production would be
+//!   serving a model nobody chose.
+//!
 //! Requests are bounded in size ([`BODY_LIMIT`]) and time ([`REQUEST_TIMEOUT`]);
+//! connections in count and idle time ([`http::Limits`]);
 //! SIGTERM/SIGINT stop accepting and let in-flight requests finish.
 
+pub mod http;
 pub mod log;
 pub mod metrics;
 mod routes;
@@ -332,16 +339,21 @@ impl Serving {
     /// Ready: a model is loaded and the online store answered recently.
     pub fn readiness(&self) -> Result<(), String> {
         if self.model.load().is_none() {
-            return Err(format!(
-                "no Production version of `{}` yet",
-                self.model_name
-            ));
+            return Err(self.no_production());
         }
         let age = crate::store::now_ms() - self.online_ok_ms.load(Ordering::Relaxed);
         if age > 5_000 {
             return Err(format!("the online store has not answered for {age} ms"));
         }
         Ok(())
+    }
+
+    /// Why nothing is served: the registry holds no Production version.
+    pub fn no_production(&self) -> String {
+        format!(
+            "no Production version of `{}` in the registry",
+            self.model_name
+        )
     }
 
     /// Sets the drift gauges from each monitor's newest evaluation (one query).
@@ -361,6 +373,20 @@ impl Serving {
             .store(crate::store::now_ms(), Ordering::Relaxed);
         let current = self.model.load_full();
         let production = self.registry.production(&self.model_name).await?;
+        if production.is_none()
+            && let Some(old) = &current
+        {
+            // Archived (or demoted) by hand: stop serving what is no longer Production.
+            tracing::warn!(
+                "{}: {} version {} is no longer Production; not serving until one is",
+                self.name,
+                old.info.model,
+                old.info.version
+            );
+            self.model.store(None);
+            self.metrics.not_serving();
+            return Ok(());
+        }
         let next = match production {
             Some(p)
                 if current
@@ -449,6 +475,8 @@ pub struct ServeOptions {
     /// Capacity of each endpoint's prediction-log queue (`None`: [`log::LOG_CAPACITY`]).
     /// Not a spec field: tests shrink it to see predictions dropped.
     pub log_capacity: Option<usize>,
+    /// Connection bounds of every endpoint's server.
+    pub limits: http::Limits,
 }
 
 /// The stores an endpoint reads and writes.
@@ -620,19 +648,14 @@ pub async fn run(
             }
         };
         servers.spawn(watcher);
-        let mut stop = stop_rx.clone();
-        let app = app(serving);
-        servers.spawn(async move {
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!("server stopped: {e}");
-            }
-        });
+        let app = app(serving.clone());
+        servers.spawn(http::serve(
+            listener,
+            app,
+            opts.limits,
+            serving,
+            stop.child_token(),
+        ));
     }
     stop.cancelled().await;
     let _ = stop_tx.send(true);

@@ -128,17 +128,48 @@ pub struct BatchResponse {
 )]
 struct ApiDoc;
 
+/// Every route pattern, as metric labels name them.
+pub const ROUTES: [&str; 8] = [
+    "/health",
+    "/ready",
+    "/features/{entity_id}",
+    "/predict",
+    "/predict/batch",
+    "/models",
+    "/metrics",
+    "/openapi.json",
+];
+
+/// The label of a request's route: one of [`ROUTES`], or `unmatched` for any
+/// path no route matched (a fixed set, whatever paths clients send).
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    matched
+        .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()))
+        .copied()
+        .unwrap_or("unmatched")
+}
+
 /// The router with its bounds and metrics.
 pub fn router(serving: Arc<Serving>) -> Router {
+    let [
+        health_r,
+        ready_r,
+        features_r,
+        predict_r,
+        batch_r,
+        models_r,
+        metrics_r,
+        openapi_r,
+    ] = ROUTES;
     Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/features/{entity_id}", get(features))
-        .route("/predict", post(predict))
-        .route("/predict/batch", post(predict_batch))
-        .route("/models", get(models))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .route(health_r, get(health))
+        .route(ready_r, get(ready))
+        .route(features_r, get(features))
+        .route(predict_r, post(predict))
+        .route(batch_r, post(predict_batch))
+        .route(models_r, get(models))
+        .route(metrics_r, get(metrics))
+        .route(openapi_r, get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(serving.clone(), track))
@@ -153,15 +184,11 @@ pub fn router(serving: Arc<Serving>) -> Router {
 /// Counts and times every request by route pattern (bounded label values).
 async fn track(State(s): State<Arc<Serving>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_string();
-    let method = req.method().to_string();
+    let route = route_label(req.extensions().get::<MatchedPath>());
+    let method = super::metrics::method_label(req.method());
     let response = next.run(req).await;
     let labels = super::metrics::RequestLabels {
-        route: route.clone(),
+        route,
         method,
         status: response.status().as_u16(),
     };
@@ -207,10 +234,7 @@ async fn ready(State(s): State<Arc<Serving>>) -> Response {
 }
 
 fn no_model(s: &Serving) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("no Production version of `{}` yet", s.model_name),
-    )
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, s.no_production())
 }
 
 fn unknown(s: &Serving, id: &str, missing: Vec<String>) -> ApiError {
