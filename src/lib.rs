@@ -19,6 +19,7 @@ pub mod docker_auth;
 pub mod drift;
 pub mod engine;
 pub mod features;
+pub mod gitops;
 pub mod graph;
 pub mod hash;
 pub mod kinds;

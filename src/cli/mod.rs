@@ -2,6 +2,7 @@
 //! The only place that prints for humans besides `progress`.
 
 mod compose;
+mod gitops;
 mod models;
 mod monitor;
 mod probe;
@@ -73,6 +74,9 @@ enum Command {
     /// `watch --serve`: the controller and the endpoints in one process, in the
     /// foreground, as `docker compose up` runs a project.
     Up(watch::WatchArgs),
+    /// Apply each new commit of a git branch; records the live commit and each
+    /// commit's outcome. `--once` exits 0 when the last commit went live, 1 when not.
+    Gitops(gitops::GitopsArgs),
     /// GET a URL as a container health check: exit 0 on 2xx, 1 otherwise.
     Probe(probe::ProbeArgs),
     /// Write the project's Services and docker Endpoints as a docker compose file.
@@ -324,6 +328,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::Watch(args) => watch::run(args, false, quiet).await,
         Command::Up(args) => watch::run(args, true, quiet).await,
+        Command::Gitops(args) => gitops::run(args, quiet).await,
         Command::Probe(args) => probe::run(args).await,
         Command::Compose(args) => compose::run(args),
     }
@@ -475,11 +480,12 @@ async fn status(args: StoreArgs) -> ExitCode {
     let result = async {
         let stores = ws.open_stores(&args.overrides()).await?;
         let (desired, observed, plan) = ws.plan(&stores, &PlanOptions::default()).await?;
+        let live = gitops::live_line(&stores).await;
         stores.state.db.close().await;
-        Ok::<_, WorkspaceError>((desired, observed, plan))
+        Ok::<_, WorkspaceError>((desired, observed, plan, live))
     }
     .await;
-    let (desired, observed, plan) = match result {
+    let (desired, observed, plan, live) = match result {
         Ok(v) => v,
         Err(e) => return report_error(&e, json),
     };
@@ -519,6 +525,9 @@ async fn status(args: StoreArgs) -> ExitCode {
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
     } else {
+        if let Some(live) = live {
+            println!("{live}");
+        }
         println!(
             "{:<12} {:<22} {:<11} {:<24} REASON",
             "KIND", "NAME", "STATE", "LAST CHANGE"

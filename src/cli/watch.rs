@@ -76,7 +76,7 @@ pub async fn run(args: WatchArgs, serve: bool, quiet: bool) -> ExitCode {
             endpoint: args.endpoint.clone(),
             port: args.port,
             host: args.host.clone(),
-            log_capacity: None,
+            ..Default::default()
         }),
         listen: (args.listen != "off").then(|| args.listen.clone()),
     };

@@ -50,8 +50,9 @@ pub struct Live {
 /// How one cycle ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cycle {
-    /// The specs did not load; nothing was changed.
-    Invalid(usize),
+    /// The specs did not load; nothing was changed. One line per problem
+    /// (`file:line:column: message`).
+    Invalid(Vec<String>),
     /// Everything was already as the specs say.
     NoChanges,
     /// Something was changed and everything converged.
@@ -155,7 +156,7 @@ impl Controller {
                     "specs invalid: {} problem(s); nothing changed, the last good specs keep running",
                     diags.len()
                 ));
-                return Cycle::Invalid(diags.len());
+                return Cycle::Invalid(diags.iter().map(|d| d.short()).collect());
             }
             Err(e) => return self.error(&e),
         };

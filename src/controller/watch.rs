@@ -381,7 +381,9 @@ fn status(progress: &Progress, dir: &Path, last: &Cycle, resync: Option<Duration
     }
     let at = chrono::Local::now().format("%H:%M:%S");
     let what = match last {
-        Cycle::Invalid(n) => format!("specs invalid ({n} problem(s)) at {at}"),
+        Cycle::Invalid(problems) => {
+            format!("specs invalid ({} problem(s)) at {at}", problems.len())
+        }
         Cycle::NoChanges => format!("up to date at {at}"),
         Cycle::Converged(n) => format!("{n} converged at {at}"),
         Cycle::Failed {

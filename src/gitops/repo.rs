@@ -80,10 +80,8 @@ impl Mirror {
                     what: format!("creating {}", path.display()),
                     source,
                 })?;
-                Repository::init_bare(path).map_err(git(format!(
-                    "creating the mirror at {}",
-                    path.display()
-                )))?
+                Repository::init_bare(path)
+                    .map_err(git(format!("creating the mirror at {}", path.display())))?
             }
         };
         Ok(Mirror {
@@ -108,7 +106,10 @@ impl Mirror {
         opts.download_tags(git2::AutotagOption::None);
         remote
             .fetch(&[refspec.as_str()], Some(&mut opts), None)
-            .map_err(git(format!("fetching {} from {}", self.branch, self.source)))?;
+            .map_err(git(format!(
+                "fetching {} from {}",
+                self.branch, self.source
+            )))?;
         let head = self
             .repo
             .refname_to_id(&self.tracking_ref())
@@ -150,8 +151,11 @@ impl Mirror {
             .map_err(git(format!("reading commit {oid}")))?;
         Ok(CommitInfo {
             sha: oid.to_string(),
-            subject: c.summary().unwrap_or_default().to_string(),
-            author: c.author().name().unwrap_or_default().to_string(),
+            subject: c
+                .summary_bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default(),
+            author: String::from_utf8_lossy(c.author().name_bytes()).into_owned(),
             time_ms: c.time().seconds() * 1000,
         })
     }
