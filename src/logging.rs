@@ -30,6 +30,24 @@ pub fn filter_for(verbosity: i8) -> &'static str {
     }
 }
 
+/// Standard error with every resolved `${VAR}` value replaced by `***`
+/// (`env::redact_secrets`): a log event quoting a driver's or a container's
+/// text cannot print a secret. The formatter writes each event whole.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let redacted = crate::spec::env::redact_secrets(&text);
+        std::io::stderr().write_all(redacted.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Installs the global subscriber once; later calls (tests) change nothing.
 pub fn init(verbosity: i8, format: LogFormat) {
     let filter =
@@ -38,7 +56,7 @@ pub fn init(verbosity: i8, format: LogFormat) {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         .with_ansi(colour)
         .with_target(false);
     let _ = match format {

@@ -28,6 +28,9 @@ pub enum Action {
     Replace,
     /// Removed (no longer in the specs).
     Delete,
+    /// Cannot proceed without the user's word (e.g. a table of that name
+    /// exists that reconcile did not create); apply refuses the whole plan.
+    Conflict,
 }
 
 impl Action {
@@ -39,6 +42,7 @@ impl Action {
             Action::Update => "~",
             Action::Replace => "-/+",
             Action::Delete => "-",
+            Action::Conflict => "!",
         }
     }
 
@@ -50,6 +54,7 @@ impl Action {
             Action::Update => "update",
             Action::Replace => "replace",
             Action::Delete => "delete",
+            Action::Conflict => "conflict",
         }
     }
 }
@@ -113,9 +118,24 @@ pub struct Summary {
     pub delete: usize,
     /// Unchanged.
     pub unchanged: usize,
+    /// Conflicts that stop apply.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub conflict: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Plan {
+    /// The resources whose plan is a conflict (apply refuses while any is).
+    pub fn conflicts(&self) -> Vec<&ResourcePlan> {
+        self.resources
+            .iter()
+            .filter(|r| r.action == Action::Conflict)
+            .collect()
+    }
+
     /// True when applying would change something.
     pub fn has_changes(&self) -> bool {
         !self.objects.is_empty() || self.resources.iter().any(|r| r.action != Action::NoOp)
@@ -136,6 +156,7 @@ impl Plan {
                 Action::Update => s.update += 1,
                 Action::Replace => s.replace += 1,
                 Action::Delete => s.delete += 1,
+                Action::Conflict => s.conflict += 1,
             }
         }
         s
@@ -152,7 +173,7 @@ impl Plan {
                 Action::Create => head.green().to_string(),
                 Action::Update => head.yellow().to_string(),
                 Action::Replace => head.magenta().to_string(),
-                Action::Delete => head.red().to_string(),
+                Action::Delete | Action::Conflict => head.red().to_string(),
                 Action::NoOp => head,
             }
         };
@@ -198,6 +219,13 @@ impl Plan {
             "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
             s.create, s.update, s.replace, s.delete, s.unchanged
         );
+        if s.conflict > 0 {
+            let _ = writeln!(
+                out,
+                "{} conflict(s): apply refuses until each is resolved.",
+                s.conflict
+            );
+        }
         out
     }
 }

@@ -105,6 +105,7 @@ impl Progress {
         if self.quiet {
             return;
         }
+        let text = &crate::spec::env::redact_secrets(text);
         match &self.multi {
             Some(m) => {
                 let _ = m.println(text);

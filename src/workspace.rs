@@ -60,6 +60,9 @@ pub enum WorkspaceError {
     /// A Service the stores run on did not converge, so the stores cannot open.
     #[error("the stores' own services did not converge:\n{}", .0.join("\n"))]
     StoreServices(Vec<String>),
+    /// The plan holds conflicts: nothing was applied.
+    #[error("the plan has conflicts; nothing was applied:\n{}", .0.join("\n"))]
+    Conflicts(Vec<String>),
     /// The Docker engine failed outside any one resource.
     #[error(transparent)]
     Docker(#[from] crate::docker::DockerError),
@@ -102,7 +105,23 @@ impl Stores {
 impl Workspace {
     /// Loads and validates every spec under `dir`.
     pub fn load(dir: &Path) -> Result<Workspace, WorkspaceError> {
-        let set = crate::spec::validate::load_and_validate(dir).map_err(WorkspaceError::Specs)?;
+        Self::load_ignoring(dir, &[])
+    }
+
+    /// Loads for a command that only reads the stores and starts nothing
+    /// (`status`, `models`): a Service's unset `${VAR}` is no problem there,
+    /// since no secret is resolved. A store URL's own unset variable still
+    /// fails, when that store is opened.
+    pub fn load_without_secrets(dir: &Path) -> Result<Workspace, WorkspaceError> {
+        Self::load_ignoring(dir, &[crate::diag::DiagCode::UnsetEnv])
+    }
+
+    fn load_ignoring(
+        dir: &Path,
+        ignore: &[crate::diag::DiagCode],
+    ) -> Result<Workspace, WorkspaceError> {
+        let set = crate::spec::validate::load_and_validate_ignoring(dir, ignore)
+            .map_err(WorkspaceError::Specs)?;
         let graph = DependencyGraph::build(&set).map_err(WorkspaceError::Specs)?;
         Ok(Workspace {
             set,
@@ -350,6 +369,14 @@ impl Workspace {
                 if !plan.has_changes() {
                     first.get_or_insert(plan);
                     break;
+                }
+                let conflicts: Vec<String> = plan
+                    .conflicts()
+                    .iter()
+                    .map(|p| format!("{}: {}", p.id, p.reasons.join("; ")))
+                    .collect();
+                if !conflicts.is_empty() {
+                    return Err(WorkspaceError::Conflicts(conflicts));
                 }
                 let report = engine::execute(
                     ctx.clone(),

@@ -293,7 +293,10 @@ fn report_error(e: &WorkspaceError, json: bool) -> ExitCode {
                 eprintln!("error: {} problem(s) in the specs", diags.len());
             }
         }
-        other => eprintln!("error: {}", crate::logging::with_causes(other)),
+        other => eprintln!(
+            "error: {}",
+            crate::spec::env::redact_secrets(&crate::logging::with_causes(other))
+        ),
     }
     ExitCode::from(1)
 }
@@ -473,9 +476,10 @@ async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
 
 async fn status(args: StoreArgs) -> ExitCode {
     let json = args.spec.json;
-    let ws = match load(&args.spec) {
+    // Status reads the stores and starts nothing: it needs no secrets.
+    let ws = match Workspace::load_without_secrets(&args.spec.dir) {
         Ok(ws) => ws,
-        Err(c) => return c,
+        Err(e) => return report_error(&e, json),
     };
     let result = async {
         let stores = ws.open_stores(&args.overrides()).await?;

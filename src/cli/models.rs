@@ -39,6 +39,10 @@ pub enum ModelsCommand {
         /// Why, for the history.
         #[arg(long, default_value = "set by hand")]
         reason: String,
+        /// Put a version into Production even though it fails the Model's
+        /// `require` gates (the history records that it was forced).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         args: RegistryArgs,
     },
@@ -59,7 +63,13 @@ pub struct RegistryArgs {
 }
 
 async fn open(args: &RegistryArgs) -> Result<Registry, String> {
-    let ws = Workspace::load(&args.specs).map_err(|e| e.to_string())?;
+    Ok(open_with_specs(args).await?.1)
+}
+
+/// The workspace (for the Model specs' gates) and its registry. Registry
+/// commands start nothing, so they need no secrets.
+async fn open_with_specs(args: &RegistryArgs) -> Result<(Workspace, Registry), String> {
+    let ws = Workspace::load_without_secrets(&args.specs).map_err(|e| e.to_string())?;
     let state = ws
         .open_state(&StoreOverrides {
             state: args.state.clone(),
@@ -69,7 +79,8 @@ async fn open(args: &RegistryArgs) -> Result<Registry, String> {
         })
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Registry::new(state.db.clone(), state.project.clone()))
+    let registry = Registry::new(state.db.clone(), state.project.clone());
+    Ok((ws, registry))
 }
 
 fn parse_target(target: &str) -> Result<(&str, Option<i64>), String> {
@@ -96,8 +107,9 @@ pub async fn run(cmd: ModelsCommand) -> ExitCode {
             target,
             stage,
             reason,
+            force,
             args,
-        } => set_stage(&target, &stage, &reason, &args).await,
+        } => set_stage(&target, &stage, &reason, force, &args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -242,6 +254,7 @@ async fn set_stage(
     target: &str,
     stage: &str,
     reason: &str,
+    force: bool,
     args: &RegistryArgs,
 ) -> Result<(), String> {
     let (name, version) = parse_target(target)?;
@@ -249,9 +262,30 @@ async fn set_stage(
     let stage = Stage::parse(stage).ok_or_else(|| {
         format!("`{stage}` is not a stage: use None, Staging, Production or Archived")
     })?;
-    let registry = open(args).await?;
+    let (ws, registry) = open_with_specs(args).await?;
+    let mut reason = reason.to_string();
+    if stage == Stage::Production {
+        let versions = registry.versions(name).await.map_err(|e| e.to_string())?;
+        let failure = versions
+            .iter()
+            .find(|v| v.version == version)
+            .and_then(|v| crate::kinds::model::gate_failure_in(&ws.set, name, v));
+        match failure {
+            Some(f) if !force => {
+                return Err(format!(
+                    "refusing to put {name} version {version} into Production: {f} \
+                     (the Model's `require` gates); pass --force to do it anyway"
+                ));
+            }
+            Some(f) => {
+                eprintln!("warning: forced past the gates: {f}");
+                reason = format!("{reason} (forced past the gates: {f})");
+            }
+            None => {}
+        }
+    }
     let from = registry
-        .set_stage(name, version, stage, Cause::Manual, reason)
+        .set_stage(name, version, stage, Cause::Manual, &reason)
         .await
         .map_err(|e| e.to_string())?;
     println!("{name} version {version}: {from} → {stage}");

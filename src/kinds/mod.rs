@@ -350,6 +350,8 @@ pub struct Observed {
     pub records: HashMap<ResourceId, ResourceRecord>,
     /// What the offline store holds.
     pub tables: HashMap<String, StoredTable>,
+    /// Tables in the offline database that reconcile did not create.
+    pub foreign_tables: std::collections::HashSet<String>,
     /// What the online store holds, per view.
     pub online: HashMap<String, crate::store::online::OnlineView>,
     /// Every registered model version.
@@ -525,9 +527,11 @@ pub async fn observe(
         online.observe(),
         registry.observe()
     )?;
+    let foreign_tables = crate::store::offline::foreign_tables(offline, &tables).await?;
     Ok(Observed {
         records,
         tables,
+        foreign_tables,
         online,
         registry,
         docker: DockerView::NotObserved,

@@ -39,6 +39,83 @@ pub fn discover(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The largest spec file read, in bytes: a bound on what one file may cost
+/// (memory and parse time); the parser's budget bounds what a document expands to.
+pub const MAX_SPEC_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Why a spec file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A FIFO, device or socket named `*.yaml`: reading it could block forever
+    /// or never end.
+    #[error("cannot read spec file: it is not a regular file ({0})")]
+    NotRegular(&'static str),
+    /// Over [`MAX_SPEC_FILE_BYTES`].
+    #[error("cannot read spec file: it has over {limit} bytes (limit {limit})")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The OS refused.
+    #[error("cannot read spec file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn file_type_name(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_dir() {
+        "a folder"
+    } else {
+        "not a file"
+    }
+}
+
+/// Reads a spec file if it is a regular file of at most
+/// [`MAX_SPEC_FILE_BYTES`]. The type is checked before opening (opening a FIFO
+/// blocks until a writer comes), and again on the open handle, which is opened
+/// non-blocking, so a file swapped for a FIFO in between cannot hang us either.
+/// The read itself stops one byte past the limit.
+pub fn read_spec_file(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular(file_type_name(meta.file_type())));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular(file_type_name(meta.file_type())));
+    }
+    if meta.len() > MAX_SPEC_FILE_BYTES {
+        return Err(ReadError::TooLarge {
+            limit: MAX_SPEC_FILE_BYTES,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_SPEC_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SPEC_FILE_BYTES {
+        return Err(ReadError::TooLarge {
+            limit: MAX_SPEC_FILE_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+/// `O_NONBLOCK` (the same value on every Linux architecture we build for).
+const O_NONBLOCK: i32 = 0o4000;
+
 /// One YAML document of a file and the number of file lines before it: the
 /// parser's line numbers plus `line_offset` are the file's line numbers.
 struct Document {
@@ -126,7 +203,7 @@ pub fn load_dir(root: &Path) -> (Vec<Resource>, Vec<SpecDiagnostic>) {
             .unwrap_or(&path)
             .display()
             .to_string();
-        match std::fs::read(&path) {
+        match read_spec_file(&path) {
             Ok(bytes) => {
                 let text = match String::from_utf8(bytes) {
                     Ok(t) => t,
@@ -151,13 +228,17 @@ pub fn load_dir(root: &Path) -> (Vec<Resource>, Vec<SpecDiagnostic>) {
             }
             Err(e) => {
                 let f = SourceFile::new(display, path.clone(), String::new());
-                diags.push(SpecDiagnostic::at(
-                    DiagCode::MissingFile,
-                    &f,
-                    1,
-                    1,
-                    format!("cannot read spec file: {e}"),
-                ));
+                let hint = match &e {
+                    ReadError::NotRegular(_) => {
+                        "spec files must be regular files; rename or remove it"
+                    }
+                    ReadError::TooLarge { .. } => "split the specs over several files",
+                    ReadError::Io(_) => "check the file's permissions",
+                };
+                diags.push(
+                    SpecDiagnostic::at(DiagCode::MissingFile, &f, 1, 1, e.to_string())
+                        .with_hint(hint),
+                );
             }
         }
     }
@@ -234,6 +315,27 @@ fn kind_list() -> String {
 
 /// Turns a YAML/serde error into a diagnostic with a hint.
 fn saphyr_diag(file: &SourceFile, err: &serde_saphyr::Error, line_offset: u64) -> SpecDiagnostic {
+    if let Some(breach) = budget_breach(err) {
+        let (line, column) = err
+            .location()
+            .map(|l| (l.line() + line_offset, l.column()))
+            .filter(|(l, _)| *l > line_offset)
+            .unwrap_or((line_offset + 1, 1));
+        return SpecDiagnostic::at(
+            DiagCode::Syntax,
+            file,
+            line,
+            column,
+            format!(
+                "document starting at line {} is too large to parse: {}",
+                line_offset + 1,
+                describe_breach(breach)
+            ),
+        )
+        .with_hint(
+            "aliases that expand into more and more copies (an alias bomb) hit this limit; write the values out",
+        );
+    }
     let (line, column) = err
         .location()
         .map(|l| (l.line() + line_offset, l.column()))
@@ -243,6 +345,76 @@ fn saphyr_diag(file: &SourceFile, err: &serde_saphyr::Error, line_offset: u64) -
     let rendered = err.render_with_options(opts);
     let message = strip_location_suffix(&rendered).to_string();
     classify(file, line, column, message)
+}
+
+/// The budget limit a parse hit, through the wrappers that add snippets.
+fn budget_breach(err: &serde_saphyr::Error) -> Option<&serde_saphyr::budget::BudgetBreach> {
+    let mut e = err;
+    loop {
+        match e {
+            serde_saphyr::Error::Budget { breach, .. } => return Some(breach),
+            serde_saphyr::Error::WithSnippet { error, .. }
+            | serde_saphyr::Error::AliasError { error, .. } => e = error,
+            _ => return None,
+        }
+    }
+}
+
+/// Which limit, in words, with the number reached and the limit.
+fn describe_breach(b: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let limits = serde_saphyr::Budget::default();
+    match b {
+        B::Events { events } => format!(
+            "{events} parser events, over the limit of {}",
+            limits.max_events
+        ),
+        B::Aliases { aliases } => format!(
+            "{aliases} aliases (`*name`), over the limit of {}",
+            limits.max_aliases
+        ),
+        B::Anchors { anchors } => format!(
+            "{anchors} anchors (`&name`), over the limit of {}",
+            limits.max_anchors
+        ),
+        B::Depth { depth } => format!(
+            "nesting {depth} levels deep, over the limit of {}",
+            limits.max_depth
+        ),
+        B::Nodes { nodes } => format!(
+            "{nodes} nodes after expanding aliases, over the limit of {}",
+            limits.max_nodes
+        ),
+        B::ScalarBytes { total_scalar_bytes } => format!(
+            "{total_scalar_bytes} bytes of scalar text, over the limit of {}",
+            limits.max_total_scalar_bytes
+        ),
+        B::AliasAnchorRatio { aliases, anchors } => format!(
+            "{aliases} aliases for {anchors} anchors, over the limit of {} aliases per anchor",
+            limits.alias_anchor_ratio_multiplier
+        ),
+        B::RecordedAnchorEvents {
+            recorded_anchor_events,
+        } => format!(
+            "anchors recording {recorded_anchor_events} events, over the limit of {}",
+            limits.max_recorded_anchor_events
+        ),
+        B::RecordedAnchorBytes {
+            recorded_anchor_bytes,
+        } => format!(
+            "anchors recording {recorded_anchor_bytes} bytes, over the limit of {}",
+            limits.max_recorded_anchor_bytes
+        ),
+        B::MergeKeys { merge_keys } => format!(
+            "{merge_keys} merge keys (`<<`), over the limit of {}",
+            limits.max_merge_keys
+        ),
+        B::Documents { documents } => format!(
+            "{documents} documents, over the limit of {}",
+            limits.max_documents
+        ),
+        other => format!("a parser limit was reached ({other:?})"),
+    }
 }
 
 fn strip_location_suffix(msg: &str) -> &str {

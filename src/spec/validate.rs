@@ -19,8 +19,39 @@ pub fn is_identifier(s: &str) -> bool {
         && s.len() <= 63
 }
 
+/// Who owns a table name a spec may not take, or `None` when it is free:
+/// the migrator's bookkeeping (`_sqlx_migrations`, and every `_sqlx` name),
+/// SQLite's own tables (`sqlite_*`), PostgreSQL's catalogs (`pg_*`, which the
+/// server resolves before the user's schema) and this project's tables
+/// (`reconcile_*`). A Table with such a name would overwrite or shadow them.
+pub fn reserved_table_owner(name: &str) -> Option<&'static str> {
+    let n = name.to_ascii_lowercase();
+    if n.starts_with("_sqlx") {
+        Some("the store's migrations (`_sqlx_migrations`)")
+    } else if n.starts_with("sqlite_") {
+        Some("SQLite (`sqlite_*` names are the engine's)")
+    } else if n.starts_with("pg_") {
+        Some("PostgreSQL (`pg_*` names are the server's catalogs)")
+    } else if n.starts_with("reconcile_") {
+        Some("reconcile's own stores (`reconcile_*`)")
+    } else if n == "information_schema" {
+        Some("PostgreSQL's `information_schema`")
+    } else {
+        None
+    }
+}
+
 /// Loads and validates every spec under `root`.
 pub fn load_and_validate(root: &Path) -> Result<SpecSet, Vec<SpecDiagnostic>> {
+    load_and_validate_ignoring(root, &[])
+}
+
+/// [`load_and_validate`], not counting diagnostics of the codes in `ignore`
+/// (commands that only read the stores ignore unset `${VAR}`s: they need no secrets).
+pub fn load_and_validate_ignoring(
+    root: &Path,
+    ignore: &[DiagCode],
+) -> Result<SpecSet, Vec<SpecDiagnostic>> {
     let root = match root.canonicalize() {
         Ok(r) => r,
         Err(e) => {
@@ -40,6 +71,7 @@ pub fn load_and_validate(root: &Path) -> Result<SpecSet, Vec<SpecDiagnostic>> {
     };
     let (resources, mut diags) = super::load::load_dir(&root);
     let set = validate(root, resources, &mut diags);
+    diags.retain(|d| !ignore.contains(&d.code));
     if diags.is_empty() {
         Ok(set)
     } else {

@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
@@ -28,6 +28,57 @@ pub enum ApplyLock {
     },
     /// A connection holding an advisory lock (PostgreSQL).
     Advisory(Box<PgConnection>),
+}
+
+/// Held while one process migrates a SQLite store: an exclusive OS lock on a
+/// file beside the database, released on drop or when the process dies.
+#[derive(Debug)]
+pub struct MigrateLock {
+    file: File,
+}
+
+impl MigrateLock {
+    /// Waits (up to `timeout`) for the migration lock of the database at `db_path`.
+    pub async fn acquire(db_path: &Path, timeout: Duration) -> Result<MigrateLock, StoreError> {
+        let lock_path = db_path.with_extension("migrate.lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Io {
+                context: format!("cannot open lock file {}", lock_path.display()),
+                source,
+            })?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(MigrateLock { file }),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Locked(format!(
+                        "another process has been migrating {} for over {timeout:?}",
+                        db_path.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(StoreError::Io {
+                        context: format!("cannot lock {}", lock_path.display()),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for MigrateLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
 }
 
 /// Who holds a lock.

@@ -42,6 +42,14 @@ pub enum StoreError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// The server did not answer in time.
+    #[error("cannot open store {url}: no answer within {after:?}")]
+    ConnectTimeout {
+        /// The URL, password redacted.
+        url: String,
+        /// How long we waited.
+        after: Duration,
+    },
     /// Running migrations failed.
     #[error("cannot migrate store {url}: {source}")]
     Migrate {
@@ -106,20 +114,35 @@ macro_rules! with_pool {
     };
 }
 
+/// How long connecting to a PostgreSQL server may take before the open fails
+/// (a closed port fails at once, with the driver's cause).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an open waits for another process migrating the same store.
+const MIGRATE_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The advisory lock key that serialises migrations of one PostgreSQL database.
+const PG_MIGRATE_LOCK: i64 = 0x7265_636f_6e63_6d67; // "reconcmg"
+
 impl Db {
     /// Opens (creating a SQLite file when missing) and migrates the store at `url`.
-    /// Relative SQLite paths resolve against `base`.
+    /// Relative SQLite paths resolve against `base`. `${VAR}` values are
+    /// percent-encoded for the URL part they land in
+    /// ([`env::interpolate_url`]). Migrations run under a lock (a file lock
+    /// beside a SQLite file, an advisory lock on PostgreSQL), so concurrent
+    /// first opens of a fresh store apply each migration once.
     pub async fn open(url: &str, base: &Path) -> Result<Db, StoreError> {
-        let resolved = env::interpolate(url)?;
+        let resolved = env::interpolate_url(url)?;
         if let Some(rest) = resolved
             .strip_prefix("sqlite://")
             .or_else(|| resolved.strip_prefix("sqlite:"))
         {
             let rest = rest.split('?').next().unwrap_or(rest);
-            let path = if Path::new(rest).is_absolute() {
-                PathBuf::from(rest)
+            let rest = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+            let path = if Path::new(rest.as_ref()).is_absolute() {
+                PathBuf::from(rest.as_ref())
             } else {
-                base.join(rest)
+                base.join(rest.as_ref())
             };
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
@@ -139,37 +162,61 @@ impl Db {
                 .connect_with(opts)
                 .await
                 .map_err(|source| StoreError::Connect {
-                    url: url.to_string(),
-                    source,
-                })?;
-            sqlx::migrate!("migrations/sqlite")
-                .run(&pool)
-                .await
-                .map_err(|source| StoreError::Migrate {
-                    url: url.to_string(),
-                    source,
-                })?;
-            Ok(Db::Sqlite { pool, path })
-        } else if resolved.starts_with("postgres://") || resolved.starts_with("postgresql://") {
-            let opts =
-                PgConnectOptions::from_str(&resolved).map_err(|source| StoreError::Connect {
                     url: env::redact_url(url),
                     source,
                 })?;
+            let guard = lock::MigrateLock::acquire(&path, MIGRATE_LOCK_TIMEOUT).await?;
+            let migrated = sqlx::migrate!("migrations/sqlite").run(&pool).await;
+            drop(guard);
+            migrated.map_err(|source| StoreError::Migrate {
+                url: env::redact_url(url),
+                source,
+            })?;
+            Ok(Db::Sqlite { pool, path })
+        } else if resolved.starts_with("postgres://") || resolved.starts_with("postgresql://") {
+            let redacted = || env::redact_url(url);
+            let opts =
+                PgConnectOptions::from_str(&resolved).map_err(|source| StoreError::Connect {
+                    url: redacted(),
+                    source,
+                })?;
+            // One direct connection first: a refused or unreachable server
+            // fails here with the driver's cause, where a pool would retry
+            // until its timeout and report only that it timed out.
+            let mut conn = match tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                <sqlx::postgres::PgConnection as sqlx::Connection>::connect_with(&opts),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(source)) => {
+                    return Err(StoreError::Connect {
+                        url: redacted(),
+                        source,
+                    });
+                }
+                Err(_) => {
+                    return Err(StoreError::ConnectTimeout {
+                        url: redacted(),
+                        after: CONNECT_TIMEOUT,
+                    });
+                }
+            };
+            migrate_postgres(&mut conn)
+                .await
+                .map_err(|source| StoreError::Migrate {
+                    url: redacted(),
+                    source,
+                })?;
+            let _ = sqlx::Connection::close(conn).await;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(CONNECT_TIMEOUT)
                 .connect_with(opts)
                 .await
                 .map_err(|source| StoreError::Connect {
-                    url: env::redact_url(url),
-                    source,
-                })?;
-            sqlx::migrate!("migrations/postgres")
-                .run(&pool)
-                .await
-                .map_err(|source| StoreError::Migrate {
-                    url: env::redact_url(url),
+                    url: redacted(),
                     source,
                 })?;
             Ok(Db::Postgres {
@@ -193,6 +240,24 @@ impl Db {
     pub async fn close(&self) {
         with_pool!(self, p => p.close().await)
     }
+}
+
+/// Runs the PostgreSQL migrations holding a session advisory lock, so two
+/// processes opening a fresh database apply each migration once (the lock
+/// dies with the connection, so a crash leaves none behind).
+async fn migrate_postgres(
+    conn: &mut sqlx::postgres::PgConnection,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(PG_MIGRATE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let result = sqlx::migrate!("migrations/postgres").run(&mut *conn).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(PG_MIGRATE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    result
 }
 
 /// Opening a transaction that will write. SQLite allows one writer at a time, and a

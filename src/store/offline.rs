@@ -126,6 +126,36 @@ pub async fn observe(db: &Db) -> Result<HashMap<String, StoredTable>, StoreError
     Ok(out)
 }
 
+/// Tables (and views) that exist in the offline database but that reconcile
+/// did not create: not in its manifest, and not one of the names the stores
+/// or their engines own. A Table spec of such a name is a conflict.
+pub async fn foreign_tables(
+    db: &Db,
+    manifest: &HashMap<String, StoredTable>,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let names: Vec<(String,)> = match db {
+        Db::Sqlite { pool, .. } => {
+            sqlx::query_as("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Postgres { pool, .. } => {
+            sqlx::query_as(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+            )
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(names
+        .into_iter()
+        .map(|(n,)| n)
+        .filter(|n| {
+            !manifest.contains_key(n) && crate::spec::validate::reserved_table_owner(n).is_none()
+        })
+        .collect())
+}
+
 /// A snapshot ready to be written.
 #[derive(Debug)]
 pub struct SnapshotWrite<'a> {

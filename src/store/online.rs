@@ -323,7 +323,7 @@ impl OnlineStore {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Ok(OnlineStore::Sql(Db::open(url, base).await?));
         }
-        let resolved = crate::spec::env::interpolate(url)?;
+        let resolved = crate::spec::env::interpolate_url(url)?;
         let (address, query) = resolved.split_once('?').unwrap_or((resolved.as_str(), ""));
         let prefix = query
             .split('&')
@@ -331,10 +331,10 @@ impl OnlineStore {
             .unwrap_or("reconcile")
             .to_string();
         let connect = |e: redis::RedisError| {
-            StoreError::Redis(format!(
+            StoreError::Redis(crate::spec::env::redact_secrets(&format!(
                 "cannot open {}: {e}",
                 crate::spec::env::redact_url(url)
-            ))
+            )))
         };
         let client = redis::Client::open(address).map_err(connect)?;
         let conn = client

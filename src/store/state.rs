@@ -170,8 +170,14 @@ impl StateStore {
             reason = excluded.reason, message = excluded.message, outputs = excluded.outputs, protect = excluded.protect, \
             last_change_ms = excluded.last_change_ms, last_apply_ms = excluded.last_apply_ms";
         const EVENT: &str = "INSERT INTO reconcile_events (project, kind, name, at_ms, action, outcome, message) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        // Defence in depth: whatever reaches the state store is redacted of
+        // every resolved `${VAR}` value (see `env::redact_secrets`).
         let spec_json = rec.spec_json.to_string();
-        let outputs = rec.outputs.to_string();
+        let mut outputs = rec.outputs.clone();
+        crate::spec::env::redact_json(&mut outputs);
+        let outputs = outputs.to_string();
+        let message = crate::spec::env::redact_secrets(&rec.message);
+        let reason = crate::spec::env::redact_secrets(&rec.reason);
         let outcome = match rec.condition {
             Condition::Ready => "ok",
             Condition::Failed => "failed",
@@ -186,8 +192,8 @@ impl StateStore {
                 .bind(&rec.spec_hash)
                 .bind(&spec_json)
                 .bind(rec.condition.as_str())
-                .bind(&rec.reason)
-                .bind(&rec.message)
+                .bind(&reason)
+                .bind(&message)
                 .bind(&outputs)
                 .bind(i64::from(rec.protect))
                 .bind(rec.last_change_ms)
@@ -201,7 +207,7 @@ impl StateStore {
                 .bind(now_ms())
                 .bind(action)
                 .bind(outcome)
-                .bind(&rec.message)
+                .bind(&message)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -212,6 +218,7 @@ impl StateStore {
 
     /// Forgets a resource (after it was deleted), logging the deletion.
     pub async fn forget(&self, id: &ResourceId, message: &str) -> Result<(), StoreError> {
+        let message = &crate::spec::env::redact_secrets(message);
         const DEL: &str =
             "DELETE FROM reconcile_resources WHERE project = $1 AND kind = $2 AND name = $3";
         const EVENT: &str = "INSERT INTO reconcile_events (project, kind, name, at_ms, action, outcome, message) VALUES ($1, $2, $3, $4, 'delete', 'ok', $5)";

@@ -66,6 +66,37 @@ pub struct Choice {
     pub held_back: Option<String>,
 }
 
+/// Which of the Model's `require` gates version `v` fails, in words
+/// (`version 2 (churn-lr) fails val_auc >= 0.75 (0.7012)`), or `None` when it
+/// passes them all. Promotion by apply and by hand (`models stage`) both ask.
+pub fn gate_failure(spec: &ModelSpec, v: &VersionInfo) -> Option<String> {
+    let failed: Vec<String> = spec
+        .gates()
+        .iter()
+        .filter(|g| !v.metric(&g.metric).is_some_and(|m| g.passes(m)))
+        .map(|g| match v.metric(&g.metric) {
+            Some(m) => format!("{g} ({m:.4})"),
+            None => format!("{g} (not recorded)"),
+        })
+        .collect();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "version {} ({}) fails {}",
+            v.version,
+            v.run,
+            failed.join(", ")
+        )
+    })
+}
+
+/// The gate failure of version `v` of the model `name` as the specs declare
+/// it, or `None` when no Model spec names it or it passes.
+pub fn gate_failure_in(set: &SpecSet, name: &str, v: &VersionInfo) -> Option<String> {
+    set.specs::<Model>()
+        .find(|(_, m)| m.name.value == name)
+        .and_then(|(_, m)| gate_failure(m, v))
+}
+
 /// Decides the Production version. `run_versions` maps runs to the version they
 /// last produced; `current` is the controller's own last choice (or the
 /// registry's Production when it has none). Errors say what is missing.
@@ -76,25 +107,7 @@ pub fn choose(
     current: Option<i64>,
 ) -> Result<Choice, String> {
     let find = |v: i64| versions.iter().find(|x| x.version == v);
-    let gates = spec.gates();
-    let gate_failure = |v: &VersionInfo| -> Option<String> {
-        let failed: Vec<String> = gates
-            .iter()
-            .filter(|g| !v.metric(&g.metric).is_some_and(|m| g.passes(m)))
-            .map(|g| match v.metric(&g.metric) {
-                Some(m) => format!("{g} ({m:.4})"),
-                None => format!("{g} (not recorded)"),
-            })
-            .collect();
-        (!failed.is_empty()).then(|| {
-            format!(
-                "version {} ({}) fails {}",
-                v.version,
-                v.run,
-                failed.join(", ")
-            )
-        })
-    };
+    let gate_failure = |v: &VersionInfo| gate_failure(spec, v);
     let (target, cause, reason) = match &spec.production {
         None => return Err("the spec does not choose a Production version".into()),
         Some(ProductionSpec::Run(run)) if run.value == MANUAL => {

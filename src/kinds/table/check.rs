@@ -7,7 +7,9 @@ use std::path::Path;
 use super::snapshots::SnapshotError;
 use super::spec::{Expectation, SnapshotSpec, Snapshots, TableSpec};
 use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
-use crate::spec::validate::{check_identifier, confine, find_key, is_identifier};
+use crate::spec::validate::{
+    check_identifier, confine, find_key, is_identifier, reserved_table_owner,
+};
 use crate::spec::{ColumnType, Resource, SpannedStr};
 
 /// Names the offline store reserves for itself.
@@ -16,12 +18,15 @@ const RESERVED_COLUMNS: [&str; 1] = ["as_of"];
 /// Checks one table: names, columns, expectations against columns, snapshots.
 pub fn check_table(root: &Path, r: &Resource, t: &TableSpec, diags: &mut Vec<SpecDiagnostic>) {
     check_identifier(r, &t.name, "table name", diags);
-    if t.name.value.starts_with("reconcile_") {
-        diags.push(r.diag_at(
-            DiagCode::InvalidValue,
-            &t.name,
-            "table names starting with `reconcile_` are reserved for the state store",
-        ));
+    if let Some(owner) = reserved_table_owner(&t.name.value) {
+        diags.push(
+            r.diag_at(
+                DiagCode::InvalidValue,
+                &t.name,
+                format!("table name `{}` is reserved by {owner}", t.name.value),
+            )
+            .with_hint("choose another name: the stores and their engines own this one"),
+        );
     }
     // Column names come from map keys, which carry no spans: point at the text.
     for name in t.columns.keys() {

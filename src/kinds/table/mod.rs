@@ -244,6 +244,28 @@ impl ResourceKind for Table {
                 .collect()
         };
         let Some(stored) = observed.tables.get(&inputs.layout.name) else {
+            let name = &inputs.layout.name;
+            if observed.foreign_tables.contains(name) {
+                if !d.spec.adopt {
+                    plan.action = Action::Conflict;
+                    plan.reasons.push(format!(
+                        "a table `{name}` already exists in the offline store and reconcile did not create it; \
+                         it is left alone. Rename this Table, or set `adopt: true` on it to drop that table \
+                         and rebuild it from the snapshots"
+                    ));
+                    return plan;
+                }
+                plan.action = Action::Replace;
+                plan.reasons.push(format!(
+                    "adopt existing table `{name}` (`adopt: true`): drop it and load {} snapshot(s)",
+                    inputs.snapshots.len()
+                ));
+                plan.operations.push(Self::op(TableOp::LoadSnapshots {
+                    recreate: true,
+                    snapshots: all_loads("adopted"),
+                }));
+                return plan;
+            }
             plan.action = Action::Create;
             let dates: Vec<&str> = inputs.snapshots.iter().map(|s| s.as_of.as_str()).collect();
             plan.reasons.push(format!(
@@ -542,6 +564,21 @@ fn diff_removed(id: &ResourceId, observed: &Observed, opts: &PlanOptions) -> Res
         plan.warnings.push(
             "no longer in the specs but protected in the state store; its data is kept".into(),
         );
+    } else if opts.prune_data && !observed.tables.contains_key(&id.name) {
+        // Nothing of ours is stored under that name: forget the record, and
+        // leave a same-named table someone else made alone.
+        if observed.foreign_tables.contains(&id.name) {
+            plan.warnings.push(format!(
+                "table `{}` in the offline store was not created by reconcile; it is left alone",
+                id.name
+            ));
+        }
+        if observed.records.contains_key(id) {
+            plan.action = Action::Delete;
+            plan.reasons
+                .push("no longer in the specs; no table of its own to drop".into());
+            plan.operations = vec![CommonOp::Forget.into()];
+        }
     } else if opts.prune_data {
         plan.action = Action::Delete;
         let rows: i64 = observed

@@ -36,6 +36,11 @@ pub struct TableSpec {
     /// Refuse to drop this table's data (recorded in the state store).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protect: bool,
+    /// Take over a table of this name that exists in the offline store but
+    /// that reconcile did not create: it is dropped and rebuilt from the
+    /// snapshots. Without it, such a table is a conflict and apply refuses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// A rule a snapshot must satisfy; a failing one refuses the whole snapshot.
