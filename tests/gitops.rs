@@ -159,9 +159,16 @@ async fn commits_go_live_in_order_a_broken_one_is_recorded_and_a_fix_converges()
         "{}",
         failed.message
     );
+    // `status` of the live specs (the working copy holds the typo).
+    let live_specs = r
+        .dir
+        .path()
+        .join("home/trees")
+        .join(&fewer_trees)
+        .join("specs");
     let status = Command::new(env!("CARGO_BIN_EXE_reconcile"))
         .args(["status"])
-        .arg(r.work().join("specs"))
+        .arg(&live_specs)
         .args(["--state", &r.state_url()])
         .output()
         .expect("status");

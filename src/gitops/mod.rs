@@ -244,11 +244,17 @@ async fn apply_commit(
         Cycle::Error(e) => (false, format!("error: {e}")),
         Cycle::Interrupted => (false, "interrupted".to_string()),
     };
-    // Recorded in the stores of the specs that loaded last (this commit's,
-    // or the live one's when this commit's specs do not load).
-    match controller.live() {
-        Some(l) => {
-            let store = CommitStore::new(l.stores.state.db.clone(), l.stores.state.project.clone());
+    // Recorded in the stores of the specs that loaded last: this commit's, or
+    // the live commit's when this one's do not load.
+    let store = match controller.live() {
+        Some(l) => Some(CommitStore::new(
+            l.stores.state.db.clone(),
+            l.stores.state.project.clone(),
+        )),
+        None => live_commit_store(opts).await,
+    };
+    match store {
+        Some(store) => {
             if let Err(e) = store
                 .record(
                     &commit.sha,
@@ -267,13 +273,14 @@ async fn apply_commit(
             }
         }
         None => progress.line(&format!(
-            "commit {} not recorded: no specs have loaded yet, so there is no state store",
+            "commit {} not recorded: no commit's specs have loaded yet, so there is no state store",
             commit.short()
         )),
     }
     if live {
         metrics.live_commit(&commit.sha, &opts.branch);
         progress.line(&format!("live: {} {}", commit.short(), commit.subject));
+        write_file(&opts.home, LIVE_MARKER, &commit.sha)?;
         prune_trees(&opts.home.join("trees"), &commit.sha);
     } else {
         progress.line(&format!(
@@ -302,19 +309,38 @@ fn prune_trees(trees: &Path, live: &str) {
     }
 }
 
-/// The last commit handled, kept in the home so a restart goes on from it.
+/// The file naming the last commit handled, so a restart goes on from it.
+const LAST_MARKER: &str = "last-commit";
+/// The file naming the live commit, whose work tree is always kept.
+const LIVE_MARKER: &str = "live-commit";
+
 fn read_marker(home: &Path) -> Option<String> {
-    std::fs::read_to_string(home.join("last-commit")).ok()
+    std::fs::read_to_string(home.join(LAST_MARKER)).ok()
 }
 
 fn write_marker(home: &Path, sha: &str) -> Result<(), GitopsError> {
-    let tmp = home.join("last-commit.tmp");
-    std::fs::write(&tmp, sha)
-        .and_then(|()| std::fs::rename(&tmp, home.join("last-commit")))
+    write_file(home, LAST_MARKER, sha)
+}
+
+/// Writes `name` in the home whole (a temporary file renamed into place).
+fn write_file(home: &Path, name: &str, text: &str) -> Result<(), GitopsError> {
+    let tmp = home.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, home.join(name)))
         .map_err(|source| GitopsError::Io {
-            what: format!("writing {}", home.join("last-commit").display()),
+            what: format!("writing {}", home.join(name).display()),
             source,
         })
+}
+
+/// The commit store of the live commit's specs, for a commit whose own
+/// specs do not load in a process that has loaded none yet.
+async fn live_commit_store(opts: &GitopsOptions) -> Option<CommitStore> {
+    let sha = std::fs::read_to_string(opts.home.join(LIVE_MARKER)).ok()?;
+    let specs = opts.home.join("trees").join(sha.trim()).join(&opts.path);
+    let ws = crate::workspace::Workspace::load(&specs).ok()?;
+    let state = ws.open_state(&opts.controller.overrides).await.ok()?;
+    Some(CommitStore::new(state.db, state.project))
 }
 
 /// A local source as an absolute path (libgit2 resolves relative paths
