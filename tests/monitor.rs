@@ -37,26 +37,19 @@ fn set_model(p: &Project, require: &str) {
     .expect("write training.yaml");
 }
 
-/// The February snapshot lines of every table spec, removed or restored.
+/// The February folder of the example's data, moved aside or dropped back in
+/// (the tables name their snapshots by a glob over the dated folders).
 fn february(p: &Project, present: bool) {
-    for entry in std::fs::read_dir(p.specs.join("tables")).expect("tables") {
-        let path = entry.expect("entry").path();
-        let spec = std::fs::read_to_string(&path).expect("read");
-        let out: String = if present {
-            spec.replace("#feb ", "")
-        } else {
-            spec.lines()
-                .map(|l| {
-                    if l.contains("2024-02-29") {
-                        format!("#feb {l}\n")
-                    } else {
-                        format!("{l}\n")
-                    }
-                })
-                .collect()
-        };
-        std::fs::write(&path, out).expect("write");
-    }
+    let (here, aside) = (
+        p.specs.join("data/2024-02-29"),
+        p.dir.path().join("2024-02-29.aside"),
+    );
+    let (from, to) = if present {
+        (aside, here)
+    } else {
+        (here, aside)
+    };
+    std::fs::rename(&from, &to).expect("move the February folder");
 }
 
 fn apply(p: &Project) -> String {

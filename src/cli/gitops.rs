@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse_duration;
+use super::{StoreUrls, parse_duration};
 use crate::controller::ControllerOptions;
 use crate::gitops::{self, GitopsOptions};
 use crate::progress::Progress;
@@ -33,15 +33,8 @@ pub struct GitopsArgs {
     /// Where the mirror, the commits' work trees and relative SQLite stores live.
     #[arg(long, default_value = ".reconcile-gitops")]
     home: PathBuf,
-    /// State store URL (overrides the Project spec), e.g. postgres://user@host/db.
-    #[arg(long, env = "RECONCILE_STATE")]
-    state: Option<String>,
-    /// Offline store URL (defaults to the state store).
-    #[arg(long, env = "RECONCILE_OFFLINE")]
-    offline: Option<String>,
-    /// Online store URL (defaults to the offline store).
-    #[arg(long, env = "RECONCILE_ONLINE")]
-    online: Option<String>,
+    #[command(flatten)]
+    stores: StoreUrls,
     /// Address of the controller's /metrics and /health; `off` for none.
     #[arg(long, default_value = "127.0.0.1:9464")]
     listen: String,
@@ -63,12 +56,7 @@ pub async fn run(args: GitopsArgs, quiet: bool) -> ExitCode {
         once: args.once,
         home: args.home.clone(),
         controller: ControllerOptions {
-            overrides: crate::workspace::StoreOverrides {
-                state: args.state.clone(),
-                offline: args.offline.clone(),
-                online: args.online.clone(),
-                base: None,
-            },
+            overrides: args.stores.overrides(),
             parallelism,
         },
         listen: (args.listen != "off").then(|| args.listen.clone()),

@@ -143,6 +143,27 @@ struct SpecArgs {
 struct StoreArgs {
     #[command(flatten)]
     spec: SpecArgs,
+    #[command(flatten)]
+    urls: StoreUrls,
+}
+
+/// Which endpoints a serving command runs, and where.
+#[derive(Debug, Args)]
+struct EndpointFlags {
+    /// Serve only this endpoint.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Listen on this port instead of the spec's (0: any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Bind this address instead of the spec's.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+/// The store URLs every command that opens the stores takes.
+#[derive(Debug, Args)]
+struct StoreUrls {
     /// State store URL (overrides the Project spec), e.g. postgres://user@host/db.
     #[arg(long, env = "RECONCILE_STATE")]
     state: Option<String>,
@@ -158,15 +179,8 @@ struct StoreArgs {
 struct ServeArgs {
     #[command(flatten)]
     stores: StoreArgs,
-    /// Serve only this endpoint.
-    #[arg(long)]
-    endpoint: Option<String>,
-    /// Listen on this port instead of the spec's (0: any free port).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Bind this address instead of the spec's.
-    #[arg(long)]
-    host: Option<String>,
+    #[command(flatten)]
+    endpoints: EndpointFlags,
     /// Capacity of each endpoint's prediction-log queue (predictions beyond it are
     /// dropped and counted). For tests and tuning; not a spec setting.
     #[arg(long, env = "RECONCILE_PREDICTION_LOG_CAPACITY", hide = true)]
@@ -238,6 +252,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl StoreArgs {
+    fn overrides(&self) -> StoreOverrides {
+        self.urls.overrides()
+    }
+}
+
+impl StoreUrls {
     fn overrides(&self) -> StoreOverrides {
         StoreOverrides {
             state: self.state.clone(),
@@ -749,9 +769,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let opts = crate::serve::ServeOptions {
-        endpoint: args.endpoint.clone(),
-        port: args.port,
-        host: args.host.clone(),
+        endpoint: args.endpoints.endpoint.clone(),
+        port: args.endpoints.port,
+        host: args.endpoints.host.clone(),
         log_capacity: args.prediction_log_capacity,
         limits: crate::serve::http::Limits {
             max_connections: args.max_connections,

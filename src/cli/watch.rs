@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{StoreArgs, parse_duration};
+use super::{EndpointFlags, StoreArgs, parse_duration};
 use crate::controller::ControllerOptions;
 use crate::controller::watch::{self, WatchOptions};
 use crate::progress::Progress;
@@ -30,15 +30,9 @@ pub struct WatchArgs {
     /// Resources applied at once (default: number of cores).
     #[arg(long)]
     parallelism: Option<usize>,
-    /// Serve only this endpoint (with --serve).
-    #[arg(long)]
-    endpoint: Option<String>,
-    /// Listen on this port instead of the endpoint spec's (with --serve; 0: any free port).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Bind this address instead of the endpoint spec's (with --serve).
-    #[arg(long)]
-    host: Option<String>,
+    /// With --serve: which endpoints, and where.
+    #[command(flatten)]
+    endpoints: EndpointFlags,
     /// Quiet time that ends a burst of file events.
     #[arg(long, default_value = "100ms", value_parser = parse_duration, hide = true)]
     debounce: Duration,
@@ -73,9 +67,9 @@ pub async fn run(args: WatchArgs, serve: bool, quiet: bool) -> ExitCode {
         resync: args.resync.0,
         debounce: args.debounce,
         serve: (serve || args.serve).then(|| crate::serve::ServeOptions {
-            endpoint: args.endpoint.clone(),
-            port: args.port,
-            host: args.host.clone(),
+            endpoint: args.endpoints.endpoint.clone(),
+            port: args.endpoints.port,
+            host: args.endpoints.host.clone(),
             ..Default::default()
         }),
         listen: (args.listen != "off").then(|| args.listen.clone()),

@@ -410,7 +410,7 @@ mod tests {
         let interest = Interest {
             reads: vec![(
                 crate::kinds::read_pattern(root, "data/*/users.csv").expect("pattern"),
-                ResourceId::new(crate::kinds::Kind::Table, "users"),
+                ResourceId::new(crate::kinds::Kind::parse("Table").expect("a kind"), "users"),
             )],
         };
         let kind = |p: &str| interest.classify(root, Path::new(p)).0;
