@@ -10,25 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::text;
-
-/// True when an engine answers; panics under CI, where one must.
-fn docker_available() -> bool {
-    let ok = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no Docker engine answers: .ci/run must install docker.io and start dockerd"
-        );
-        eprintln!(
-            "skipping: no Docker engine (install docker.io and start dockerd to run these tests)"
-        );
-    }
-    ok
-}
+use common::{docker_available, text};
 
 fn busybox() -> PathBuf {
     ["/bin/busybox", "/usr/bin/busybox"]

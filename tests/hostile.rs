@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Project, fresh_pg_database, text};
+use common::{Project, docker_available, fresh_pg_database, text};
 use reconcile::store::Db;
 
 /// A project folder with one spec file of our own, on the embedded store.
@@ -303,21 +303,6 @@ fn every_credential_form_is_redacted_and_a_closed_port_fails_fast_with_its_cause
 }
 
 // ---------------------------------------------------------------- secrets stored
-
-fn docker_available() -> bool {
-    let ok = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no Docker engine answers"
-        );
-        eprintln!("NOTICE: skipping: no Docker engine");
-    }
-    ok
-}
 
 fn busybox() -> PathBuf {
     ["/bin/busybox", "/usr/bin/busybox"]

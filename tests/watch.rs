@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Project, text};
+use common::{Project, docker_available, text};
 
 /// A running `watch`/`up` whose stderr lines are collected as they come.
 struct Watcher {
@@ -392,22 +392,6 @@ fn sigterm_mid_apply_exits_0_and_nothing_is_half_written() {
     assert!(out.status.success(), "{}", text(&out));
     let out = p.run(&["plan"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-}
-
-fn docker_available() -> bool {
-    if Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true but no Docker engine answers"
-    );
-    eprintln!("NOTICE: skipping: no Docker engine (start dockerd to run this test)");
-    false
 }
 
 #[test]

@@ -157,6 +157,10 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
                 .foreign_keys(true);
+            // The lock covers the first connection too: it creates the file and
+            // switches it to WAL, which a concurrent opener sees as "database
+            // is locked" without waiting on the busy timeout.
+            let guard = lock::MigrateLock::acquire(&path, MIGRATE_LOCK_TIMEOUT).await?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(opts)
@@ -165,7 +169,6 @@ impl Db {
                     url: env::redact_url(url),
                     source,
                 })?;
-            let guard = lock::MigrateLock::acquire(&path, MIGRATE_LOCK_TIMEOUT).await?;
             let migrated = sqlx::migrate!("migrations/sqlite").run(&pool).await;
             drop(guard);
             migrated.map_err(|source| StoreError::Migrate {

@@ -145,6 +145,25 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// True when a Docker engine answers; prints a notice and returns false
+/// locally when none does, and fails under `CI=true`, where one must.
+pub fn docker_available() -> bool {
+    let ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no Docker engine answers: .ci/run must install docker.io and start dockerd"
+        );
+        eprintln!(
+            "NOTICE: skipping: no Docker engine (install docker.io and start dockerd to run these tests)"
+        );
+    }
+    ok
+}
+
 /// The server tests use; trust auth, user postgres.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
