@@ -202,7 +202,7 @@ async fn apply_commit(
         })?;
         tokio::task::spawn_blocking(move || {
             let mirror = Mirror::open(&mirror_path, &source, &branch)?;
-            let oid = repo::parse_oid(&oid).ok_or_else(|| GitError::NoBranch(oid.clone()))?;
+            let oid = repo::parse_oid(&oid).ok_or_else(|| GitError::BadId(oid.clone()))?;
             mirror.checkout(oid, &dir)
         })
         .await??;

@@ -27,6 +27,9 @@ pub enum GitError {
     /// The branch does not exist in the source.
     #[error("the source has no branch `{0}`")]
     NoBranch(String),
+    /// A recorded commit id is not one.
+    #[error("`{0}` is not a commit id")]
+    BadId(String),
     /// A folder could not be prepared.
     #[error("{what}: {source}")]
     Io {
