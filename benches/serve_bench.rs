@@ -46,8 +46,13 @@ fn start(specs: &Path) -> (Child, String) {
 }
 
 fn start_with(specs: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    start_full(specs, env, &[])
+}
+
+fn start_full(specs: &Path, env: &[(&str, &str)], extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reconcile"))
         .args(["serve", "--port", "0"])
+        .args(extra)
         .arg(specs)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -472,6 +477,43 @@ fn main() {
     println!(
         "{:<34} {:.3} (on / off)   target ≥ 0.95   logged {written:.0}, dropped {dropped:.0}",
         "logging throughput ratio",
+        best_on.0 / best_off.0
+    );
+
+    // /predict with request metrics counted and not: the cost of the counters,
+    // histograms and class counts on the hot path (alternating, best of 3 each).
+    let (mut best_on, mut best_off) = ((0.0f64, Vec::new()), (0.0f64, Vec::new()));
+    for round in 0..6 {
+        let counting = round % 2 == 1;
+        let extra: &[&str] = if counting {
+            &[]
+        } else {
+            &["--without-request-metrics"]
+        };
+        let (mut child, addr) = start_full(&specs, &[], extra);
+        let (rps, lat, errors) = rt.block_on(load(&addr, Route::Predict, ids.clone()));
+        assert_eq!(errors, 0, "/predict failed under load");
+        let best = if counting { &mut best_on } else { &mut best_off };
+        if rps > best.0 {
+            *best = (rps, lat);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!();
+    for (what, (rps, lat)) in [
+        ("/predict, request metrics off", &best_off),
+        ("/predict, request metrics on", &best_on),
+    ] {
+        println!(
+            "{what:<34} {rps:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms   (best of 3 runs)",
+            pct(lat, 0.5),
+            pct(lat, 0.99)
+        );
+    }
+    println!(
+        "{:<34} {:.3} (on / off)   target ≥ 0.97",
+        "metrics throughput ratio",
         best_on.0 / best_off.0
     );
 

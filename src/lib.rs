@@ -25,6 +25,7 @@ pub mod hash;
 pub mod kinds;
 pub mod logging;
 pub mod ml;
+pub mod observe;
 pub mod plan;
 pub mod progress;
 pub mod runtime;

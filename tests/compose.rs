@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const EXAMPLE: &str = "examples/streamflow-docker";
 const GENERATED: &str = "docker-compose.generated.yml";
-const REGENERATE: &str = "PG_PASSWORD=x cargo run -- compose examples/streamflow-docker --out docker-compose.generated.yml";
+const REGENERATE: &str = "PG_PASSWORD=x GRAFANA_PASSWORD=x cargo run -- compose examples/streamflow-docker --out docker-compose.generated.yml";
 /// Set for the child: `${VAR}` references must be set at validate time. The
 /// value must never reach the compose file.
 const PASSWORD: &str = "not-the-real-password";
@@ -19,12 +19,14 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `reconcile <args…>` from the repository root with `PG_PASSWORD` set.
+/// Runs `reconcile <args…>` from the repository root with the example's
+/// secrets (`PG_PASSWORD`, `GRAFANA_PASSWORD`) set.
 fn reconcile(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reconcile"))
         .args(args)
         .current_dir(repo())
         .env("PG_PASSWORD", PASSWORD)
+        .env("GRAFANA_PASSWORD", PASSWORD)
         .env("NO_COLOR", "1")
         .output()
         .expect("run reconcile")
@@ -91,10 +93,12 @@ fn generated_file_is_valid_compose() {
     // serde_json sorts keys; the order is the text's.
     let at = |name: &str| yaml.find(&format!("\n  {name}:\n")).expect(name);
     assert!(
-        at("postgres") < at("prometheus") && at("prometheus") < at("churn-api"),
+        at("postgres") < at("prometheus")
+            && at("prometheus") < at("grafana")
+            && at("grafana") < at("churn-api"),
         "services in spec order:\n{yaml}"
     );
-    assert_eq!(doc["services"].as_object().map(|s| s.len()), Some(3));
+    assert_eq!(doc["services"].as_object().map(|s| s.len()), Some(4));
 
     let pg = &doc["services"]["postgres"];
     assert_eq!(pg["image"], "postgres:16");
@@ -118,13 +122,22 @@ fn generated_file_is_valid_compose() {
     let prom = &doc["services"]["prometheus"];
     assert_eq!(
         prom["volumes"][0],
-        format!("./{EXAMPLE}/prometheus/prometheus.conf:/etc/prometheus/prometheus.yml:ro")
+        format!("./{EXAMPLE}/.reconcile/observability/prometheus:/etc/prometheus:ro")
     );
     assert_eq!(
         prom["depends_on"]["churn-api"]["condition"],
         "service_healthy"
     );
     assert_eq!(prom["deploy"]["resources"]["limits"]["memory"], "256m");
+    let grafana = &doc["services"]["grafana"];
+    assert_eq!(
+        grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"],
+        "${GRAFANA_PASSWORD}"
+    );
+    assert_eq!(
+        grafana["volumes"][1],
+        format!("./{EXAMPLE}/.reconcile/observability/grafana/dashboards:/var/lib/grafana/dashboards:ro")
+    );
 }
 
 #[test]
@@ -147,19 +160,24 @@ fn out_file_paths_are_relative_to_its_folder() {
         .to_string();
     let source = mount.split(':').next().expect("source");
     assert!(source.starts_with("../"), "{mount}");
-    let resolved: PathBuf = out_dir
-        .canonicalize()
-        .expect("out dir")
-        .join(source)
-        .canonicalize()
-        .expect("the mount source exists");
+    // The generated folder need not exist yet: resolve the path lexically.
+    let mut resolved = out_dir.canonicalize().expect("out dir");
+    for part in source.split('/') {
+        match part {
+            ".." => {
+                resolved.pop();
+            }
+            "." | "" => {}
+            p => resolved.push(p),
+        }
+    }
     assert_eq!(
         resolved,
         repo()
-            .join(EXAMPLE)
-            .join("prometheus/prometheus.conf")
             .canonicalize()
-            .expect("config")
+            .expect("repo")
+            .join(EXAMPLE)
+            .join(".reconcile/observability/prometheus")
     );
 }
 

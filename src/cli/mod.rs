@@ -5,6 +5,7 @@ mod compose;
 mod gitops;
 mod models;
 mod monitor;
+mod observability;
 mod probe;
 mod watch;
 
@@ -81,6 +82,9 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Write the project's Services and docker Endpoints as a docker compose file.
     Compose(compose::ComposeArgs),
+    /// Write the Prometheus config, alert rules and Grafana dashboards derived
+    /// from the specs' endpoints, monitors and Observability settings.
+    Observability(observability::ObservabilityArgs),
     /// Write a JSON Schema per kind for editor completion.
     Schema {
         /// Output folder.
@@ -194,6 +198,10 @@ struct ServeArgs {
     /// Longest a connection stays open with nothing moving and no request handled, e.g. 30s.
     #[arg(long, env = "RECONCILE_IDLE_TIMEOUT", hide = true, value_parser = parse_duration, default_value = "30s")]
     idle_timeout: Duration,
+    /// Leave requests and predictions uncounted, to measure what counting
+    /// costs (the serve benchmark). `/metrics` still answers.
+    #[arg(long, hide = true)]
+    without_request_metrics: bool,
 }
 
 #[derive(Debug, Args)]
@@ -354,6 +362,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Gitops(args) => gitops::run(args, quiet).await,
         Command::Probe(args) => probe::run(args).await,
         Command::Compose(args) => compose::run(args),
+        Command::Observability(args) => observability::run(args),
     }
 }
 
@@ -778,6 +787,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,
         },
+        without_request_metrics: args.without_request_metrics,
     };
     let serve_stores = crate::serve::ServeStores::of(&stores);
     let stop = crate::shutdown::on_signals();

@@ -20,6 +20,7 @@ pub mod entity;
 pub mod feature_view;
 pub mod model;
 pub mod monitor;
+pub mod observability;
 pub mod project;
 pub mod record;
 pub mod service;
@@ -64,6 +65,8 @@ kinds! {
     Endpoint => endpoint::Endpoint,
     /// Drift and decay of a model, and retraining when they fire.
     Monitor => monitor::Monitor,
+    /// The monitoring of what the specs declare (Prometheus, Grafana).
+    Observability => observability::Observability,
 }
 
 /// A reference from one spec to another, with where it is written and the kind
@@ -204,6 +207,13 @@ pub trait ResourceKind: Sized + Send + Sync + 'static {
         false
     }
 
+    /// The folder this resource writes files into and the hash of what it
+    /// writes, so a container bind-mounting that folder is recreated when its
+    /// content changes (generated config, not data).
+    fn generates(_inputs: &Self::Inputs) -> Option<(&Path, &str)> {
+        None
+    }
+
     /// The files beyond its spec document that this resource reads, as
     /// absolute glob patterns, so watch mode knows which file events concern
     /// it (a snapshot CSV, a folder of dated snapshots, a build context).
@@ -327,6 +337,17 @@ impl<'a> Upstream<'a> {
     /// The desired state of an earlier resource.
     pub fn get(&self, id: &ResourceId) -> Option<&'a DesiredResource> {
         self.index.get(id).map(|&i| &self.done[i])
+    }
+
+    /// The hashes of what earlier resources generate into folders that
+    /// `path` lies in or contains (see [`ResourceKind::generates`]).
+    pub fn generated_at(&self, path: &Path) -> Vec<&'a str> {
+        self.done
+            .iter()
+            .filter_map(|d| generated_of(&d.typed))
+            .filter(|(folder, _)| path.starts_with(folder) || folder.starts_with(path))
+            .map(|(_, hash)| hash)
+            .collect()
     }
 
     /// The inputs of an earlier resource of kind `K` named `name`.

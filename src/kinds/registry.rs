@@ -181,6 +181,13 @@ macro_rules! kinds {
             }
         }
 
+        /// The folder a desired resource generates files into, with their hash.
+        pub fn generated_of(typed: &Typed) -> Option<(&std::path::Path, &str)> {
+            match typed {
+                $( Typed::$variant(_, i) => <$module::$ty as ResourceKind>::generates(i), )*
+            }
+        }
+
         /// Whether a spec runs on the container engine.
         pub fn uses_engine(spec: &Spec) -> bool {
             match spec {

@@ -384,6 +384,7 @@ pub fn desire(
         ),
     };
     let mut mounts = Vec::new();
+    let mut generated: Vec<String> = Vec::new();
     for v in &spec.volumes {
         let Ok(m) = parse_volume(&v.value) else {
             continue;
@@ -397,6 +398,10 @@ pub fn desire(
                         source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e),
                     }
                 })?;
+                // Generated config in the folder: its content is part of the container.
+                for hash in upstream.generated_at(&path) {
+                    generated.push(hash.to_string());
+                }
                 MountFrom::Bind(path.display().to_string())
             }
         };
@@ -426,6 +431,13 @@ pub fn desire(
             })
         })
         .collect();
+    let content_hash = if generated.is_empty() {
+        content_hash
+    } else {
+        let mut parts = vec![content_hash];
+        parts.extend(generated);
+        crate::hash::hash_parts(parts.iter().map(String::as_str))
+    };
     Ok(DesiredContainer {
         container_name: container_name(&project, &spec.name.value),
         network: network_name(&project),

@@ -94,6 +94,15 @@ pub struct ModelLabels {
     pub run: String,
 }
 
+/// Labels of the served version's figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServedLabels {
+    /// Model name.
+    pub model: String,
+    /// Version number.
+    pub version: String,
+}
+
 /// Labels of a column's drift score.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DriftScoreLabels {
@@ -247,6 +256,10 @@ pub struct Metrics {
     pub missing: Family<FeatureLabels, Counter>,
     /// 1 for the version being served.
     pub model_info: Family<ModelLabels, Gauge>,
+    /// The served version's AUC on its validation split (only the served one).
+    pub model_validation_auc: GaugeSet<ServedLabels>,
+    /// Predicted probability of class 1 (its mean is `_sum / _count`).
+    pub probability: Histogram,
     /// Predictions written to the prediction log.
     pub log_written: Counter,
     /// Predictions dropped because the log's queue was full.
@@ -264,6 +277,7 @@ pub struct Metrics {
     /// Connections the server closed on a timeout, by which.
     pub connections_timed_out: Family<TimeoutLabels, Counter>,
     served: Mutex<Option<ModelLabels>>,
+    recording: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
@@ -279,6 +293,8 @@ impl Metrics {
         let predictions = Family::<ClassLabels, Counter>::default();
         let missing = Family::<FeatureLabels, Counter>::default();
         let model_info = Family::<ModelLabels, Gauge>::default();
+        let model_validation_auc = GaugeSet::new();
+        let probability = Histogram::new((1..10).map(|i| f64::from(i) / 10.0));
         let (log_written, log_dropped, log_failed) =
             (Counter::default(), Counter::default(), Counter::default());
         let drift = DriftGauges {
@@ -383,6 +399,16 @@ impl Metrics {
             "The model version being served (1)",
             model_info.clone(),
         );
+        ep.register(
+            "model_validation_auc",
+            "AUC of the served version on its validation split",
+            model_validation_auc.family.clone(),
+        );
+        ep.register(
+            "prediction_probability",
+            "Predicted probability of class 1",
+            probability.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -390,6 +416,8 @@ impl Metrics {
             predictions,
             missing,
             model_info,
+            model_validation_auc,
+            probability,
             log_written,
             log_dropped,
             log_failed,
@@ -399,11 +427,36 @@ impl Metrics {
             connections_rejected,
             connections_timed_out,
             served: Mutex::new(None),
+            recording: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
-    /// Points the info gauge at a new version.
-    pub fn serving(&self, labels: ModelLabels) {
+    /// Whether requests and predictions are counted (on unless a benchmark
+    /// turns it off to measure what counting costs).
+    pub fn recording(&self) -> bool {
+        self.recording.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns counting requests and predictions on or off.
+    pub fn set_recording(&self, on: bool) {
+        self.recording
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Points the info gauge at a new version, with its validation AUC.
+    pub fn serving(&self, labels: ModelLabels, validation_auc: Option<f64>) {
+        self.model_validation_auc.replace(
+            validation_auc
+                .map(|auc| {
+                    let served = ServedLabels {
+                        model: labels.model.clone(),
+                        version: labels.version.clone(),
+                    };
+                    (served, auc)
+                })
+                .into_iter()
+                .collect(),
+        );
         let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = served.take() {
             self.model_info.get_or_create(&old).set(0);
@@ -414,6 +467,7 @@ impl Metrics {
 
     /// Sets the info gauge of the version served so far to 0: nothing is served.
     pub fn not_serving(&self) {
+        self.model_validation_auc.replace(Vec::new());
         let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = served.take() {
             self.model_info.get_or_create(&old).set(0);

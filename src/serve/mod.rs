@@ -305,11 +305,15 @@ impl Serving {
             .map_err(|e| PredictError::Encode(e.to_string()))?;
         let probability = model.artifact.predict_row(&row);
         let prediction = u8::from(probability >= 0.5);
-        self.metrics
-            .predictions
-            .get_or_create(&metrics::ClassLabels { class: prediction })
-            .inc();
-        for m in &missing {
+        let recording = self.metrics.recording();
+        if recording {
+            self.metrics
+                .predictions
+                .get_or_create(&metrics::ClassLabels { class: prediction })
+                .inc();
+            self.metrics.probability.observe(probability);
+        }
+        for m in missing.iter().filter(|_| recording) {
             self.metrics
                 .missing
                 .get_or_create(&metrics::FeatureLabels { feature: m.clone() })
@@ -446,11 +450,14 @@ impl Serving {
             }
         }
         if let Some(m) = next {
-            self.metrics.serving(metrics::ModelLabels {
-                model: m.info.model.clone(),
-                version: m.info.version.to_string(),
-                run: m.info.run.clone(),
-            });
+            self.metrics.serving(
+                metrics::ModelLabels {
+                    model: m.info.model.clone(),
+                    version: m.info.version.to_string(),
+                    run: m.info.run.clone(),
+                },
+                m.info.metrics.get("val_auc").and_then(|v| v.as_f64()),
+            );
             tracing::info!(
                 "{}: now serving {} version {}",
                 self.name,
@@ -477,6 +484,9 @@ pub struct ServeOptions {
     pub log_capacity: Option<usize>,
     /// Connection bounds of every endpoint's server.
     pub limits: http::Limits,
+    /// Leave requests and predictions uncounted (the serve benchmark measures
+    /// what counting costs); `/metrics` still answers.
+    pub without_request_metrics: bool,
 }
 
 /// The stores an endpoint reads and writes.
@@ -599,6 +609,7 @@ pub async fn run(
             Some(stores.monitors.clone()),
         )
         .await?;
+        serving.metrics.set_recording(!opts.without_request_metrics);
         if let Some(queue) = queue {
             writers.spawn(log::writer(
                 serving.clone(),

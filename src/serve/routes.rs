@@ -183,6 +183,9 @@ pub fn router(serving: Arc<Serving>) -> Router {
 
 /// Counts and times every request by route pattern (bounded label values).
 async fn track(State(s): State<Arc<Serving>>, req: Request, next: Next) -> Response {
+    if !s.metrics.recording() {
+        return next.run(req).await;
+    }
     let started = Instant::now();
     let route = route_label(req.extensions().get::<MatchedPath>());
     let method = super::metrics::method_label(req.method());

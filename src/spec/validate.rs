@@ -197,6 +197,11 @@ impl<'a> ResourceIndex<'a> {
         ResourceIndex { all, by_name }
     }
 
+    /// Every resource, in file order.
+    pub fn all(&self) -> &'a [Resource] {
+        self.all
+    }
+
     /// The resource with this id.
     pub fn get(&self, id: &ResourceId) -> Option<&'a Resource> {
         self.by_name
