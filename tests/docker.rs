@@ -592,3 +592,79 @@ fn a_store_on_a_service_is_started_first_and_reached_through_it() {
     }
     assert_eq!(run(&["plan"]).status.code(), Some(0));
 }
+
+/// A Service bind-mounting the folder an `Observability` generates: the files
+/// exist before it starts, it is recreated when they change (and only then),
+/// and a generated file edited by hand is rewritten without touching it.
+#[test]
+fn a_service_mounting_generated_config_follows_it() {
+    if !docker_available() {
+        return;
+    }
+    let p = DockerProject::new("generated_mount");
+    let specs = |interval: &str| {
+        format!(
+            r#"kind: Observability
+name: monitoring
+scrapeInterval: {interval}
+controller: 127.0.0.1:9464
+---
+kind: Service
+name: prom
+build: {{ context: ./web }}
+command: [httpd, -f, -p, "8080", -h, /www]
+ports: ["127.0.0.1::8080"]
+volumes: ["./.reconcile/observability/prometheus:/www:ro"]
+health: {{ command: [wget, -q, -O, /dev/null, "http://127.0.0.1:8080/prometheus.yml"], interval: 100ms, retries: 30 }}
+dependsOn: [Observability/monitoring]
+"#
+        )
+    };
+    let served = |p: &DockerProject| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p.host_port("prom", 8080)))
+            .expect("connect");
+        s.write_all(b"GET /prometheus.yml HTTP/1.0\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let mut body = String::new();
+        s.read_to_string(&mut body).expect("read");
+        body
+    };
+    p.write(&specs("15s"));
+    let out = p.apply_ok();
+    assert!(out.contains("Observability/monitoring"), "{out}");
+    assert!(
+        served(&p).contains("scrape_interval: 15s"),
+        "{}",
+        served(&p)
+    );
+    let first = p.id("prom").expect("container");
+    let noop = p.run(&["plan"]);
+    assert_eq!(noop.status.code(), Some(0), "{}", text(&noop));
+
+    // A setting changes what is generated: the container that mounts it is recreated.
+    p.write(&specs("7s"));
+    let plan = text(&p.run(&["plan"]));
+    assert!(plan.contains("Service/prom"), "{plan}");
+    p.apply_ok();
+    let second = p.id("prom").expect("container");
+    assert_ne!(first, second, "recreated on new config");
+    assert!(served(&p).contains("scrape_interval: 7s"), "{}", served(&p));
+
+    // Edited by hand: the file is rewritten in place, the container stays and sees it.
+    let file = p
+        .specs()
+        .join(".reconcile/observability/prometheus/prometheus.yml");
+    let generated = std::fs::read_to_string(&file).expect("generated");
+    std::fs::write(&file, "global: {}\n").expect("edit");
+    let plan = text(&p.run(&["plan"]));
+    assert!(plan.contains("prometheus/prometheus.yml"), "{plan}");
+    assert!(!plan.contains("Service/prom"), "{plan}");
+    p.apply_ok();
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("rewritten"),
+        generated
+    );
+    assert_eq!(p.id("prom").as_deref(), Some(second.as_str()));
+    assert!(served(&p).contains("scrape_interval: 7s"), "{}", served(&p));
+}

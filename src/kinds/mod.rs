@@ -207,10 +207,10 @@ pub trait ResourceKind: Sized + Send + Sync + 'static {
         false
     }
 
-    /// The folder this resource writes files into and the hash of what it
-    /// writes, so a container bind-mounting that folder is recreated when its
-    /// content changes (generated config, not data).
-    fn generates(_inputs: &Self::Inputs) -> Option<(&Path, &str)> {
+    /// The folder this resource writes generated files into (absolute), so a
+    /// Service may bind-mount it before it exists, and a container mounting it
+    /// is recreated when what the resource generates changes (its spec hash).
+    fn generates(_r: &Resource, _spec: &Self::Spec, _root: &Path) -> Option<PathBuf> {
         None
     }
 
@@ -220,6 +220,20 @@ pub trait ResourceKind: Sized + Send + Sync + 'static {
     fn reads(_r: &Resource, _spec: &Self::Spec, _root: &Path) -> Vec<glob::Pattern> {
         Vec::new()
     }
+}
+
+/// The resources of `resources` that generate files into a folder that `path`
+/// lies in (see [`ResourceKind::generates`]). A mount of a parent folder (the
+/// whole project, as a docker Endpoint mounts it) does not count: it mounts
+/// the project, not the generated config.
+pub fn generators_at<'a>(
+    resources: &'a [Resource],
+    root: &'a Path,
+    path: &'a Path,
+) -> impl Iterator<Item = &'a Resource> + 'a {
+    resources
+        .iter()
+        .filter(move |r| generated_folder(r, root).is_some_and(|folder| path.starts_with(folder)))
 }
 
 /// The absolute pattern of `rel` (a path or a glob) written in a spec whose
@@ -337,17 +351,6 @@ impl<'a> Upstream<'a> {
     /// The desired state of an earlier resource.
     pub fn get(&self, id: &ResourceId) -> Option<&'a DesiredResource> {
         self.index.get(id).map(|&i| &self.done[i])
-    }
-
-    /// The hashes of what earlier resources generate into folders that
-    /// `path` lies in or contains (see [`ResourceKind::generates`]).
-    pub fn generated_at(&self, path: &Path) -> Vec<&'a str> {
-        self.done
-            .iter()
-            .filter_map(|d| generated_of(&d.typed))
-            .filter(|(folder, _)| path.starts_with(folder) || folder.starts_with(path))
-            .map(|(_, hash)| hash)
-            .collect()
     }
 
     /// The inputs of an earlier resource of kind `K` named `name`.

@@ -181,13 +181,6 @@ macro_rules! kinds {
             }
         }
 
-        /// The folder a desired resource generates files into, with their hash.
-        pub fn generated_of(typed: &Typed) -> Option<(&std::path::Path, &str)> {
-            match typed {
-                $( Typed::$variant(_, i) => <$module::$ty as ResourceKind>::generates(i), )*
-            }
-        }
-
         /// Whether a spec runs on the container engine.
         pub fn uses_engine(spec: &Spec) -> bool {
             match spec {
@@ -199,6 +192,13 @@ macro_rules! kinds {
         pub fn reads(r: &Resource, root: &std::path::Path) -> Vec<glob::Pattern> {
             match &r.spec {
                 $( Spec::$variant(s) => <$module::$ty as ResourceKind>::reads(r, s, root), )*
+            }
+        }
+
+        /// The folder a resource generates files into, if it does.
+        pub fn generated_folder(r: &Resource, root: &std::path::Path) -> Option<std::path::PathBuf> {
+            match &r.spec {
+                $( Spec::$variant(s) => <$module::$ty as ResourceKind>::generates(r, s, root), )*
             }
         }
 

@@ -398,9 +398,11 @@ pub fn desire(
                         source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e),
                     }
                 })?;
-                // Generated config in the folder: its content is part of the container.
-                for hash in upstream.generated_at(&path) {
-                    generated.push(hash.to_string());
+                // Generated config in the folder: what generates it is part of the container.
+                for g in crate::kinds::generators_at(&set.resources, &set.root, &path) {
+                    if let Some(d) = upstream.get(&g.id) {
+                        generated.push(d.spec_hash.clone());
+                    }
                 }
                 MountFrom::Bind(path.display().to_string())
             }

@@ -1,8 +1,6 @@
 //! Checks of a `Service` spec that need no engine: one image source, parsable
 //! ports, volumes and durations, bind mounts and build contexts inside the project.
 
-use std::path::Path;
-
 use super::ServiceSpec;
 use super::spec::{MountSource, parse_duration, parse_memory, parse_port, parse_volume};
 use crate::diag::{DiagCode, SpecDiagnostic};
@@ -13,7 +11,13 @@ use crate::spec::validate::{check_env, check_resource_name, confine};
 const MIN_MEMORY: i64 = 6 << 20;
 
 /// Checks one service; every problem becomes a diagnostic.
-pub fn check_service(root: &Path, r: &Resource, s: &ServiceSpec, diags: &mut Vec<SpecDiagnostic>) {
+pub fn check_service(
+    cx: &crate::kinds::CheckContext<'_>,
+    r: &Resource,
+    s: &ServiceSpec,
+    diags: &mut Vec<SpecDiagnostic>,
+) {
+    let root = cx.root;
     check_resource_name(r, &s.name, diags);
     match (&s.image, &s.build) {
         (None, None) => diags.push(
@@ -120,11 +124,18 @@ pub fn check_service(root: &Path, r: &Resource, s: &ServiceSpec, diags: &mut Vec
                                 "bind mounts must stay inside the project folder; use a named volume for anything else",
                             ),
                         ),
-                        Ok(p) if !p.exists() => diags.push(r.diag_at(
-                            DiagCode::MissingFile,
-                            v,
-                            format!("nothing at `{path}` to mount"),
-                        )),
+                        Ok(p)
+                            if !p.exists()
+                                && crate::kinds::generators_at(cx.index.all(), root, &p)
+                                    .next()
+                                    .is_none() =>
+                        {
+                            diags.push(r.diag_at(
+                                DiagCode::MissingFile,
+                                v,
+                                format!("nothing at `{path}` to mount"),
+                            ))
+                        }
                         Ok(_) => {}
                     }
                 }

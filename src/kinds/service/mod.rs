@@ -38,7 +38,7 @@ impl ResourceKind for Service {
         spec: &ServiceSpec,
         diags: &mut Vec<SpecDiagnostic>,
     ) {
-        check::check_service(cx.root, r, spec, diags);
+        check::check_service(cx, r, spec, diags);
     }
 
     fn desire(
