@@ -393,3 +393,151 @@ async fn sigterm_lets_in_flight_requests_finish() {
     s.stdout.read_to_string(&mut rest).expect("stdout");
     assert!(rest.contains("in-flight requests finished"), "{rest}");
 }
+
+/// The Open Inference Protocol (KServe V2) beside `/predict`: health, model
+/// metadata, inference with the same answers as `/predict`, and its errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_open_inference_protocol_answers_as_predict_does() {
+    let p = Project::example();
+    let s = serve(&p); // nothing applied yet: not ready
+    let c = client();
+    let url = |path: &str| format!("{}{path}", s.base);
+    assert_eq!(
+        get(&c, url("/v2/health/live")).await,
+        (200, json!({"live": true}))
+    );
+    assert_eq!(get(&c, url("/v2/health/ready")).await.0, 503);
+    assert_eq!(get(&c, url("/v2/models/streamflow_churn")).await.0, 503);
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while get(&c, url("/v2/health/ready")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "not ready 3 s after apply");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, server) = get(&c, url("/v2")).await;
+    assert_eq!((code, server["name"].clone()), (200, json!("reconcile")));
+    let (code, meta) = get(&c, url("/v2/models/streamflow_churn")).await;
+    assert_eq!(code, 200, "{meta}");
+    assert_eq!(
+        meta["inputs"][0],
+        json!({"name": "user_id", "datatype": "BYTES", "shape": [-1]})
+    );
+    assert_eq!(meta["outputs"][0]["name"], "probability");
+    let version = meta["versions"][0].as_str().expect("version").to_string();
+    assert_eq!(
+        get(&c, url("/v2/models/streamflow_churn/ready")).await.0,
+        200
+    );
+    assert_eq!(get(&c, url("/v2/models/other/ready")).await.0, 404);
+
+    // The same keys through /predict and through V2: the same probabilities.
+    let ids = ["7590-VHVEG", "7593-MMBHB", "4764-TBGAC"];
+    let body = json!({
+        "id": "req-1",
+        "inputs": [{"name": "user_id", "shape": [3], "datatype": "BYTES", "data": ids}],
+    });
+    let (code, r) = post_raw(
+        &c,
+        url("/v2/models/streamflow_churn/infer"),
+        body.to_string(),
+        true,
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["model_name"], "streamflow_churn");
+    assert_eq!(r["model_version"], version.as_str());
+    assert_eq!(r["id"], "req-1");
+    assert_eq!(r["outputs"][0]["shape"], json!([3]));
+    assert_eq!(r["outputs"][1]["datatype"], "INT64");
+    for (i, id) in ids.iter().enumerate() {
+        let (code, one) = post_raw(
+            &c,
+            url("/predict"),
+            json!({"user_id": id}).to_string(),
+            true,
+        )
+        .await;
+        assert_eq!(code, 200, "{one}");
+        assert_eq!(r["outputs"][0]["data"][i], one["probability"], "{id}");
+        assert_eq!(r["outputs"][1]["data"][i], one["prediction"], "{id}");
+    }
+    // Only the output asked for.
+    let only = json!({
+        "inputs": [{"name": "user_id", "shape": [1, 1], "datatype": "BYTES", "data": [["7590-VHVEG"]]}],
+        "outputs": [{"name": "prediction"}],
+    });
+    let (code, r) = post_raw(
+        &c,
+        url("/v2/models/streamflow_churn/infer"),
+        only.to_string(),
+        true,
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["outputs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r["outputs"][0]["name"], "prediction");
+
+    let infer = |b: &str| {
+        post_raw(
+            &c,
+            url("/v2/models/streamflow_churn/infer"),
+            b.to_string(),
+            true,
+        )
+    };
+    let cases: [(&str, u16, &str); 6] = [
+        (
+            r#"{"inputs": [{"name": "user_id", "shape": [1], "datatype": "BYTES", "data": ["nobody"]}]}"#,
+            400,
+            "unknown user_id `nobody`",
+        ),
+        (
+            r#"{"inputs": [{"name": "user_id", "shape": [2], "datatype": "BYTES", "data": ["a"]}]}"#,
+            400,
+            "holds 2 elements",
+        ),
+        (
+            r#"{"inputs": [{"name": "user", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}"#,
+            400,
+            "this model's input is `user_id`",
+        ),
+        (
+            r#"{"inputs": [{"name": "user_id", "shape": [1], "datatype": "FP64", "data": [1.0]}]}"#,
+            400,
+            "BYTES",
+        ),
+        (r#"{"inputs": "#, 400, ""),
+        (r#"{"inputs": [], "extra": 1}"#, 422, ""),
+    ];
+    for (body, status, needle) in cases {
+        let (code, err) = infer(body).await;
+        assert_eq!(code, status, "{body}: {err}");
+        let message = err["error"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty() && message.contains(needle),
+            "{body}: {err}"
+        );
+    }
+    let (code, err) = post_raw(&c, url("/v2/models/other/infer"), body.to_string(), true).await;
+    assert_eq!(code, 404, "{err}");
+    // Over maxBatch (1000): 413.
+    let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    let big = json!({"inputs": [{"name": "user_id", "shape": [1001], "datatype": "BYTES", "data": many}]});
+    assert_eq!(infer(&big.to_string()).await.0, 413);
+    // Counted under their route patterns, never the raw path.
+    let (_, _) = get(&c, url("/v2/models/whatever-name/ready")).await;
+    let metrics = c
+        .get(url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("route=\"/v2/models/{model}/infer\""),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("whatever-name"), "{metrics}");
+}

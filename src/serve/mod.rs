@@ -28,6 +28,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 mod routes;
+pub mod v2;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

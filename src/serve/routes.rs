@@ -144,7 +144,12 @@ pub const ROUTES: [&str; 8] = [
 /// path no route matched (a fixed set, whatever paths clients send).
 fn route_label(matched: Option<&MatchedPath>) -> &'static str {
     matched
-        .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()))
+        .and_then(|m| {
+            ROUTES
+                .iter()
+                .chain(super::v2::ROUTES.iter())
+                .find(|r| **r == m.as_str())
+        })
         .copied()
         .unwrap_or("unmatched")
 }
@@ -170,6 +175,7 @@ pub fn router(serving: Arc<Serving>) -> Router {
         .route(models_r, get(models))
         .route(metrics_r, get(metrics))
         .route(openapi_r, get(openapi))
+        .merge(super::v2::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(serving.clone(), track))
@@ -271,7 +277,8 @@ async fn features(
     })))
 }
 
-fn predict_error(s: &Serving, id: &str, e: PredictError) -> ApiError {
+/// The JSON error of a failed prediction (shared with the V2 routes).
+pub(super) fn predict_error(s: &Serving, id: &str, e: PredictError) -> ApiError {
     match e {
         PredictError::NoModel => no_model(s),
         PredictError::Unknown { missing } => unknown(s, id, missing),
