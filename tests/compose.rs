@@ -136,7 +136,9 @@ fn generated_file_is_valid_compose() {
     );
     assert_eq!(
         grafana["volumes"][1],
-        format!("./{EXAMPLE}/.reconcile/observability/grafana/dashboards:/var/lib/grafana/dashboards:ro")
+        format!(
+            "./{EXAMPLE}/.reconcile/observability/grafana/dashboards:/var/lib/grafana/dashboards:ro"
+        )
     );
 }
 
