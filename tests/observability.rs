@@ -53,11 +53,8 @@ fn project(endpoint_port: u16, observability: &str, retrain: bool) -> Project {
     let training = p.specs.join("training.yaml");
     let t = std::fs::read_to_string(&training).expect("training.yaml");
     assert!(t.contains("port: 8000"), "the example's endpoint moved");
-    std::fs::write(
-        &training,
-        t.replace("port: 8000", &format!("port: {endpoint_port}")),
-    )
-    .expect("write training.yaml");
+    std::fs::write(&training, t.replace("port: 8000", &format!("port: {endpoint_port}")))
+        .expect("write training.yaml");
     if !retrain {
         // The drift stays in the newest evaluation instead of being trained away.
         let monitor = p.specs.join("monitoring.yaml");
@@ -133,12 +130,7 @@ fn generated_config_and_rules_pass_promtool_and_dashboards_are_grafana_models() 
     let files = generate(&p, &out);
     let rel: Vec<String> = files
         .iter()
-        .map(|f| {
-            f.strip_prefix(&out)
-                .expect("under out")
-                .display()
-                .to_string()
-        })
+        .map(|f| f.strip_prefix(&out).expect("under out").display().to_string())
         .collect();
     for expected in [
         "prometheus/prometheus.yml",
@@ -151,10 +143,7 @@ fn generated_config_and_rules_pass_promtool_and_dashboards_are_grafana_models() 
         "grafana/dashboards/monitors.json",
         "grafana/dashboards/controller.json",
     ] {
-        assert!(
-            rel.iter().any(|r| r == expected),
-            "{expected} missing: {rel:?}"
-        );
+        assert!(rel.iter().any(|r| r == expected), "{expected} missing: {rel:?}");
     }
     // promtool checks the config and, through rule_files, every rule file.
     let config = out.join("prometheus/prometheus.yml");
@@ -175,12 +164,7 @@ fn generated_config_and_rules_pass_promtool_and_dashboards_are_grafana_models() 
             .arg(r)
             .output()
             .expect("promtool");
-        assert!(
-            o.status.success(),
-            "promtool check rules {}: {}",
-            r.display(),
-            text(&o)
-        );
+        assert!(o.status.success(), "promtool check rules {}: {}", r.display(), text(&o));
     }
     // A Prometheus of the project network reaches no embedded endpoint: refused with the file.
     let o = p.run(&["validate"]);
@@ -200,23 +184,16 @@ fn generated_config_and_rules_pass_promtool_and_dashboards_are_grafana_models() 
 
     // Grafana's dashboard model: current schema, unique ids, the provisioned
     // datasource by uid on every panel and query, a query on every panel.
-    let ds_file =
-        std::fs::read_to_string(out.join("grafana/provisioning/datasources/reconcile.yaml"))
-            .expect("datasource");
+    let ds_file = std::fs::read_to_string(out.join("grafana/provisioning/datasources/reconcile.yaml"))
+        .expect("datasource");
     let ds: Value = serde_saphyr::from_str(&ds_file).expect("datasource YAML");
-    let uid = ds["datasources"][0]["uid"]
-        .as_str()
-        .expect("datasource uid")
-        .to_string();
+    let uid = ds["datasources"][0]["uid"].as_str().expect("datasource uid").to_string();
     assert_eq!(ds["datasources"][0]["type"], "prometheus");
     let boards = dashboards(&files);
     assert_eq!(boards.len(), 3);
     let mut uids = HashSet::new();
     for d in &boards {
-        assert!(
-            uids.insert(d["uid"].as_str().expect("uid").to_string()),
-            "dashboard uids are unique"
-        );
+        assert!(uids.insert(d["uid"].as_str().expect("uid").to_string()), "dashboard uids are unique");
         assert_eq!(d["schemaVersion"], 39, "{}", d["uid"]);
         assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
         let panels = d["panels"].as_array().expect("panels");
@@ -225,17 +202,8 @@ fn generated_config_and_rules_pass_promtool_and_dashboards_are_grafana_models() 
         for panel in panels {
             let id = panel["id"].as_u64().expect("panel id");
             assert!(ids.insert(id), "panel ids are unique in {}", d["uid"]);
-            assert_eq!(
-                panel["datasource"]["uid"],
-                uid.as_str(),
-                "{}",
-                panel["title"]
-            );
-            assert!(
-                panel["gridPos"]["w"]
-                    .as_u64()
-                    .is_some_and(|w| w > 0 && w <= 24)
-            );
+            assert_eq!(panel["datasource"]["uid"], uid.as_str(), "{}", panel["title"]);
+            assert!(panel["gridPos"]["w"].as_u64().is_some_and(|w| w > 0 && w <= 24));
             let targets = panel["targets"].as_array().expect("targets");
             assert!(!targets.is_empty(), "{} has no query", panel["title"]);
             let mut refs = HashSet::new();
@@ -314,19 +282,14 @@ struct Prom {
 impl Prom {
     fn query(&self, expr: &str) -> (String, Vec<Value>) {
         let q = percent_encoding::utf8_percent_encode(expr, percent_encoding::NON_ALPHANUMERIC);
-        let (_, v) = self
-            .client
-            .get(&format!("{}/api/v1/query?query={q}", self.base));
+        let (_, v) = self.client.get(&format!("{}/api/v1/query?query={q}", self.base));
         let status = v["status"].as_str().unwrap_or("no answer").to_string();
         let status = if status == "success" {
             status
         } else {
             format!("{status}: {}", v["error"])
         };
-        (
-            status,
-            v["data"]["result"].as_array().cloned().unwrap_or_default(),
-        )
+        (status, v["data"]["result"].as_array().cloned().unwrap_or_default())
     }
 
     fn scalar(&self, expr: &str) -> Option<f64> {
@@ -351,10 +314,7 @@ impl Prom {
             }) {
                 return;
             }
-            assert!(
-                t0.elapsed() < timeout,
-                "{alert} did not fire within {timeout:?}: {all:#?}"
-            );
+            assert!(t0.elapsed() < timeout, "{alert} did not fire within {timeout:?}: {all:#?}");
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -412,12 +372,7 @@ fn a_real_prometheus_scrapes_counts_evaluates_every_panel_and_fires_alerts() {
         Command::new(env!("CARGO_BIN_EXE_reconcile"))
             .args(["up"])
             .arg(&p.specs)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{controller_port}"),
-                "--resync",
-                "1h",
-            ])
+            .args(["--listen", &format!("127.0.0.1:{controller_port}"), "--resync", "1h"])
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -444,11 +399,9 @@ fn a_real_prometheus_scrapes_counts_evaluates_every_panel_and_fires_alerts() {
     wait_until("the endpoint is ready", Duration::from_secs(120), || {
         client.get(&format!("{endpoint}/ready")).0 == 200
     });
-    wait_until(
-        "both targets are up in Prometheus",
-        Duration::from_secs(60),
-        || api.scalar("sum(up)") == Some(2.0),
-    );
+    wait_until("both targets are up in Prometheus", Duration::from_secs(60), || {
+        api.scalar("sum(up)") == Some(2.0)
+    });
 
     const SENT: usize = 137;
     let ids: Vec<String> = std::fs::read_to_string(p.specs.join("data/2024-02-29/users.csv"))
@@ -460,18 +413,13 @@ fn a_real_prometheus_scrapes_counts_evaluates_every_panel_and_fires_alerts() {
         .collect();
     assert_eq!(ids.len(), SENT);
     for id in &ids {
-        let code = client.post(
-            &format!("{endpoint}/predict"),
-            serde_json::json!({ "user_id": id }),
-        );
+        let code = client.post(&format!("{endpoint}/predict"), serde_json::json!({ "user_id": id }));
         assert_eq!(code, 200, "/predict {id}");
     }
     let counted = "sum(reconcile_endpoint_requests_total{route=\"/predict\",status=\"200\"})";
-    wait_until(
-        "Prometheus counts every request sent",
-        Duration::from_secs(30),
-        || api.scalar(counted) == Some(SENT as f64),
-    );
+    wait_until("Prometheus counts every request sent", Duration::from_secs(30), || {
+        api.scalar(counted) == Some(SENT as f64)
+    });
     assert_eq!(
         api.scalar("sum(reconcile_endpoint_predictions_total)"),
         Some(SENT as f64),
@@ -498,55 +446,30 @@ fn a_real_prometheus_scrapes_counts_evaluates_every_panel_and_fires_alerts() {
         let expr = expr.replace("$__rate_interval", "1m");
         let (status, result) = api.query(&expr);
         assert_eq!(status, "success", "{uid} / {title}: {expr}");
-        assert!(
-            !result.is_empty(),
-            "{uid} / {title} returned no data: {expr}"
-        );
+        assert!(!result.is_empty(), "{uid} / {title} returned no data: {expr}");
     }
 
     // One panel per dashboard cross-checked against what reconcile reports.
     let models = client.get(&format!("{endpoint}/models")).1;
-    let served = models["version"]
-        .as_i64()
-        .expect("served version in /models");
-    let served_auc = models["metrics"]["val_auc"]
-        .as_f64()
-        .expect("val_auc in /models");
+    let served = models["version"].as_i64().expect("served version in /models");
+    let served_auc = models["metrics"]["val_auc"].as_f64().expect("val_auc in /models");
     let panel = |uid: &str, title: &str| -> String {
         all.iter()
             .find(|(u, t, _)| u == uid && t == title)
             .map(|(_, _, e)| e.replace("$__rate_interval", "1m"))
             .unwrap_or_else(|| panic!("{uid} / {title}"))
     };
-    let (_, version) = api.query(&panel(
-        "reconcile-endpoints",
-        "Served version and its validation AUC",
-    ));
+    let (_, version) = api.query(&panel("reconcile-endpoints", "Served version and its validation AUC"));
     assert_eq!(version.len(), 1, "{version:?}");
-    assert_eq!(
-        version[0]["metric"]["version"],
-        served.to_string(),
-        "{models}"
-    );
-    let got: f64 = version[0]["value"][1]
-        .as_str()
-        .expect("value")
-        .parse()
-        .expect("number");
-    assert!(
-        (got - served_auc).abs() < 1e-9,
-        "AUC {got} vs /models {served_auc}"
-    );
+    assert_eq!(version[0]["metric"]["version"], served.to_string(), "{models}");
+    let got: f64 = version[0]["value"][1].as_str().expect("value").parse().expect("number");
+    assert!((got - served_auc).abs() < 1e-9, "AUC {got} vs /models {served_auc}");
     let report = p.run(&["monitor", "report", "churn-drift", "--json"]);
     assert!(report.status.success(), "{}", text(&report));
     let report: Value = serde_json::from_slice(&report.stdout).expect("report JSON");
     let columns = report["columns"].as_array().expect("columns").len();
     let (_, scores) = api.query(&panel("reconcile-monitors", "Drift score per column"));
-    assert_eq!(
-        scores.len(),
-        columns,
-        "one score series per column the report lists"
-    );
+    assert_eq!(scores.len(), columns, "one score series per column the report lists");
     let status = p.run(&["status", "--json"]);
     let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
     let resources = status["resources"]
@@ -562,30 +485,16 @@ fn a_real_prometheus_scrapes_counts_evaluates_every_panel_and_fires_alerts() {
 
     // The monitor's drift on February fires; its drifted columns each fire too.
     assert_eq!(report["drifted"], true, "{report}");
-    api.wait_firing(
-        "ReconcileDatasetDrift",
-        Some(("monitor", "churn-drift")),
-        Duration::from_secs(30),
-    );
-    api.wait_firing(
-        "ReconcileColumnDrift",
-        Some(("column", "usage_30d.watch_hours_30d")),
-        Duration::from_secs(30),
-    );
+    api.wait_firing("ReconcileDatasetDrift", Some(("monitor", "churn-drift")), Duration::from_secs(30));
+    api.wait_firing("ReconcileColumnDrift", Some(("column", "usage_30d.watch_hours_30d")), Duration::from_secs(30));
     assert!(
-        !api.alerts()
-            .iter()
-            .any(|a| a["labels"]["alertname"] == "ReconcileEndpointDown"),
+        !api.alerts().iter().any(|a| a["labels"]["alertname"] == "ReconcileEndpointDown"),
         "the endpoint is up"
     );
 
     // Stop the process: the endpoint (and the controller) go down, and say so.
     drop(up);
-    api.wait_firing(
-        "ReconcileEndpointDown",
-        Some(("endpoint", "churn-api")),
-        Duration::from_secs(30),
-    );
+    api.wait_firing("ReconcileEndpointDown", Some(("endpoint", "churn-api")), Duration::from_secs(30));
     api.wait_firing("ReconcileControllerDown", None, Duration::from_secs(30));
     drop(prom);
 }

@@ -246,11 +246,12 @@ impl ResourceKind for Observability {
         set: &SpecSet,
         _upstream: Upstream<'_>,
     ) -> Result<ObservabilityInputs, ApplyError> {
-        let out =
-            confine(&set.root, r.base_dir(), &spec.out.value).map_err(|e| ApplyError::Io {
+        let out = confine(&set.root, r.base_dir(), &spec.out.value).map_err(|e| {
+            ApplyError::Io {
                 path: spec.out.value.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e),
-            })?;
+            }
+        })?;
         let tree = crate::observe::render(set, &Settings::from_spec(spec))
             .map_err(|e| ApplyError::Validation(e.to_string()))?;
         let differences = tree.differences(&out);
@@ -330,10 +331,7 @@ impl ResourceKind for Observability {
         })
     }
 
-    async fn apply_removed(
-        _ctx: &ApplyContext,
-        plan: &ResourcePlan,
-    ) -> Result<Applied, ApplyError> {
+    async fn apply_removed(_ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
         let mut removed = 0;
         for op in super::ops_of::<Self>(plan) {
             if let ObservabilityOp::Remove { folder } = op {
@@ -367,14 +365,9 @@ fn check_observability(
             r.diag_at(
                 DiagCode::DuplicateName,
                 &spec.name,
-                format!(
-                    "a project has one Observability; {} is already declared",
-                    first.id
-                ),
+                format!("a project has one Observability; {} is already declared", first.id),
             )
-            .with_hint(
-                "merge the two: one scrape config and one set of rules cover every endpoint",
-            ),
+            .with_hint("merge the two: one scrape config and one set of rules cover every endpoint"),
         );
     }
     // The output folder: inside the project, hidden, and not the state folder itself.
@@ -547,10 +540,7 @@ fn check_mounts(
                     o.diag_at(
                         DiagCode::MissingReference,
                         v,
-                        format!(
-                            "mounts files {} generates, but is not ordered after it",
-                            r.id
-                        ),
+                        format!("mounts files {} generates, but is not ordered after it", r.id),
                     )
                     .with_hint(format!("add `dependsOn: [{}]`", r.id)),
                 );
@@ -565,22 +555,10 @@ mod tests {
 
     #[test]
     fn controller_addresses() {
-        for ok in [
-            "127.0.0.1:9464",
-            "[::1]:9464",
-            "host.docker.internal:9464",
-            "ctl:1",
-        ] {
+        for ok in ["127.0.0.1:9464", "[::1]:9464", "host.docker.internal:9464", "ctl:1"] {
             assert!(is_host_port(ok), "{ok}");
         }
-        for bad in [
-            "127.0.0.1",
-            ":9464",
-            "a b:1",
-            "http://x:1",
-            "x:0",
-            "x:99999",
-        ] {
+        for bad in ["127.0.0.1", ":9464", "a b:1", "http://x:1", "x:0", "x:99999"] {
             assert!(!is_host_port(bad), "{bad}");
         }
     }

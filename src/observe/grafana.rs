@@ -142,13 +142,7 @@ fn panel(
 }
 
 /// Panels laid out two per row, ids from 1, every query on the datasource by uid.
-fn dashboard(
-    uid: &str,
-    title: &str,
-    description: &str,
-    settings: &Settings,
-    panels: Vec<Panel>,
-) -> Value {
+fn dashboard(uid: &str, title: &str, description: &str, settings: &Settings, panels: Vec<Panel>) -> Value {
     let ds = json!({ "type": "prometheus", "uid": DATASOURCE_UID });
     let panels: Vec<Value> = panels
         .into_iter()
@@ -229,20 +223,14 @@ pub fn dashboards(set: &SpecSet, settings: &Settings) -> Vec<DashboardFile> {
                 "Requests per second each endpoint answered, by route pattern and status code.",
                 "timeseries",
                 "reqps",
-                vec![(
-                    format!("sum by (job, route, status) (rate({req}[{r}]))"),
-                    "{{job}} {{route}} {{status}}",
-                )],
+                vec![(format!("sum by (job, route, status) (rate({req}[{r}]))"), "{{job}} {{route}} {{status}}")],
             ),
             panel(
                 "Latency p50 / p99",
                 "Request latency of predictions and features (scrapes and health checks left out).",
                 "timeseries",
                 "s",
-                vec![
-                    (quantile(0.5), "{{job}} p50"),
-                    (quantile(0.99), "{{job}} p99"),
-                ],
+                vec![(quantile(0.5), "{{job}} p50"), (quantile(0.99), "{{job}} p99")],
             ),
             panel(
                 "Error ratio",
@@ -262,9 +250,7 @@ pub fn dashboards(set: &SpecSet, settings: &Settings) -> Vec<DashboardFile> {
                 "timeseries",
                 "ops",
                 vec![(
-                    format!(
-                        "sum by (job, class) (rate(reconcile_endpoint_predictions_total{{{j}}}[{r}]))"
-                    ),
+                    format!("sum by (job, class) (rate(reconcile_endpoint_predictions_total{{{j}}}[{r}]))"),
                     "{{job}} class {{class}}",
                 )],
             ),
@@ -286,9 +272,7 @@ pub fn dashboards(set: &SpecSet, settings: &Settings) -> Vec<DashboardFile> {
                 "stat",
                 "none",
                 vec![(
-                    format!(
-                        "max by (job, model, version) (reconcile_endpoint_model_validation_auc{{{j}}})"
-                    ),
+                    format!("max by (job, model, version) (reconcile_endpoint_model_validation_auc{{{j}}})"),
                     "{{job}}: {{model}} v{{version}}",
                 )],
             ),
@@ -299,15 +283,11 @@ pub fn dashboards(set: &SpecSet, settings: &Settings) -> Vec<DashboardFile> {
                 "short",
                 vec![
                     (
-                        format!(
-                            "sum by (job) (increase(reconcile_endpoint_prediction_log_dropped_total{{{j}}}[{r}]))"
-                        ),
+                        format!("sum by (job) (increase(reconcile_endpoint_prediction_log_dropped_total{{{j}}}[{r}]))"),
                         "{{job}} dropped",
                     ),
                     (
-                        format!(
-                            "sum by (job) (increase(reconcile_endpoint_prediction_log_failed_total{{{j}}}[{r}]))"
-                        ),
+                        format!("sum by (job) (increase(reconcile_endpoint_prediction_log_failed_total{{{j}}}[{r}]))"),
                         "{{job}} failed",
                     ),
                 ],
@@ -318,14 +298,9 @@ pub fn dashboards(set: &SpecSet, settings: &Settings) -> Vec<DashboardFile> {
                 "timeseries",
                 "short",
                 vec![
+                    (format!("sum by (job) (reconcile_endpoint_connections_open{{{j}}})"), "{{job}} open"),
                     (
-                        format!("sum by (job) (reconcile_endpoint_connections_open{{{j}}})"),
-                        "{{job}} open",
-                    ),
-                    (
-                        format!(
-                            "sum by (job) (rate(reconcile_endpoint_connections_rejected_total{{{j}}}[{r}]))"
-                        ),
+                        format!("sum by (job) (rate(reconcile_endpoint_connections_rejected_total{{{j}}}[{r}]))"),
                         "{{job}} shed/s",
                     ),
                 ],
@@ -357,15 +332,11 @@ pub fn dashboards(set: &SpecSet, settings: &Settings) -> Vec<DashboardFile> {
                 "none",
                 vec![
                     (
-                        format!(
-                            "max by (monitor, column, method) (reconcile_monitor_drift_score{{{m}}})"
-                        ),
+                        format!("max by (monitor, column, method) (reconcile_monitor_drift_score{{{m}}})"),
                         "{{column}} ({{method}})",
                     ),
                     (
-                        format!(
-                            "max by (monitor, column) (reconcile_monitor_drift_threshold{{{m}}})"
-                        ),
+                        format!("max by (monitor, column) (reconcile_monitor_drift_threshold{{{m}}})"),
                         "{{column}} threshold",
                     ),
                 ],
@@ -377,9 +348,7 @@ pub fn dashboards(set: &SpecSet, settings: &Settings) -> Vec<DashboardFile> {
                 "none",
                 vec![
                     (
-                        format!(
-                            "max by (monitor, column) (reconcile_monitor_column_drifted{{{m}}}) == 1"
-                        ),
+                        format!("max by (monitor, column) (reconcile_monitor_column_drifted{{{m}}}) == 1"),
                         "{{column}}",
                     ),
                     (
@@ -434,9 +403,7 @@ pub fn dashboards(set: &SpecSet, settings: &Settings) -> Vec<DashboardFile> {
                 "timeseries",
                 "short",
                 vec![(
-                    format!(
-                        "sum by (outcome) (increase(reconcile_controller_applies_total{{{j}}}[{r}]))"
-                    ),
+                    format!("sum by (outcome) (increase(reconcile_controller_applies_total{{{j}}}[{r}]))"),
                     "{{outcome}}",
                 )],
             ),

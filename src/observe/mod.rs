@@ -305,9 +305,7 @@ impl Tree {
 fn is_plain_relative(rel: &str) -> bool {
     !rel.is_empty()
         && !rel.starts_with('/')
-        && rel
-            .split('/')
-            .all(|p| !p.is_empty() && p != "." && p != "..")
+        && rel.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ObserveError> {
@@ -335,7 +333,10 @@ pub fn render(set: &SpecSet, settings: &Settings) -> Result<Tree, ObserveError> 
     let mut files = BTreeMap::new();
     files.insert(
         "prometheus/prometheus.yml".to_string(),
-        format!("{header}{}", prometheus::config(set, settings, &targets)?),
+        format!(
+            "{header}{}",
+            prometheus::config(set, settings, &targets)?
+        ),
     );
     for (name, groups) in prometheus::rule_files(set, settings) {
         files.insert(
@@ -396,16 +397,9 @@ mod tests {
         std::fs::write(out.join("a/one.yml"), "edited by hand").expect("edit");
         assert_eq!(tree.differences(&out), ["a/one.yml"]);
         tree.files.remove("b/two.yml");
-        assert_eq!(
-            tree.write(&out).expect("write"),
-            2,
-            "one restored, one removed"
-        );
+        assert_eq!(tree.write(&out).expect("write"), 2, "one restored, one removed");
         assert!(!out.join("b/two.yml").exists());
-        assert!(
-            out.join("mine.txt").exists(),
-            "a file it did not write stays"
-        );
+        assert!(out.join("mine.txt").exists(), "a file it did not write stays");
         assert_eq!(Tree::remove(&out).expect("remove"), 1);
         assert!(!out.join("a").exists());
         assert!(out.join("mine.txt").exists());
