@@ -102,7 +102,6 @@ pub struct Plan {
     pub resources: Vec<ResourcePlan>,
     /// Project-wide objects of the container runtime: created before any
     /// resource, removed after every resource.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<ObjectOp>,
 }
 

@@ -110,7 +110,7 @@ async fn editing_one_cell_plans_exactly_that_snapshot(backend: &str) {
         1,
         "only the edited snapshot reloads: {snaps:?}"
     );
-    assert_eq!(snaps[0]["as_of"], "2024-02-29");
+    assert_eq!(snaps[0]["asOf"], "2024-02-29");
     let human = text(&p.run(&["plan"]));
     assert!(human.contains("~ update Table/usage_agg_30d"), "{human}");
     assert!(
