@@ -395,7 +395,7 @@ fn check_feature_view(
                 &v.ttl,
                 format!("`{}` is not a duration", v.ttl.value),
             )
-            .with_hint("write a positive number of days, hours or minutes: `90d`, `12h`, `30m`"),
+            .with_hint("write a positive duration: `90d`, `12h`, `1d 12h`"),
         );
     }
     let table = cx.resolve::<Table>(r, &v.table);
