@@ -493,11 +493,7 @@ fn main() {
         let (mut child, addr) = start_full(&specs, &[], extra);
         let (rps, lat, errors) = rt.block_on(load(&addr, Route::Predict, ids.clone()));
         assert_eq!(errors, 0, "/predict failed under load");
-        let best = if counting {
-            &mut best_on
-        } else {
-            &mut best_off
-        };
+        let best = if counting { &mut best_on } else { &mut best_off };
         if rps > best.0 {
             *best = (rps, lat);
         }

@@ -136,9 +136,7 @@ fn generated_file_is_valid_compose() {
     );
     assert_eq!(
         grafana["volumes"][1],
-        format!(
-            "./{EXAMPLE}/.reconcile/observability/grafana/dashboards:/var/lib/grafana/dashboards:ro"
-        )
+        format!("./{EXAMPLE}/.reconcile/observability/grafana/dashboards:/var/lib/grafana/dashboards:ro")
     );
 }
 
