@@ -253,10 +253,9 @@ pub fn render(diags: &[SpecDiagnostic]) -> String {
     out
 }
 
-/// True when stderr is a terminal and NO_COLOR is unset.
+/// Whether diagnostics (printed on stderr) are coloured; see [`crate::colour`].
 pub fn colour_enabled() -> bool {
-    use std::io::IsTerminal;
-    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+    crate::colour::enabled(crate::colour::Stream::Stderr)
 }
 
 /// Wraps a diagnostic with a named source so miette prints `file:line:col`.

@@ -27,7 +27,7 @@ use crate::store::state::{Condition, ResourceRecord};
 const CONTAINER_PARALLELISM: usize = 16;
 
 /// How one resource ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// Which resource.
     pub id: ResourceId,
@@ -42,7 +42,8 @@ pub struct Outcome {
 }
 
 /// The result of an apply.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ApplyReport {
     /// Resources that were acted on (no-ops omitted).
     pub outcomes: Vec<Outcome>,

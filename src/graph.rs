@@ -127,6 +127,62 @@ impl DependencyGraph {
         self.neighbours(id, petgraph::Direction::Outgoing)
     }
 
+    /// Every edge as (dependency, dependent), sorted, for stable printing.
+    pub fn edges(&self) -> Vec<(ResourceId, ResourceId)> {
+        let mut edges: Vec<(ResourceId, ResourceId)> = self
+            .graph
+            .raw_edges()
+            .iter()
+            .map(|e| {
+                (
+                    self.graph[e.source()].clone(),
+                    self.graph[e.target()].clone(),
+                )
+            })
+            .collect();
+        edges.sort();
+        edges
+    }
+
+    /// The graph in Graphviz DOT (`reconcile graph`): one node per resource,
+    /// in execution order, and an edge from each dependency to its dependent.
+    pub fn to_dot(&self) -> String {
+        let quote = |id: &ResourceId| format!("\"{}\"", id.to_string().replace('"', "\\\""));
+        let mut out = String::from("digraph reconcile {\n  rankdir=LR;\n  node [shape=box];\n");
+        for id in &self.order {
+            out.push_str(&format!("  {};\n", quote(id)));
+        }
+        for (a, b) in self.edges() {
+            out.push_str(&format!("  {} -> {};\n", quote(&a), quote(&b)));
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// The graph as a Mermaid flowchart (renders in GitHub Markdown): nodes
+    /// `n0…` labelled `Kind/name`, edges from dependency to dependent.
+    pub fn to_mermaid(&self) -> String {
+        let ids: HashMap<&ResourceId, usize> = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id, i))
+            .collect();
+        let mut out = String::from("flowchart LR\n");
+        for (i, id) in self.order.iter().enumerate() {
+            out.push_str(&format!(
+                "  n{i}[\"{}\"]\n",
+                id.to_string().replace('"', "#quot;")
+            ));
+        }
+        for (a, b) in self.edges() {
+            if let (Some(x), Some(y)) = (ids.get(&a), ids.get(&b)) {
+                out.push_str(&format!("  n{x} --> n{y}\n"));
+            }
+        }
+        out
+    }
+
     fn neighbours(&self, id: &ResourceId, dir: petgraph::Direction) -> Vec<ResourceId> {
         self.index
             .get(id)

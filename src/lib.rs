@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod colour;
 pub mod compose;
 pub mod container;
 pub mod controller;
@@ -17,6 +18,7 @@ pub mod diag;
 pub mod docker;
 pub mod docker_auth;
 pub mod drift;
+pub mod duration;
 pub mod engine;
 pub mod features;
 pub mod gitops;

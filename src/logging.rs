@@ -4,7 +4,6 @@
 //! level, and `--log-format json` gives one JSON object per event for machines.
 
 use std::error::Error;
-use std::io::IsTerminal;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
@@ -52,8 +51,7 @@ impl std::io::Write for RedactingStderr {
 pub fn init(verbosity: i8, format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter_for(verbosity)));
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = crate::colour::enabled(crate::colour::Stream::Stderr);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| RedactingStderr)

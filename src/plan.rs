@@ -15,7 +15,7 @@ use crate::runtime::containers::{self, ObjectOp};
 use crate::spec::ResourceId;
 
 /// What happens to a resource, as `terraform plan` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Nothing to do.
@@ -60,7 +60,7 @@ impl Action {
 }
 
 /// The plan of one resource.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ResourcePlan {
     /// Which resource.
     pub id: ResourceId,
@@ -68,7 +68,8 @@ pub struct ResourcePlan {
     pub action: Action,
     /// Why, in words ("data changed in 2024-01-31").
     pub reasons: Vec<String>,
-    /// How.
+    /// How: kind-specific operations, each an object tagged by `op`.
+    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     pub operations: Vec<Operation>,
     /// Things the user should know that are not changes (kept orphan data, …).
     pub warnings: Vec<String>,
@@ -95,13 +96,12 @@ pub struct PlanOptions {
 }
 
 /// The whole plan, resources in execution order (deletions last).
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct Plan {
     /// Per-resource plans.
     pub resources: Vec<ResourcePlan>,
     /// Project-wide objects of the container runtime: created before any
     /// resource, removed after every resource.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<ObjectOp>,
 }
 

@@ -66,6 +66,14 @@ pub enum WorkspaceError {
     /// The Docker engine failed outside any one resource.
     #[error(transparent)]
     Docker(#[from] crate::docker::DockerError),
+    /// A `--target` names no resource of the specs.
+    #[error("--target `{target}`: {why}")]
+    UnknownTarget {
+        /// The target as given.
+        target: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 /// Loaded specs and their graph.
@@ -82,6 +90,9 @@ pub struct Workspace {
     bootstrapped: Arc<Mutex<Vec<ResourceRecord>>>,
     /// Interrupts an apply or destroy in flight (never, unless given one).
     stop: Stop,
+    /// The part of the graph `--target` selected (the targets and everything
+    /// they depend on); `None`: the whole project.
+    selection: Option<DependencyGraph>,
 }
 
 /// Open stores of a workspace.
@@ -129,7 +140,62 @@ impl Workspace {
             docker: SharedDocker::default(),
             bootstrapped: Arc::default(),
             stop: Stop::new(),
+            selection: None,
         })
+    }
+
+    /// The same workspace, planning and applying only `targets` (`Kind/name`)
+    /// and everything they depend on, as terraform's `-target`: nothing else
+    /// is created, changed or removed. No targets: the whole project.
+    pub fn with_targets(mut self, targets: &[String]) -> Result<Workspace, WorkspaceError> {
+        if targets.is_empty() {
+            return Ok(self);
+        }
+        let mut keep: std::collections::HashSet<ResourceId> = std::collections::HashSet::new();
+        let mut todo = Vec::new();
+        for t in targets {
+            todo.push(self.resolve_target(t)?);
+        }
+        while let Some(id) = todo.pop() {
+            if keep.insert(id.clone()) {
+                todo.extend(self.graph.dependencies(&id));
+            }
+        }
+        let keep: Vec<ResourceId> = self
+            .graph
+            .order
+            .iter()
+            .filter(|id| keep.contains(*id))
+            .cloned()
+            .collect();
+        self.selection = Some(self.graph.restrict(&keep));
+        Ok(self)
+    }
+
+    /// The resource a `--target` names: `Kind/name`.
+    fn resolve_target(&self, target: &str) -> Result<ResourceId, WorkspaceError> {
+        let unknown = |why: String| WorkspaceError::UnknownTarget {
+            target: target.to_string(),
+            why,
+        };
+        let (kind, name) = target
+            .split_once('/')
+            .ok_or_else(|| unknown("write Kind/name, e.g. Table/users".into()))?;
+        let kind = crate::spec::Kind::parse(kind).ok_or_else(|| {
+            let kinds: Vec<&str> = crate::spec::Kind::ALL.iter().map(|k| k.as_str()).collect();
+            unknown(format!("`{kind}` is not a kind ({})", kinds.join(", ")))
+        })?;
+        let id = ResourceId::new(kind, name);
+        if self.graph.index.contains_key(&id) {
+            Ok(id)
+        } else {
+            Err(unknown(format!("no {id} in the specs")))
+        }
+    }
+
+    /// The graph plans and applies run over: the `--target` selection, or all.
+    fn active_graph(&self) -> &DependencyGraph {
+        self.selection.as_ref().unwrap_or(&self.graph)
     }
 
     /// The same workspace, interrupted when `stop` is cancelled: running work
@@ -319,9 +385,17 @@ impl Workspace {
         opts: &PlanOptions,
     ) -> Result<(DesiredState, Observed, Plan), WorkspaceError> {
         let observed = self.observe(stores).await?;
-        let desired = kinds::desire(&self.set, &self.graph.order, &observed)
-            .map_err(WorkspaceError::Inputs)?;
-        let plan = plan::diff(&desired, &observed, opts);
+        let graph = self.active_graph();
+        let desired =
+            kinds::desire(&self.set, &graph.order, &observed).map_err(WorkspaceError::Inputs)?;
+        let mut plan = plan::diff(&desired, &observed, opts);
+        if self.selection.is_some() {
+            // A targeted plan touches nothing outside the selection: no
+            // removal of what merely is not selected.
+            plan.resources.retain(|r| graph.index.contains_key(&r.id));
+            plan.objects
+                .retain(|o| o.describe().0 == crate::plan::Action::Create);
+        }
         Ok((desired, observed, plan))
     }
 
@@ -382,7 +456,7 @@ impl Workspace {
                     ctx.clone(),
                     &desired,
                     &observed,
-                    &self.graph,
+                    self.active_graph(),
                     &plan,
                     parallelism,
                     progress,
@@ -404,6 +478,45 @@ impl Workspace {
         result
     }
 
+    /// What [`Workspace::destroy`] would remove, without removing anything
+    /// (`destroy` without `--yes`): reads the stores, takes no lock.
+    pub async fn destroy_plan(&self, stores: &Stores, purge: bool) -> Result<Plan, WorkspaceError> {
+        Ok(self.destroy_plan_observed(stores, purge).await?.0)
+    }
+
+    async fn destroy_plan_observed(
+        &self,
+        stores: &Stores,
+        purge: bool,
+    ) -> Result<(Plan, Observed), WorkspaceError> {
+        let observed = self.observe(stores).await?;
+        let opts = PlanOptions { prune_data: true };
+        // Everything recorded, and whatever a kind finds to remove even
+        // without a record (a container, a table's data).
+        let resources = self
+            .graph
+            .order
+            .iter()
+            .rev()
+            .map(|id| kinds::diff_removed(id, &observed, &opts))
+            .filter(|p| {
+                observed.records.contains_key(&p.id)
+                    || p.operations
+                        .iter()
+                        .any(|op| !matches!(op, Operation::Common(_)))
+            })
+            .collect();
+        let plan = Plan {
+            resources,
+            objects: containers::plan_teardown(
+                &self.set.project.name.value,
+                observed.docker_objects.as_ref(),
+                purge,
+            ),
+        };
+        Ok((plan, observed))
+    }
+
     /// Removes every resource the specs name (dependents first), dropping table
     /// data and containers; protected resources are kept and reported. Named
     /// volumes survive unless `purge`.
@@ -417,31 +530,7 @@ impl Workspace {
         let lock =
             ApplyLock::acquire(&stores.state.db, &stores.state.project, lock_timeout).await?;
         let result = async {
-            let observed = self.observe(stores).await?;
-            let opts = PlanOptions { prune_data: true };
-            // Everything recorded, and whatever a kind finds to remove even
-            // without a record (a container, a table's data).
-            let resources = self
-                .graph
-                .order
-                .iter()
-                .rev()
-                .map(|id| kinds::diff_removed(id, &observed, &opts))
-                .filter(|p| {
-                    observed.records.contains_key(&p.id)
-                        || p.operations
-                            .iter()
-                            .any(|op| !matches!(op, Operation::Common(_)))
-                })
-                .collect();
-            let plan = Plan {
-                resources,
-                objects: containers::plan_teardown(
-                    &self.set.project.name.value,
-                    observed.docker_objects.as_ref(),
-                    purge,
-                ),
-            };
+            let (plan, observed) = self.destroy_plan_observed(stores, purge).await?;
             let ctx = Arc::new(ApplyContext {
                 state: stores.state.clone(),
                 offline: stores.offline.clone(),

@@ -576,7 +576,7 @@ fn a_store_on_a_service_is_started_first_and_reached_through_it() {
     // The features landed in the Redis inside the container, read back through
     // the rewritten URL by a separate process.
     let get = Command::new(env!("CARGO_BIN_EXE_reconcile"))
-        .args(["features", "get", "user", "7590-VHVEG", "--specs"])
+        .args(["features", "get", "user", "7590-VHVEG", "--json", "--specs"])
         .arg(&specs)
         .env("NO_COLOR", "1")
         .output()

@@ -110,7 +110,7 @@ async fn editing_one_cell_plans_exactly_that_snapshot(backend: &str) {
         1,
         "only the edited snapshot reloads: {snaps:?}"
     );
-    assert_eq!(snaps[0]["as_of"], "2024-02-29");
+    assert_eq!(snaps[0]["asOf"], "2024-02-29");
     let human = text(&p.run(&["plan"]));
     assert!(human.contains("~ update Table/usage_agg_30d"), "{human}");
     assert!(
@@ -180,11 +180,17 @@ async fn destroy_removes_what_the_specs_created_except_protected(backend: &str) 
     let spec = std::fs::read_to_string(&labels).expect("read");
     std::fs::write(&labels, format!("{spec}protect: true\n")).expect("write");
     assert!(p.run(&["apply"]).status.success());
-    let refused = p.run(&["destroy"]);
+    let dry = p.run(&["destroy"]);
     assert_eq!(
-        refused.status.code(),
-        Some(1),
-        "destroy without --yes must refuse"
+        dry.status.code(),
+        Some(2),
+        "destroy without --yes lists what would go and removes nothing: {}",
+        text(&dry)
+    );
+    assert!(
+        text(&dry).contains("- delete Table/subscriptions"),
+        "{}",
+        text(&dry)
     );
     let db = p.db().await;
     assert_eq!(

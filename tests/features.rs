@@ -214,7 +214,7 @@ async fn materialization_is_incremental_replaces_and_prunes(backend: &str) {
         "materialization is idempotent"
     );
     // Reads go through the CLI as JSON.
-    let out = p.run_without_specs(&["features", "get", "user", "a"]);
+    let out = p.run_without_specs(&["features", "get", "user", "a", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["features"]["fv"]["v"], 3);

@@ -366,7 +366,8 @@ fn feature_views_check_their_features_and_join_keys() {
         "{}",
         d.message
     );
-    let bad = VIEW.replace("ttl: 90d", "ttl: 3 months");
+    // `3 months` is a duration in the one grammar (humantime); `3 moons` is not.
+    let bad = VIEW.replace("ttl: 90d", "ttl: 3 moons");
     only(
         &diagnose(&[("t.yaml", TABLE), CSV, ("v.yaml", &bad)]),
         DiagCode::InvalidValue,

@@ -218,7 +218,7 @@ fn broken_edits_change_nothing_and_a_fix_converges() {
     let api = w.url_after("Endpoint/churn-api serving");
     w.wait_for(0, "applied:", Duration::from_secs(120));
     let features = |()| {
-        let out = p.run_without_specs(&["features", "get", "user", USER]);
+        let out = p.run_without_specs(&["features", "get", "user", USER, "--json"]);
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["features"].clone()
     };

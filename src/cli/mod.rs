@@ -3,9 +3,11 @@
 
 mod compose;
 mod gitops;
+mod init;
 mod models;
 mod monitor;
 mod observability;
+pub mod output;
 mod probe;
 mod watch;
 
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::diag;
 use crate::plan::PlanOptions;
@@ -23,13 +25,31 @@ use crate::workspace::{StoreOverrides, Workspace, WorkspaceError};
 
 /// reconcile: make an ML system match its declarative specs.
 #[derive(Debug, Parser)]
-#[command(name = "reconcile", version, about, long_about = None)]
+#[command(name = "reconcile", version, about, long_about = None, after_help = EXIT_CODES_GENERAL)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
     log: LogArgs,
 }
+
+const EXIT_CODES_GENERAL: &str =
+    "Exit codes: 0 success, 1 error; each command's --help lists its own.";
+const EXIT_VALIDATE: &str = "Exit codes: 0 the specs are valid, 1 problems (listed) or error.";
+const EXIT_PLAN: &str = "Exit codes: 0 no changes, 2 changes planned, 1 error.";
+const EXIT_APPLY: &str = "Exit codes: 0 converged (or nothing to do), 1 a resource failed or error, \
+130 interrupted by SIGINT or SIGTERM (running work rolled back).";
+const EXIT_STATUS: &str = "Exit codes: 0 every applied resource is Ready and matches its spec, \
+2 a resource is Failed, Blocked or OutOfDate (drifted, or its spec or inputs changed since it was applied), \
+1 error. Resources never applied (NotApplied) do not count.";
+const EXIT_DESTROY: &str = "Exit codes: without --yes (a dry run that lists what would go and changes nothing): \
+0 nothing to remove, 2 something would be removed; with --yes: 0 removed, 1 a removal failed or error, \
+130 interrupted by SIGINT or SIGTERM.";
+const EXIT_READ: &str = "Exit codes: 0 success, 1 error.";
+const EXIT_LONG_RUNNING: &str = "Exit codes: 0 stopped by SIGINT or SIGTERM, 1 error.";
+const EXIT_GITOPS: &str = "Exit codes: 0 stopped by SIGINT or SIGTERM (with --once: the last commit went live), \
+1 error (with --once: the last commit failed).";
+const EXIT_PROBE: &str = "Exit codes: 0 a 2xx answer, 1 anything else.";
 
 /// Flags every command takes: how much it logs and how it prints.
 #[derive(Debug, Args)]
@@ -43,19 +63,29 @@ struct LogArgs {
     /// Log events as `text` lines or `json` objects.
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: crate::logging::LogFormat,
+    /// Colour output: `auto` colours a stream that is a terminal unless
+    /// NO_COLOR is set (non-empty); `always` also into pipes and files.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    color: crate::colour::ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Parse and check specs; report every problem with file:line:column.
-    Validate(SpecArgs),
-    /// Show what apply would change and why. Exit 0: no changes, 2: changes, 1: error.
+    #[command(after_help = EXIT_VALIDATE)]
+    Validate(ValidateArgs),
+    /// Show what apply would change and why.
+    #[command(after_help = EXIT_PLAN)]
     Plan(PlanArgs),
     /// Converge: make the stores match the specs.
+    #[command(after_help = EXIT_APPLY)]
     Apply(ApplyArgs),
     /// Every resource: condition, last change, reason.
-    Status(StoreArgs),
-    /// Remove what the specs created (table data included; protected resources kept).
+    #[command(after_help = EXIT_STATUS)]
+    Status(StatusArgs),
+    /// Remove what the specs created (table data included; protected resources
+    /// kept). Without --yes, only list what would go.
+    #[command(after_help = EXIT_DESTROY)]
     Destroy(DestroyArgs),
     /// Read features from the stores.
     #[command(subcommand)]
@@ -68,37 +98,95 @@ enum Command {
     Monitor(monitor::MonitorCommand),
     /// Run the specs' endpoints in-process until SIGINT/SIGTERM; they follow the
     /// Production version and the online store without restarts.
+    #[command(after_help = EXIT_LONG_RUNNING)]
     Serve(ServeArgs),
     /// Converge, then again on every change to the specs or the files they read,
-    /// and on a periodic resync; runs until SIGINT/SIGTERM (exit 0).
+    /// and on a periodic resync; runs until SIGINT/SIGTERM.
+    #[command(after_help = EXIT_LONG_RUNNING)]
     Watch(watch::WatchArgs),
     /// `watch --serve`: the controller and the endpoints in one process, in the
     /// foreground, as `docker compose up` runs a project.
+    #[command(after_help = EXIT_LONG_RUNNING)]
     Up(watch::WatchArgs),
     /// Apply each new commit of a git branch; records the live commit and each
-    /// commit's outcome. `--once` exits 0 when the last commit went live, 1 when not.
+    /// commit's outcome.
+    #[command(after_help = EXIT_GITOPS)]
     Gitops(gitops::GitopsArgs),
-    /// GET a URL as a container health check: exit 0 on 2xx, 1 otherwise.
+    /// GET a URL as a container health check.
+    #[command(after_help = EXIT_PROBE)]
     Probe(probe::ProbeArgs),
     /// Write the project's Services and docker Endpoints as a docker compose file.
+    #[command(after_help = EXIT_READ)]
     Compose(compose::ComposeArgs),
     /// Write the Prometheus config, alert rules and Grafana dashboards derived
     /// from the specs' endpoints, monitors and Observability settings.
+    #[command(after_help = EXIT_READ)]
     Observability(observability::ObservabilityArgs),
-    /// Write a JSON Schema per kind for editor completion.
+    /// Print the dependency graph of the specs (Graphviz DOT or Mermaid).
+    #[command(after_help = EXIT_READ)]
+    Graph(GraphArgs),
+    /// Write a minimal commented project (Project, Entity, Table with a tiny
+    /// CSV, FeatureView) to start from; never overwrites a file.
+    #[command(after_help = EXIT_READ)]
+    Init(init::InitArgs),
+    /// Write a JSON Schema per kind for editor completion, and one per `--json`
+    /// output under `output/`.
+    #[command(after_help = EXIT_READ)]
     Schema {
         /// Output folder.
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Print a shell completion script, e.g. `reconcile completions bash > /etc/bash_completion.d/reconcile`.
+    #[command(after_help = EXIT_READ)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (reconcile.1 and one per subcommand) into a folder, or
+    /// print reconcile.1 on standard output.
+    #[command(after_help = EXIT_READ)]
+    Man {
+        /// Output folder (default: print the main page).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum FeaturesCommand {
-    /// A point-in-time correct feature table for every entity as of a date.
+    /// A point-in-time correct feature table (CSV) for every entity as of a date.
+    #[command(after_help = EXIT_READ)]
     Historical(HistoricalArgs),
-    /// The online feature values of one entity, as JSON.
+    /// The online feature values of one entity (text, or JSON with --json).
+    #[command(after_help = "Exit codes: 0 values found, 1 no online view holds the key, or error.")]
     Get(GetArgs),
+}
+
+/// The spec folder, a positional argument of every command that reads specs.
+#[derive(Debug, Args)]
+pub struct SpecDir {
+    /// Folder of specs (searched recursively for *.yaml / *.yml) [default: specs].
+    #[arg(value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The same folder as a flag (the older spelling, kept for scripts).
+    #[arg(
+        long = "specs",
+        value_name = "DIR",
+        hide = true,
+        conflicts_with = "dir"
+    )]
+    specs: Option<PathBuf>,
+}
+
+impl SpecDir {
+    /// The folder given (positional or `--specs`), else `specs`.
+    pub fn path(&self) -> PathBuf {
+        self.specs
+            .clone()
+            .or_else(|| self.dir.clone())
+            .unwrap_or_else(|| PathBuf::from("specs"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -107,9 +195,11 @@ struct GetArgs {
     entity: String,
     /// The entity's key, e.g. `7590-VHVEG`.
     key: String,
-    /// Folder of specs.
-    #[arg(long, default_value = "specs")]
-    specs: PathBuf,
+    #[command(flatten)]
+    spec: SpecDir,
+    /// Machine-readable output (schemas/output/features-get.json).
+    #[arg(long)]
+    json: bool,
     /// State store URL (overrides the Project spec).
     #[arg(long, env = "RECONCILE_STATE")]
     state: Option<String>,
@@ -121,7 +211,9 @@ struct GetArgs {
 #[derive(Debug, Args)]
 struct HistoricalArgs {
     #[command(flatten)]
-    stores: StoreArgs,
+    spec: SpecDir,
+    #[command(flatten)]
+    urls: StoreUrls,
     /// Feature views to join (comma separated).
     #[arg(long, value_delimiter = ',', required = true)]
     views: Vec<String>,
@@ -134,21 +226,48 @@ struct HistoricalArgs {
 }
 
 #[derive(Debug, Args)]
-struct SpecArgs {
-    /// Folder of specs (searched recursively for *.yaml / *.yml).
-    #[arg(default_value = "specs")]
-    dir: PathBuf,
-    /// Machine-readable output.
+struct ValidateArgs {
+    #[command(flatten)]
+    spec: SpecDir,
+    /// Machine-readable output (schemas/output/validate.json).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The spec folder and the store URLs: what a command that opens the stores takes.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    #[command(flatten)]
+    spec: SpecDir,
+    #[command(flatten)]
+    urls: StoreUrls,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    stores: StoreArgs,
+    /// Machine-readable output (schemas/output/status.json).
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Args)]
-struct StoreArgs {
+struct GraphArgs {
     #[command(flatten)]
-    spec: SpecArgs,
-    #[command(flatten)]
-    urls: StoreUrls,
+    spec: SpecDir,
+    /// `dot` (Graphviz: `reconcile graph | dot -Tsvg > graph.svg`) or `mermaid`.
+    #[arg(long, value_enum, default_value = "dot")]
+    format: GraphFormat,
+}
+
+/// How `reconcile graph` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
 }
 
 /// Which endpoints a serving command runs, and where.
@@ -208,9 +327,16 @@ struct ServeArgs {
 struct PlanArgs {
     #[command(flatten)]
     stores: StoreArgs,
+    /// Machine-readable output (schemas/output/plan.json; apply: apply.json).
+    #[arg(long)]
+    json: bool,
     /// Plan dropping data no longer named by the specs.
     #[arg(long)]
     prune_data: bool,
+    /// Only this resource (`Kind/name`) and everything it depends on;
+    /// repeatable. Nothing outside them is created, changed or removed.
+    #[arg(long, value_name = "KIND/NAME")]
+    target: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -220,7 +346,7 @@ struct ApplyArgs {
     /// Resources applied at once (default: number of cores).
     #[arg(long)]
     parallelism: Option<usize>,
-    /// How long to wait for another apply to finish, e.g. 30s, 2m (default: fail at once).
+    /// How long to wait for another apply to finish, e.g. 30s, 1m30s (default: fail at once).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     lock_timeout: Duration,
 }
@@ -229,34 +355,23 @@ struct ApplyArgs {
 struct DestroyArgs {
     #[command(flatten)]
     stores: StoreArgs,
-    /// Really remove (without it, only show what would go).
+    /// Machine-readable output (schemas/output/destroy.json).
+    #[arg(long)]
+    json: bool,
+    /// Really remove (without it, only list what would go and exit).
     #[arg(long)]
     yes: bool,
     /// Also remove the project's named Docker volumes (their data is lost).
     #[arg(long)]
     purge: bool,
-    /// How long to wait for another apply to finish.
+    /// How long to wait for another apply to finish, e.g. 30s, 1m30s.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     lock_timeout: Duration,
 }
 
-/// Parses `500ms`, `30s`, `2m` or a bare number of seconds.
+/// Every duration flag's parser: the one grammar of [`crate::duration`].
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 30s or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{s}`: use ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    crate::duration::parse_flag(s)
 }
 
 impl StoreArgs {
@@ -279,6 +394,7 @@ impl StoreUrls {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::colour::set_choice(cli.log.color);
     let verbosity = if cli.log.quiet {
         -1
     } else {
@@ -298,24 +414,26 @@ pub fn main() -> ExitCode {
     runtime.block_on(run(cli))
 }
 
-fn load(args: &SpecArgs) -> Result<Workspace, ExitCode> {
-    Workspace::load(&args.dir).map_err(|e| report_error(&e, args.json))
+/// Whether stdout may carry colours (see [`crate::colour`]).
+fn colour_stdout() -> bool {
+    crate::colour::enabled(crate::colour::Stream::Stdout)
+}
+
+/// Whether stderr may carry colours.
+fn colour_stderr() -> bool {
+    crate::colour::enabled(crate::colour::Stream::Stderr)
+}
+
+fn load(dir: &SpecDir, json: bool) -> Result<Workspace, ExitCode> {
+    Workspace::load(&dir.path()).map_err(|e| report_error(&e, json))
 }
 
 fn report_error(e: &WorkspaceError, json: bool) -> ExitCode {
     match e {
         WorkspaceError::Specs(diags) => {
             if json {
-                let v: Vec<serde_json::Value> = diags
-                    .iter()
-                    .map(|d| {
-                        serde_json::json!({
-                            "code": d.code, "file": d.file, "line": d.line, "column": d.column,
-                            "message": d.message, "hint": d.hint,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                let v: Vec<output::Diagnostic> = diags.iter().map(Into::into).collect();
+                output::print(&v);
             } else {
                 eprint!("{}", diag::render(diags));
                 eprintln!("error: {} problem(s) in the specs", diags.len());
@@ -332,15 +450,15 @@ fn report_error(e: &WorkspaceError, json: bool) -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     let quiet = cli.log.quiet;
     match cli.command {
-        Command::Validate(args) => match load(&args) {
+        Command::Validate(args) => match load(&args.spec, args.json) {
             Ok(ws) => {
                 if args.json {
-                    println!("[]");
+                    output::print(&Vec::<output::Diagnostic>::new());
                 } else {
                     println!(
                         "{} resource(s) in {} are valid.",
                         ws.set.resources.len(),
-                        args.dir.display()
+                        args.spec.path().display()
                     );
                 }
                 ExitCode::SUCCESS
@@ -350,7 +468,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan(args).await,
         Command::Apply(args) => apply(args, quiet).await,
         Command::Status(args) => status(args).await,
-        Command::Destroy(args) => destroy(args).await,
+        Command::Destroy(args) => destroy(args, quiet).await,
         Command::Schema { out } => schema(out),
         Command::Features(FeaturesCommand::Historical(args)) => historical(args).await,
         Command::Features(FeaturesCommand::Get(args)) => get_features(args).await,
@@ -363,12 +481,27 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Probe(args) => probe::run(args).await,
         Command::Compose(args) => compose::run(args),
         Command::Observability(args) => observability::run(args),
+        Command::Graph(args) => graph(args),
+        Command::Init(args) => init::run(args),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "reconcile", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { out } => man(out),
     }
 }
 
+/// The workspace of a plan or apply: loaded, limited to `--target`.
+fn load_targeted(args: &PlanArgs) -> Result<Workspace, ExitCode> {
+    let ws = load(&args.stores.spec, args.json)?;
+    ws.with_targets(&args.target)
+        .map_err(|e| report_error(&e, false))
+}
+
 async fn plan(args: PlanArgs) -> ExitCode {
-    let json = args.stores.spec.json;
-    let ws = match load(&args.stores.spec) {
+    let json = args.json;
+    let ws = match load_targeted(&args) {
         Ok(ws) => ws,
         Err(c) => return c,
     };
@@ -385,12 +518,9 @@ async fn plan(args: PlanArgs) -> ExitCode {
     match result {
         Ok(plan) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&plan).unwrap_or_default()
-                );
+                output::print(&plan);
             } else {
-                print!("{}", plan.render(diag::colour_enabled()));
+                print!("{}", plan.render(colour_stdout()));
             }
             if plan.has_changes() {
                 ExitCode::from(2)
@@ -403,8 +533,10 @@ async fn plan(args: PlanArgs) -> ExitCode {
 }
 
 async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
-    let json = args.plan.stores.spec.json;
-    let ws = match load(&args.plan.stores.spec) {
+    let json = args.plan.json;
+    // SIGINT and SIGTERM alike stop the apply safely: running work is rolled
+    // back and nothing new starts (under Docker or CI a stop is a SIGTERM).
+    let ws = match load_targeted(&args.plan) {
         Ok(ws) => ws.with_stop(crate::shutdown::on_signals()),
         Err(c) => return c,
     };
@@ -439,7 +571,7 @@ async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
                                 round - 1
                             );
                         }
-                        eprint!("{}", plan.render(diag::colour_enabled()));
+                        eprint!("{}", plan.render(colour_stderr()));
                     }
                 },
             )
@@ -450,14 +582,15 @@ async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
     .await;
     match result {
         Ok((plan, report)) => {
+            let code = if report.interrupted {
+                ExitCode::from(130)
+            } else if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"plan": plan, "report": report})
-                    )
-                    .unwrap_or_default()
-                );
+                output::print(&output::ApplyOutput { plan, report });
             } else if !plan.has_changes() {
                 println!(
                     "No changes. {} resource(s) up to date ({} ms).",
@@ -491,27 +624,21 @@ async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
                     }
                 }
             }
-            if report.interrupted {
-                ExitCode::from(130)
-            } else if report.success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            code
         }
         Err(e) => report_error(&e, json),
     }
 }
 
-async fn status(args: StoreArgs) -> ExitCode {
-    let json = args.spec.json;
+async fn status(args: StatusArgs) -> ExitCode {
+    let json = args.json;
     // Status reads the stores and starts nothing: it needs no secrets.
-    let ws = match Workspace::load_without_secrets(&args.spec.dir) {
+    let ws = match Workspace::load_without_secrets(&args.stores.spec.path()) {
         Ok(ws) => ws,
         Err(e) => return report_error(&e, json),
     };
     let result = async {
-        let stores = ws.open_stores(&args.overrides()).await?;
+        let stores = ws.open_stores(&args.stores.overrides()).await?;
         let (desired, observed, plan) = ws.plan(&stores, &PlanOptions::default()).await?;
         let live = gitops::live_line(&stores).await;
         stores.state.db.close().await;
@@ -546,17 +673,20 @@ async fn status(args: StoreArgs) -> ExitCode {
             ),
             (None, None) => String::new(),
         };
-        rows.push(serde_json::json!({
-            "kind": d.id.kind, "name": d.id.name, "state": state,
-            "lastChange": rec.map(|r| format_ms(r.last_change_ms)), "reason": reason,
-            "outputs": rec.map(|r| r.outputs.clone()),
-        }));
+        rows.push(output::StatusRow {
+            kind: d.id.kind.as_str().to_string(),
+            name: d.id.name.clone(),
+            state,
+            last_change: rec.map(|r| format_ms(r.last_change_ms)),
+            reason,
+            outputs: rec.map(|r| r.outputs.clone()),
+        });
     }
+    let unhealthy = rows
+        .iter()
+        .any(|r| matches!(r.state.as_str(), "Failed" | "Blocked" | "OutOfDate"));
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        output::print(&rows);
     } else {
         if let Some(live) = live {
             println!("{live}");
@@ -566,35 +696,68 @@ async fn status(args: StoreArgs) -> ExitCode {
             "KIND", "NAME", "STATE", "LAST CHANGE"
         );
         for r in &rows {
-            let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
             println!(
                 "{:<12} {:<22} {:<11} {:<24} {}",
-                r["kind"].as_str().unwrap_or_default(),
-                s("name"),
-                s("state"),
-                s("lastChange"),
-                s("reason")
+                r.kind,
+                r.name,
+                r.state,
+                r.last_change.as_deref().unwrap_or("-"),
+                if r.reason.is_empty() { "-" } else { &r.reason }
             );
         }
     }
-    ExitCode::SUCCESS
+    if unhealthy {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
-async fn destroy(args: DestroyArgs) -> ExitCode {
-    let json = args.stores.spec.json;
-    let ws = match load(&args.stores.spec) {
+async fn destroy(args: DestroyArgs, quiet: bool) -> ExitCode {
+    let json = args.json;
+    let ws = match load(&args.stores.spec, json) {
         Ok(ws) => ws.with_stop(crate::shutdown::on_signals()),
         Err(c) => return c,
     };
     if !args.yes {
-        eprintln!(
-            "destroy removes every resource of {} and drops table data.",
-            args.stores.spec.dir.display()
-        );
-        eprintln!("Re-run with --yes to proceed.");
-        return ExitCode::from(1);
+        // A dry run, as terraform without approval: the plan of removal, then exit.
+        let result = async {
+            let stores = ws.open_stores(&args.stores.overrides()).await?;
+            let plan = ws.destroy_plan(&stores, args.purge).await;
+            stores.state.db.close().await;
+            plan
+        }
+        .await;
+        return match result {
+            Ok(plan) => {
+                let changes = plan.has_changes();
+                if json {
+                    output::print(&output::DestroyOutput {
+                        plan,
+                        applied: false,
+                        report: None,
+                    });
+                } else {
+                    print!("{}", plan.render(colour_stdout()));
+                    if changes {
+                        println!(
+                            "Nothing was removed: run `reconcile destroy {} --yes` to remove the above.",
+                            args.stores.spec.path().display()
+                        );
+                    } else {
+                        println!("Nothing to remove.");
+                    }
+                }
+                if changes {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => report_error(&e, json),
+        };
     }
-    let progress = Progress::new(json);
+    let progress = Progress::new(json || quiet);
     let result = async {
         let stores = ws.open_stores(&args.stores.overrides()).await?;
         let out = ws
@@ -606,6 +769,21 @@ async fn destroy(args: DestroyArgs) -> ExitCode {
     .await;
     match result {
         Ok((plan, report)) => {
+            let code = if report.interrupted {
+                ExitCode::from(130)
+            } else if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+            if json {
+                output::print(&output::DestroyOutput {
+                    plan,
+                    applied: true,
+                    report: Some(report),
+                });
+                return code;
+            }
             for r in &plan.resources {
                 for w in &r.warnings {
                     eprintln!("! {}: {w}", r.id);
@@ -621,18 +799,14 @@ async fn destroy(args: DestroyArgs) -> ExitCode {
                 report.outcomes.len() - report.failed(),
                 report.failed()
             );
-            if report.success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            code
         }
         Err(e) => report_error(&e, json),
     }
 }
 
 async fn historical(args: HistoricalArgs) -> ExitCode {
-    let ws = match load(&args.stores.spec) {
+    let ws = match load(&args.spec, false) {
         Ok(ws) => ws,
         Err(c) => return c,
     };
@@ -648,7 +822,7 @@ async fn historical(args: HistoricalArgs) -> ExitCode {
             .map(|v| crate::features::resolve(&ws.set, v))
             .collect::<Result<Vec<_>, _>>()?;
         let stores = ws
-            .open_stores(&args.stores.overrides())
+            .open_stores(&args.urls.overrides())
             .await
             .map_err(crate::features::FeatureError::Store)?;
         let batch = crate::features::historical_as_of(&stores.offline, &views, at).await?;
@@ -659,7 +833,7 @@ async fn historical(args: HistoricalArgs) -> ExitCode {
     let batch = match result {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::logging::with_causes(&e));
             return ExitCode::from(1);
         }
     };
@@ -683,10 +857,8 @@ async fn historical(args: HistoricalArgs) -> ExitCode {
 }
 
 async fn get_features(args: GetArgs) -> ExitCode {
-    let ws = match load(&SpecArgs {
-        dir: args.specs.clone(),
-        json: true,
-    }) {
+    let dir = args.spec.path();
+    let ws = match load(&args.spec, args.json) {
         Ok(ws) => ws,
         Err(c) => return c,
     };
@@ -700,7 +872,7 @@ async fn get_features(args: GetArgs) -> ExitCode {
         eprintln!(
             "error: no online FeatureView of entity `{}` in {}",
             args.entity,
-            args.specs.display()
+            dir.display()
         );
         return ExitCode::from(1);
     }
@@ -712,7 +884,7 @@ async fn get_features(args: GetArgs) -> ExitCode {
     };
     let result = async {
         let stores = ws.open_stores(&overrides).await?;
-        let mut found = serde_json::Map::new();
+        let mut found = std::collections::BTreeMap::new();
         let mut missing = Vec::new();
         for v in &views {
             let rows = stores
@@ -733,8 +905,17 @@ async fn get_features(args: GetArgs) -> ExitCode {
     match result {
         Ok((found, missing)) => {
             let ok = !found.is_empty();
-            let v = serde_json::json!({ "entity": args.entity, "key": args.key, "features": found, "missing_views": missing });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let out = output::FeaturesGet {
+                entity: args.entity.clone(),
+                key: args.key.clone(),
+                features: found,
+                missing_views: missing,
+            };
+            if args.json {
+                output::print(&out);
+            } else {
+                print_features(&out);
+            }
             if ok {
                 ExitCode::SUCCESS
             } else {
@@ -742,19 +923,86 @@ async fn get_features(args: GetArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::logging::with_causes(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `features get` for a person: one block per view, a feature per line.
+fn print_features(f: &output::FeaturesGet) {
+    println!("{} {}", f.entity, f.key);
+    for (view, values) in &f.features {
+        println!("\n{view}");
+        match values.as_object() {
+            Some(map) => {
+                for (name, v) in map {
+                    let shown = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => "(null)".to_string(),
+                        other => other.to_string(),
+                    };
+                    println!("  {name:<28} {shown}");
+                }
+            }
+            None => println!("  {values}"),
+        }
+    }
+    if !f.missing_views.is_empty() {
+        println!(
+            "\nno online row for this key in: {}",
+            f.missing_views.join(", ")
+        );
+    }
+}
+
+fn graph(args: GraphArgs) -> ExitCode {
+    let ws = match load(&args.spec, false) {
+        Ok(ws) => ws,
+        Err(c) => return c,
+    };
+    print!(
+        "{}",
+        match args.format {
+            GraphFormat::Dot => ws.graph.to_dot(),
+            GraphFormat::Mermaid => ws.graph.to_mermaid(),
+        }
+    );
+    ExitCode::SUCCESS
+}
+
+fn man(out: Option<PathBuf>) -> ExitCode {
+    let cmd = Cli::command();
+    let written = match &out {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(cmd, dir))
+            .map(|()| eprintln!("wrote man pages to {}", dir.display())),
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the man pages: {e}");
             ExitCode::from(1)
         }
     }
 }
 
 fn schema(out: PathBuf) -> ExitCode {
-    if let Err(e) = std::fs::create_dir_all(&out) {
-        eprintln!("error: cannot create {}: {e}", out.display());
+    let outputs = out.join("output");
+    if let Err(e) = std::fs::create_dir_all(&outputs) {
+        eprintln!("error: cannot create {}: {e}", outputs.display());
         return ExitCode::from(1);
     }
-    for (name, v) in crate::schema::schemas() {
-        let path = out.join(&name);
+    let all = crate::schema::schemas()
+        .into_iter()
+        .map(|(name, v)| (out.join(name), v))
+        .chain(
+            output::schemas()
+                .into_iter()
+                .map(|(name, v)| (outputs.join(name), v)),
+        );
+    for (path, v) in all {
         if let Err(e) = std::fs::write(&path, crate::schema::render(&v)) {
             eprintln!("error: cannot write {}: {e}", path.display());
             return ExitCode::from(1);
@@ -766,7 +1014,7 @@ fn schema(out: PathBuf) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let started = std::time::Instant::now();
-    let ws = match load(&args.stores.spec) {
+    let ws = match load(&args.stores.spec, false) {
         Ok(ws) => ws,
         Err(c) => return c,
     };
@@ -827,11 +1075,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
+    fn durations_are_humantime() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
         assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

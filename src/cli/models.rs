@@ -2,11 +2,11 @@
 //! models, show a version, the promotion history, and a manual stage change —
 //! which a Model spec that chooses Production will undo at the next apply.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::output;
 use crate::store::format_ms;
 use crate::store::registry::{Cause, Registry, Stage, VersionInfo};
 use crate::workspace::{StoreOverrides, Workspace};
@@ -15,8 +15,10 @@ use crate::workspace::{StoreOverrides, Workspace};
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Every model: versions, the Production version and its metrics.
+    #[command(after_help = super::EXIT_READ)]
     List(RegistryArgs),
     /// One version in full: `NAME` (its Production, else latest) or `NAME:VERSION`.
+    #[command(after_help = super::EXIT_READ)]
     Show {
         /// `NAME` or `NAME:VERSION`.
         target: String,
@@ -24,6 +26,7 @@ pub enum ModelsCommand {
         args: RegistryArgs,
     },
     /// Every stage change of a model, with its cause and reason.
+    #[command(after_help = super::EXIT_READ)]
     History {
         /// Model name.
         name: String,
@@ -31,6 +34,9 @@ pub enum ModelsCommand {
         args: RegistryArgs,
     },
     /// Set a version's stage by hand (recorded as a manual change).
+    #[command(
+        after_help = "Exit codes: 0 the stage was set, 1 refused (the Model's gates; see --force) or error."
+    )]
     Stage {
         /// `NAME:VERSION`.
         target: String,
@@ -51,13 +57,13 @@ pub enum ModelsCommand {
 /// Where the registry is.
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
-    /// Folder of specs (names the project and its state store).
-    #[arg(long, default_value = "specs")]
-    specs: PathBuf,
+    #[command(flatten)]
+    spec: super::SpecDir,
     /// State store URL (overrides the Project spec).
     #[arg(long, env = "RECONCILE_STATE")]
     state: Option<String>,
-    /// Machine-readable output.
+    /// Machine-readable output (schemas/output/models-{list,show,history}.json;
+    /// `stage` prints text only).
     #[arg(long)]
     json: bool,
 }
@@ -69,7 +75,7 @@ async fn open(args: &RegistryArgs) -> Result<Registry, String> {
 /// The workspace (for the Model specs' gates) and its registry. Registry
 /// commands start nothing, so they need no secrets.
 async fn open_with_specs(args: &RegistryArgs) -> Result<(Workspace, Registry), String> {
-    let ws = Workspace::load_without_secrets(&args.specs).map_err(|e| e.to_string())?;
+    let ws = Workspace::load_without_secrets(&args.spec.path()).map_err(|e| e.to_string())?;
     let state = ws
         .open_state(&StoreOverrides {
             state: args.state.clone(),
@@ -125,26 +131,23 @@ async fn list(args: &RegistryArgs) -> Result<(), String> {
     let state = registry.observe().await.map_err(|e| e.to_string())?;
     let mut names: Vec<&String> = state.keys().collect();
     names.sort();
-    let rows: Vec<serde_json::Value> = names
+    let rows: Vec<output::ModelRow> = names
         .iter()
         .map(|name| {
             let versions = &state[*name];
             let prod = versions.iter().find(|v| v.stage == Stage::Production);
-            serde_json::json!({
-                "model": name,
-                "versions": versions.len(),
-                "latest": versions.last().map(|v| v.version),
-                "production": prod.map(|v| v.version),
-                "production_run": prod.map(|v| v.run.clone()),
-                "val_auc": prod.and_then(|v| v.metric("val_auc")),
-            })
+            output::ModelRow {
+                model: (*name).clone(),
+                versions: versions.len(),
+                latest: versions.last().map(|v| v.version),
+                production: prod.map(|v| v.version),
+                production_run: prod.map(|v| v.run.clone()),
+                val_auc: prod.and_then(|v| v.metric("val_auc")),
+            }
         })
         .collect();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        output::print(&rows);
         return Ok(());
     }
     println!(
@@ -158,7 +161,7 @@ async fn list(args: &RegistryArgs) -> Result<(), String> {
             "{:<24} {:>8} {:>7} {:>11} {:<18} {:>8}",
             name,
             versions.len(),
-            r["latest"].as_i64().map_or("-".into(), |v| v.to_string()),
+            r.latest.map_or("-".into(), |v| v.to_string()),
             prod.map_or("-".into(), |v| v.version.to_string()),
             prod.map_or("-", |v| v.run.as_str()),
             prod.map_or("-".into(), |v| metric(v, "val_auc")),
@@ -191,7 +194,7 @@ async fn show(target: &str, args: &RegistryArgs) -> Result<(), String> {
             .ok_or_else(|| format!("no model `{name}`"))?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        output::print(&output::ModelVersion::from(v));
         return Ok(());
     }
     println!("{} version {} ({})", v.model, v.version, v.stage);
@@ -227,10 +230,8 @@ async fn history(name: &str, args: &RegistryArgs) -> Result<(), String> {
     let registry = open(args).await?;
     let rows = registry.history(name).await.map_err(|e| e.to_string())?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        let out: Vec<output::StageChange> = rows.iter().map(Into::into).collect();
+        output::print(&out);
         return Ok(());
     }
     if rows.is_empty() {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::output;
 use crate::drift::report::{ReportContext, html};
 use crate::drift::{ColumnDrift, DatasetDrift};
 use crate::store::format_ms;
@@ -17,8 +18,10 @@ use crate::workspace::{StoreOverrides, Workspace};
 #[derive(Debug, Subcommand)]
 pub enum MonitorCommand {
     /// The newest evaluation of a monitor: one row per column {column, method,
-    /// score, threshold, drifted} and the verdict. Exit 0: no drift, 3: fired,
-    /// 1: error (or never evaluated).
+    /// score, threshold, drifted} and the verdict.
+    #[command(
+        after_help = "Exit codes: 0 no drift, 3 the monitor fired, 1 error (or never evaluated)."
+    )]
     Report {
         /// The monitor's name.
         name: String,
@@ -29,6 +32,7 @@ pub enum MonitorCommand {
         html: Option<PathBuf>,
     },
     /// Every evaluation of a monitor, oldest first: when, windows, verdict.
+    #[command(after_help = "Exit codes: 0 success, 1 error (text output: never evaluated).")]
     History {
         /// The monitor's name.
         name: String,
@@ -43,13 +47,12 @@ pub enum MonitorCommand {
 /// Where the evaluations are.
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
-    /// Folder of specs (names the project and its state store).
-    #[arg(default_value = "specs")]
-    dir: PathBuf,
+    #[command(flatten)]
+    spec: super::SpecDir,
     /// State store URL (overrides the Project spec).
     #[arg(long, env = "RECONCILE_STATE")]
     state: Option<String>,
-    /// Machine-readable output.
+    /// Machine-readable output (schemas/output/monitor-{report,history}.json).
     #[arg(long)]
     json: bool,
 }
@@ -72,7 +75,7 @@ enum MonitorCliError {
 }
 
 async fn open(args: &MonitorArgs) -> Result<MonitorStore, MonitorCliError> {
-    let ws = Workspace::load(&args.dir)?;
+    let ws = Workspace::load(&args.spec.path())?;
     let state = ws
         .open_state(&StoreOverrides {
             state: args.state.clone(),
@@ -127,20 +130,18 @@ async fn report(
         })?;
     }
     if args.json {
-        let columns: Vec<serde_json::Value> = combined(&e).columns.iter().map(row_json).collect();
-        let out = serde_json::json!({
-            "monitor": e.monitor,
-            "evaluatedAt": chrono::DateTime::from_timestamp_millis(e.evaluated_ms).map(|t| t.to_rfc3339()),
-            "reference": e.reference,
-            "current": e.current,
-            "drifted": e.drifted,
-            "summary": e.summary,
-            "columns": columns,
-            "data": e.report.data.as_ref().map(dataset_json),
-            "predictions": e.report.predictions.as_ref().map(dataset_json),
-            "decay": e.report.decay,
+        output::print(&output::MonitorReport {
+            monitor: e.monitor.clone(),
+            evaluated_at: output::rfc3339(e.evaluated_ms),
+            reference: e.reference.clone(),
+            current: e.current.clone(),
+            drifted: e.drifted,
+            summary: e.summary.clone(),
+            columns: combined(&e).columns.iter().map(Into::into).collect(),
+            data: e.report.data.as_ref().map(Into::into),
+            predictions: e.report.predictions.as_ref().map(Into::into),
+            decay: e.report.decay.clone(),
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print_text(&e);
         if let Some(path) = &html_out {
@@ -169,26 +170,6 @@ fn combined(e: &Evaluation) -> DatasetDrift {
     // The verdict is the monitor's (it may have fired on decay alone).
     out.dataset_drift = e.drifted;
     out
-}
-
-fn row_json(c: &ColumnDrift) -> serde_json::Value {
-    serde_json::json!({
-        "column": c.column,
-        "method": c.method.as_str(),
-        "score": c.score,
-        "threshold": c.threshold,
-        "drifted": c.drifted,
-    })
-}
-
-fn dataset_json(d: &DatasetDrift) -> serde_json::Value {
-    serde_json::json!({
-        "driftedColumns": d.drifted_columns,
-        "columns": d.columns.len(),
-        "share": d.share,
-        "driftShare": d.drift_share,
-        "datasetDrift": d.dataset_drift,
-    })
 }
 
 fn print_text(e: &Evaluation) {
@@ -235,21 +216,19 @@ async fn history(name: &str, args: &MonitorArgs, limit: i64) -> Result<ExitCode,
     let store = open(args).await?;
     let rows = store.history(name, limit.max(1)).await?;
     if args.json {
-        let out: Vec<serde_json::Value> = rows
+        let out: Vec<output::MonitorEvaluation> = rows
             .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "id": e.id,
-                    "evaluatedAt": chrono::DateTime::from_timestamp_millis(e.evaluated_ms).map(|t| t.to_rfc3339()),
-                    "reference": e.reference,
-                    "current": e.current,
-                    "drifted": e.drifted,
-                    "summary": e.summary,
-                    "columns": combined(e).columns.iter().map(row_json).collect::<Vec<_>>(),
-                })
+            .map(|e| output::MonitorEvaluation {
+                id: e.id,
+                evaluated_at: output::rfc3339(e.evaluated_ms),
+                reference: e.reference.clone(),
+                current: e.current.clone(),
+                drifted: e.drifted,
+                summary: e.summary.clone(),
+                columns: combined(e).columns.iter().map(Into::into).collect(),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        output::print(&out);
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {

@@ -59,7 +59,7 @@ pub async fn run(args: WatchArgs, serve: bool, quiet: bool) -> ExitCode {
         .parallelism
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let opts = WatchOptions {
-        dir: args.stores.spec.dir.clone(),
+        dir: args.stores.spec.path(),
         controller: ControllerOptions {
             overrides: args.stores.overrides(),
             parallelism,

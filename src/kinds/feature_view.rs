@@ -48,8 +48,8 @@ pub struct FeatureViewSpec {
     /// Columns of the table served as features (types come from the table).
     #[schemars(with = "Vec<String>")]
     pub features: Vec<SpannedStr>,
-    /// How long a snapshot's values stay valid, e.g. `90d`, `12h`.
-    #[schemars(with = "String", regex(pattern = r"^[0-9]+[dhm]$"))]
+    /// How long a snapshot's values stay valid, e.g. `90d`, `12h`, `1d12h`.
+    #[schemars(with = "String")]
     pub ttl: SpannedStr,
     /// Materialize the latest values into the online store.
     #[serde(default)]
@@ -60,21 +60,15 @@ pub struct FeatureViewSpec {
     pub depends_on: Vec<SpannedStr>,
 }
 
-/// Parses a TTL such as `90d`, `12h` or `30m`.
+/// Parses a TTL such as `90d`, `12h` or `1d12h` (the one grammar of
+/// [`crate::duration`]); zero is no TTL.
 pub fn parse_ttl(s: &str) -> Option<chrono::Duration> {
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
-    match unit {
-        "d" => chrono::Duration::try_days(n),
-        "h" => chrono::Duration::try_hours(n),
-        "m" => chrono::Duration::try_minutes(n),
-        _ => None,
-    }
+    crate::duration::parse_positive_chrono(s)
 }
 
 /// What applying a feature view does to the online store.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ViewOp {
     /// Write the latest values per entity of a feature view into the online store.
     Materialize {
@@ -401,7 +395,7 @@ fn check_feature_view(
                 &v.ttl,
                 format!("`{}` is not a duration", v.ttl.value),
             )
-            .with_hint("write a positive number of days, hours or minutes: `90d`, `12h`, `30m`"),
+            .with_hint("write a positive duration: `90d`, `12h`, `1d 12h`"),
         );
     }
     let table = cx.resolve::<Table>(r, &v.table);

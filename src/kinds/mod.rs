@@ -588,7 +588,7 @@ pub struct DesiredOne {
 
 /// Operations every kind may plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum CommonOp {
     /// Record the spec in the state store (no effect outside it).
     Record,

@@ -61,8 +61,8 @@ pub struct ProjectObjects {
 /// Operations on the project-wide objects containers share: run before any
 /// resource when creating, after every resource when tearing down (as compose
 /// plans networks and volumes apart from services).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ObjectOp {
     /// Create the project network.
     CreateNetwork {
@@ -193,7 +193,7 @@ pub async fn apply_object(
 
 /// Operations on containers, planned by kinds that run one.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ContainerOp {
     /// Pull the image, or build it, when the engine does not have it.
     PrepareImage {

@@ -22,9 +22,12 @@ pub use validate::is_identifier;
 pub use values::*;
 
 /// Identity of a resource: its kind and name. Names are unique per kind.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ResourceId {
     /// The kind.
+    #[schemars(with = "String")]
     pub kind: Kind,
     /// The name.
     pub name: String,

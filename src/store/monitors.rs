@@ -11,7 +11,7 @@ use crate::with_pool;
 
 /// Model decay: the Production version's figures on labels newer than its
 /// training set, beside its validation figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decay {
     /// The version evaluated.

@@ -14,7 +14,7 @@ use crate::spec::{Kind, ResourceId};
 use crate::with_pool;
 
 /// The condition a resource was left in by the last apply that touched it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub enum Condition {
     /// Matches its spec.
     Ready,

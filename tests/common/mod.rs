@@ -92,7 +92,8 @@ impl Project {
         cmd.output().expect("run reconcile")
     }
 
-    /// Runs `reconcile <args…> --specs <specs> <store args>` (commands whose folder is a flag).
+    /// Runs `reconcile <args…> --specs <specs> <store args>`: the folder through
+    /// the hidden `--specs` alias, which older scripts use.
     pub fn run_without_specs(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
         cmd.args(args)

@@ -28,7 +28,7 @@ pub use spec::{MANUAL, METRICS, ModelSpec, ProductionSpec, higher_is_better};
 
 /// What applying a model does.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ModelOp {
     /// Choose the Production version and promote it.
     Promote,

@@ -178,10 +178,10 @@ pub fn check_monitor(
                     &p.window,
                     format!("`{}` is not a window", p.window.value),
                 )
-                .with_hint("write a number and d, h or m, e.g. 7d"),
+                .with_hint("write a duration such as 7d, 12h or 1d12h"),
             );
         }
-        if humantime::parse_duration(&p.every.value).map_or(true, |d| d.is_zero()) {
+        if crate::duration::parse(&p.every.value).map_or(true, |d| d.is_zero()) {
             diags.push(
                 r.diag_at(
                     DiagCode::InvalidValue,

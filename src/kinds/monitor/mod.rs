@@ -41,7 +41,7 @@ pub use spec::{MonitorSpec, ReferenceSpec};
 
 /// What applying a monitor does.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum MonitorOp {
     /// Compare the windows and record the verdict.
     Evaluate {
@@ -365,7 +365,7 @@ impl ResourceKind for Monitor {
             };
         let predictions = match (&m.predictions, &reference) {
             (Some(spec), ReferenceWindow::Version { run, as_of, .. }) => {
-                let every = humantime::parse_duration(&spec.every.value)
+                let every = crate::duration::parse(&spec.every.value)
                     .ok()
                     .and_then(|d| i64::try_from(d.as_millis()).ok());
                 match (

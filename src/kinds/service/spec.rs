@@ -227,9 +227,9 @@ impl HealthTiming {
     }
 }
 
-/// Parses `2s`, `500ms`, `1m30s`.
+/// Parses `2s`, `500ms`, `1m30s`: the one grammar of [`crate::duration`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    humantime::parse_duration(s.trim()).ok()
+    crate::duration::parse(s).ok()
 }
 
 /// Parses a memory size: bytes, or a number with `k`, `m` or `g` (powers of

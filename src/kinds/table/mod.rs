@@ -30,6 +30,7 @@ pub use spec::{Expectation, TableSpec};
 
 /// One snapshot to load (or reload) into a table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct SnapshotLoad {
     /// Snapshot date.
     pub as_of: String,
@@ -43,7 +44,7 @@ pub struct SnapshotLoad {
 
 /// What applying a table does.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum TableOp {
     /// Validate and write snapshots in one transaction; `recreate` first drops the table.
     LoadSnapshots {

@@ -34,7 +34,7 @@ pub use spec::TrainingRunSpec;
 
 /// What applying a training run does.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum RunOp {
     /// Build the training set as of `as_of`, train, validate and register a version.
     Train {
