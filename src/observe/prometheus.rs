@@ -127,21 +127,11 @@ impl Rule {
     }
 }
 
-/// A PromQL string literal of `s` (label values come from validated names,
-/// but quoting is done properly anyway).
+/// A PromQL string literal of `s`. PromQL strings take Go's escapes, of which
+/// JSON's are a subset, so a JSON string literal is one (label values come
+/// from validated names; quoting is done properly anyway).
 pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::from(s).to_string()
 }
 
 /// The rule files: `endpoints`, `monitors` and `controller`, each only when
