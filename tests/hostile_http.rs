@@ -438,3 +438,35 @@ async fn archived_production_is_not_served_and_not_ready() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A path parameter that is not UTF-8 once decoded is a JSON 400 like every
+/// other bad request, on each route that takes one (axum's own rejection is
+/// plain text).
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_path_parameters_are_json_400s() {
+    let p = Project::example();
+    let s = serve(&p, &[]);
+    let c = client();
+    for path in [
+        "/features/%ff%fe",
+        "/features/ok%c3",
+        "/v2/models/%ff",
+        "/v2/models/%ff/ready",
+    ] {
+        let r = c.get(s.url(path)).send().await.expect("request");
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("UTF-8"), "{path}: {body}");
+    }
+    let r = c
+        .post(s.url("/v2/models/%ff/infer"))
+        .header("content-type", "application/json")
+        .body(r#"{"inputs": []}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("JSON error");
+    assert!(body["error"].is_string(), "{body}");
+}

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +40,25 @@ impl ApiError {
             error: error.into(),
             missing_features: None,
             status: status.as_u16(),
+        }
+    }
+}
+
+/// The one parameter of a route (`{entity_id}`, `{model}`), decoded, or a
+/// JSON 400 naming why not (axum's own rejection is plain text): a client
+/// sending `%ff` gets the same error shape as every other bad request.
+pub(super) struct Segment(pub(super) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Segment(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                rejection.body_text(),
+            )),
         }
     }
 }
@@ -263,7 +283,7 @@ fn unknown(s: &Serving, id: &str, missing: Vec<String>) -> ApiError {
     responses((status = 200, description = "Feature values"), (status = 404, body = ApiError)))]
 async fn features(
     State(s): State<Arc<Serving>>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<Value>, ApiError> {
     let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
     let (values, missing) = s.features_of(&model, &id);

@@ -12,15 +12,15 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Serving;
-use super::routes::ApiError;
+use super::routes::{ApiError, Segment};
 
 /// The route patterns of the protocol, as metric labels name them.
 pub const ROUTES: [&str; 6] = [
@@ -152,7 +152,7 @@ fn check_model(s: &Serving, name: &str) -> Result<(), Response> {
 }
 
 /// `GET /v2/models/{model}`: the served version, its input and its outputs.
-async fn model_metadata(State(s): State<Arc<Serving>>, Path(name): Path<String>) -> Response {
+async fn model_metadata(State(s): State<Arc<Serving>>, Segment(name): Segment) -> Response {
     if let Err(r) = check_model(&s, &name) {
         return r;
     }
@@ -174,7 +174,7 @@ async fn model_metadata(State(s): State<Arc<Serving>>, Path(name): Path<String>)
 }
 
 /// `GET /v2/models/{model}/ready`: 200 when that model is loaded, else 503.
-async fn model_ready_handler(State(s): State<Arc<Serving>>, Path(name): Path<String>) -> Response {
+async fn model_ready_handler(State(s): State<Arc<Serving>>, Segment(name): Segment) -> Response {
     if let Err(r) = check_model(&s, &name) {
         return r;
     }
@@ -284,7 +284,7 @@ fn flatten(data: &Value, out: &mut Vec<String>, depth: usize) -> Result<(), Stri
 /// `POST /v2/models/{model}/infer`: one probability and class per key.
 async fn infer_handler(
     State(s): State<Arc<Serving>>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     body: Result<Json<InferRequest>, JsonRejection>,
 ) -> Response {
     if let Err(r) = check_model(&s, &name) {
