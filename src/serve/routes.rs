@@ -423,5 +423,5 @@ async fn metrics(State(s): State<Arc<Serving>>) -> Response {
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(ApiDoc::openapi().merge_from(super::v2::ApiDoc::openapi()))
 }
