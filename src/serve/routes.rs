@@ -148,6 +148,7 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
             ROUTES
                 .iter()
                 .chain(super::v2::ROUTES.iter())
+                .chain(super::docs::ROUTES.iter())
                 .find(|r| **r == m.as_str())
         })
         .copied()
@@ -176,6 +177,7 @@ pub fn router(serving: Arc<Serving>) -> Router {
         .route(metrics_r, get(metrics))
         .route(openapi_r, get(openapi))
         .merge(super::v2::router())
+        .merge(super::docs::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(serving.clone(), track))
