@@ -6,105 +6,12 @@
 //! Without Chromium on `PATH` the test is skipped with a notice, unless
 //! `CI=true`, where a missing browser is a broken runner and fails the test.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "common/chromium.rs"]
+mod chromium;
 
+use chromium::{chromium, file_url};
 use reconcile::drift::report::{ReportContext, html};
 use reconcile::drift::{ColumnDrift, ColumnKind, Distribution, Method, dataset_drift};
-
-/// Longest a Chromium run may take before it is killed.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The first Chromium-like browser on `PATH`.
-fn find_chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let names = [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ];
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// `file://` URL of an absolute path, escaping what a URL path may not hold.
-fn file_url(p: &Path) -> String {
-    let mut url = String::from("file://");
-    for b in p.to_string_lossy().bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
-                url.push(b as char)
-            }
-            _ => url.push_str(&format!("%{b:02X}")),
-        }
-    }
-    url
-}
-
-/// Runs Chromium headless on `url` with `extra` flags and a fresh profile in
-/// `work`, stdout into `stdout`. Killed (with the processes it started) after
-/// [`TIMEOUT`].
-fn chromium(browser: &Path, work: &Path, extra: &[String], url: &str, stdout: &Path) {
-    use std::os::unix::process::CommandExt;
-    let profile = tempfile::tempdir_in(work).expect("profile dir");
-    let stderr_path = work.join("chromium-stderr.log");
-    let mut child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        // Files, not pipes: a helper process that outlives the browser would
-        // hold a pipe open and block the reader.
-        .stdout(File::create(stdout).expect("stdout file"))
-        .stderr(File::create(&stderr_path).expect("stderr file"))
-        .process_group(0)
-        .spawn()
-        .expect("start chromium");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
-        }
-        if started.elapsed() > TIMEOUT {
-            // The whole group this test started: the browser and its helpers.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium ran longer than {TIMEOUT:?}; stderr:\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        status.success(),
-        "chromium failed ({status}); stderr:\n{}",
-        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-    );
-}
 
 /// Shares of a bell curve centred on `mu` over `bins` bins of [0, 10).
 fn bell(mu: f64, sigma: f64, bins: usize) -> Vec<f64> {
@@ -161,11 +68,7 @@ fn categorical(name: &str, labels: &[&str], reference: &[f64], current: &[f64]) 
 
 #[test]
 fn report_renders_in_chromium() {
-    let Some(browser) = find_chromium() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("chromium is not on PATH, and CI=true requires this test to run");
-        }
-        eprintln!("report_browser: chromium not found on PATH; skipping");
+    let Some(browser) = chromium::chromium_or_skip("report_browser") else {
         return;
     };
 

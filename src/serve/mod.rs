@@ -24,6 +24,7 @@
 //! connections in count and idle time ([`http::Limits`]);
 //! SIGTERM/SIGINT stop accepting and let in-flight requests finish.
 
+pub mod docs;
 pub mod http;
 pub mod log;
 pub mod metrics;

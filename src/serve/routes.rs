@@ -168,6 +168,7 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
             ROUTES
                 .iter()
                 .chain(super::v2::ROUTES.iter())
+                .chain(super::docs::ROUTES.iter())
                 .find(|r| **r == m.as_str())
         })
         .copied()
@@ -196,6 +197,7 @@ pub fn router(serving: Arc<Serving>) -> Router {
         .route(metrics_r, get(metrics))
         .route(openapi_r, get(openapi))
         .merge(super::v2::router())
+        .merge(super::docs::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(serving.clone(), track))
@@ -443,5 +445,5 @@ async fn metrics(State(s): State<Arc<Serving>>) -> Response {
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(ApiDoc::openapi().merge_from(super::v2::ApiDoc::openapi()))
 }

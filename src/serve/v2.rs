@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
 
 use super::Serving;
 use super::routes::{ApiError, Segment};
@@ -31,6 +32,21 @@ pub const ROUTES: [&str; 6] = [
     "/v2/models/{model}/ready",
     "/v2/models/{model}/infer",
 ];
+
+/// The protocol's part of the endpoint's OpenAPI document (merged into it).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        server_metadata,
+        health_live,
+        health_ready,
+        model_metadata,
+        model_ready_handler,
+        infer_handler
+    ),
+    components(schemas(Tensor, RequestedOutput, InferRequest, InferResponse))
+)]
+pub struct ApiDoc;
 
 /// The router of the protocol's routes (merged into the endpoint's).
 pub fn router() -> axum::Router<Arc<Serving>> {
@@ -46,7 +62,7 @@ pub fn router() -> axum::Router<Arc<Serving>> {
 }
 
 /// A tensor of a request or a response.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tensor {
     /// Tensor name: the join key for the input, an output's name.
@@ -59,11 +75,12 @@ pub struct Tensor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
     /// Elements in row-major order (nested arrays are flattened).
+    #[schema(example = json!(["7590-VHVEG"]))]
     pub data: Value,
 }
 
 /// An output a request asks for.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedOutput {
     /// `probability` or `prediction`.
@@ -74,7 +91,7 @@ pub struct RequestedOutput {
 }
 
 /// `POST /v2/models/{model}/infer`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InferRequest {
     /// Echoed in the response.
@@ -91,7 +108,7 @@ pub struct InferRequest {
 }
 
 /// The response of an inference.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct InferResponse {
     /// The model's name.
     pub model_name: String,
@@ -111,6 +128,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// `GET /v2`: who serves.
+#[utoipa::path(get, path = "/v2", summary = "Who serves: name, version, extensions.", tag = "Open Inference Protocol (V2)",
+    responses((status = 200, description = "Server name, version and extensions")))]
 async fn server_metadata() -> Json<Value> {
     Json(json!({
         "name": "reconcile",
@@ -120,11 +139,15 @@ async fn server_metadata() -> Json<Value> {
 }
 
 /// `GET /v2/health/live`: the process answers.
+#[utoipa::path(get, path = "/v2/health/live", summary = "Liveness.", tag = "Open Inference Protocol (V2)",
+    responses((status = 200, description = "The process is up")))]
 async fn health_live() -> Json<Value> {
     Json(json!({ "live": true }))
 }
 
 /// `GET /v2/health/ready`: a model is loaded and the online store answers (200), else 503.
+#[utoipa::path(get, path = "/v2/health/ready", summary = "Readiness: a model is loaded and the online store answers.", tag = "Open Inference Protocol (V2)",
+    responses((status = 200, description = "Ready to infer"), (status = 503, description = "Not ready")))]
 async fn health_ready(State(s): State<Arc<Serving>>) -> Response {
     match s.readiness() {
         Ok(()) => Json(json!({ "ready": true })).into_response(),
@@ -152,6 +175,10 @@ fn check_model(s: &Serving, name: &str) -> Result<(), Response> {
 }
 
 /// `GET /v2/models/{model}`: the served version, its input and its outputs.
+#[utoipa::path(get, path = "/v2/models/{model}", summary = "The served version, its input and its outputs.", tag = "Open Inference Protocol (V2)", params(("model" = String, Path, description = "The served model's name, e.g. streamflow_churn")),
+    responses((status = 200, description = "Versions, platform, input and outputs"),
+        (status = 404, description = "Another model's name", body = ApiError),
+        (status = 503, description = "No Production version", body = ApiError)))]
 async fn model_metadata(State(s): State<Arc<Serving>>, Segment(name): Segment) -> Response {
     if let Err(r) = check_model(&s, &name) {
         return r;
@@ -174,6 +201,10 @@ async fn model_metadata(State(s): State<Arc<Serving>>, Segment(name): Segment) -
 }
 
 /// `GET /v2/models/{model}/ready`: 200 when that model is loaded, else 503.
+#[utoipa::path(get, path = "/v2/models/{model}/ready", summary = "Readiness of that model.", tag = "Open Inference Protocol (V2)", params(("model" = String, Path, description = "The served model's name, e.g. streamflow_churn")),
+    responses((status = 200, description = "The model is ready"),
+        (status = 404, description = "Another model's name", body = ApiError),
+        (status = 503, description = "Not ready")))]
 async fn model_ready_handler(State(s): State<Arc<Serving>>, Segment(name): Segment) -> Response {
     if let Err(r) = check_model(&s, &name) {
         return r;
@@ -282,6 +313,14 @@ fn flatten(data: &Value, out: &mut Vec<String>, depth: usize) -> Result<(), Stri
 }
 
 /// `POST /v2/models/{model}/infer`: one probability and class per key.
+#[utoipa::path(post, path = "/v2/models/{model}/infer", summary = "One probability and class per entity key.", tag = "Open Inference Protocol (V2)", params(("model" = String, Path, description = "The served model's name, e.g. streamflow_churn")),
+    request_body(content = InferRequest, description = "One BYTES tensor of entity keys named after the join key, e.g. {\"inputs\": [{\"name\": \"user_id\", \"shape\": [1], \"datatype\": \"BYTES\", \"data\": [\"7590-VHVEG\"]}]}"),
+    responses((status = 200, body = InferResponse),
+        (status = 400, description = "Malformed request or unknown key", body = ApiError),
+        (status = 404, description = "Another model's name", body = ApiError),
+        (status = 413, description = "More keys than maxBatch", body = ApiError),
+        (status = 422, description = "No keys, or a field of the wrong type", body = ApiError),
+        (status = 503, description = "No Production version", body = ApiError)))]
 async fn infer_handler(
     State(s): State<Arc<Serving>>,
     Segment(name): Segment,
