@@ -85,11 +85,25 @@ pub fn project_store_urls(set: &SpecSet) -> Vec<&SpannedStr> {
     set.project.store_urls().collect()
 }
 
-/// The services the project's stores run on.
+/// The services the project's stores run on, as the Project spec names them
+/// (what a container inside the project network reaches).
 pub fn store_services(set: &SpecSet) -> Vec<StoreOnService> {
+    services_of_urls(
+        project_store_urls(set).iter().map(|u| u.value.as_str()),
+        set,
+    )
+}
+
+/// The services some store URLs name, each once: given the URLs a command
+/// really opens (`--state`, `RECONCILE_STATE`, … over the Project spec), a
+/// store moved elsewhere names no Service, so none is started for it.
+pub fn services_of_urls<'a>(
+    urls: impl IntoIterator<Item = &'a str>,
+    set: &SpecSet,
+) -> Vec<StoreOnService> {
     let mut out: Vec<StoreOnService> = Vec::new();
-    for url in project_store_urls(set) {
-        if let Some(s) = store_service(&url.value, set)
+    for url in urls {
+        if let Some(s) = store_service(url, set)
             && !out.contains(&s)
         {
             out.push(s);

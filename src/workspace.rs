@@ -90,8 +90,14 @@ pub struct Workspace {
     bootstrapped: Arc<Mutex<Vec<ResourceRecord>>>,
     /// Interrupts an apply or destroy in flight (never, unless given one).
     stop: Stop,
-    /// The part of the graph `--target` selected (the targets and everything
-    /// they depend on); `None`: the whole project.
+    /// What `--target` selected: the targets and everything they depend on;
+    /// `None`: the whole project.
+    targets: Option<std::collections::HashSet<ResourceId>>,
+    /// `--no-containers`: another tool (docker compose) runs the containers;
+    /// nothing that runs on the engine is planned, started or removed.
+    no_containers: bool,
+    /// The part of the graph plans run over (the targets, less the resources
+    /// that run on the engine under `--no-containers`); `None`: all of it.
     selection: Option<DependencyGraph>,
 }
 
@@ -140,6 +146,8 @@ impl Workspace {
             docker: SharedDocker::default(),
             bootstrapped: Arc::default(),
             stop: Stop::new(),
+            targets: None,
+            no_containers: false,
             selection: None,
         })
     }
@@ -161,15 +169,48 @@ impl Workspace {
                 todo.extend(self.graph.dependencies(&id));
             }
         }
+        self.targets = Some(keep);
+        self.select();
+        Ok(self)
+    }
+
+    /// The same workspace, leaving every container to another tool
+    /// (`--no-containers`, for the project's containers run by docker
+    /// compose): Services and docker Endpoints are neither planned, started,
+    /// replaced nor removed, the engine is not asked, no network or volume is
+    /// created, and no store's Service is started. The rest converges as usual.
+    pub fn without_containers(mut self) -> Workspace {
+        self.no_containers = true;
+        self.select();
+        self
+    }
+
+    /// Recomputes the part of the graph plans run over.
+    fn select(&mut self) {
+        if self.targets.is_none() && !self.no_containers {
+            self.selection = None;
+            return;
+        }
+        let engine = self.engine_resources();
         let keep: Vec<ResourceId> = self
             .graph
             .order
             .iter()
-            .filter(|id| keep.contains(*id))
+            .filter(|id| self.targets.as_ref().is_none_or(|t| t.contains(*id)))
+            .filter(|id| !(self.no_containers && engine.contains(*id)))
             .cloned()
             .collect();
         self.selection = Some(self.graph.restrict(&keep));
-        Ok(self)
+    }
+
+    /// The resources of the specs that run on the container engine.
+    fn engine_resources(&self) -> std::collections::HashSet<ResourceId> {
+        self.set
+            .resources
+            .iter()
+            .filter(|r| kinds::uses_engine(&r.spec))
+            .map(|r| r.id.clone())
+            .collect()
     }
 
     /// The resource a `--target` names: `Kind/name`.
@@ -213,7 +254,7 @@ impl Workspace {
     /// Observes the stores, and the engine when containers are involved.
     async fn observe(&self, stores: &Stores) -> Result<Observed, WorkspaceError> {
         let mut observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
-        if kinds::needs_engine(&self.set, &observed) {
+        if !self.no_containers && kinds::needs_engine(&self.set, &observed) {
             let project = &self.set.project.name.value;
             (observed.docker, observed.docker_objects) = tokio::join!(
                 self.docker.observe(project),
@@ -224,13 +265,23 @@ impl Workspace {
     }
 
     /// Starts the Services the stores run on (and the Services they depend
-    /// on), so the stores can be opened; a no-op when no store URL names a
-    /// Service. They go through the same planner and engine as every resource.
-    /// No state store exists yet (it lives there), so the engine records into a
-    /// staging state store in a temporary folder, and `apply` copies those
-    /// records into the real one once it is open.
-    pub async fn start_store_services(&self) -> Result<Vec<String>, WorkspaceError> {
-        let order = containers::store_hosts(&self.set, &self.graph);
+    /// on), so the stores can be opened; a no-op when no store URL the command
+    /// opens names a Service — `overrides` (`--state`, `RECONCILE_STATE`, …)
+    /// win over the Project spec, so a store moved elsewhere starts nothing —
+    /// and under `--no-containers`. They go through the same planner and
+    /// engine as every resource. No state store exists yet (it lives there),
+    /// so the engine records into a staging state store in a temporary folder,
+    /// and `apply` copies those records into the real one once it is open.
+    pub async fn start_store_services(
+        &self,
+        overrides: &StoreOverrides,
+    ) -> Result<Vec<String>, WorkspaceError> {
+        if self.no_containers {
+            return Ok(Vec::new());
+        }
+        let r = self.resolve_stores(overrides);
+        let urls = [r.state.0, r.offline.0, r.online.0];
+        let order = containers::store_hosts(&self.set, &self.graph, &urls);
         if order.is_empty() {
             return Ok(Vec::new());
         }
@@ -312,20 +363,52 @@ impl Workspace {
     /// pointed at the service's published port (or its network address) once
     /// the service is ready; other URLs are returned as they are.
     async fn reach(&self, url: String) -> Result<String, StoreError> {
+        if self.no_containers
+            && std::env::var_os(crate::container::IN_NETWORK_ENV).is_none()
+            && let Some(on) = crate::container::store_service(&url, &self.set)
+        {
+            return Err(StoreError::OnService(format!(
+                "the store on Service/{}: with --no-containers another tool runs the \
+                 containers, so reconcile neither starts nor looks for it; give the \
+                 address that tool publishes it at (--state, --offline, --online, or \
+                 RECONCILE_STATE, RECONCILE_OFFLINE, RECONCILE_ONLINE)",
+                on.service
+            )));
+        }
         containers::reach_store(&self.set, &self.docker, url).await
+    }
+
+    /// The store URLs a command opens, each with the folder a relative SQLite
+    /// path resolves against: overrides first, then the Project spec, then
+    /// the default. The one precedence both opening the stores and starting
+    /// their Services follow.
+    fn resolve_stores(&self, overrides: &StoreOverrides) -> ResolvedStores {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let p = &self.set.project;
+        let state = self.state_url(overrides);
+        let offline = match (&overrides.offline, &overrides.state, &p.offline) {
+            (Some(u), _, _) => (u.clone(), cwd.clone()),
+            (None, Some(_), _) | (None, None, None) => state.clone(),
+            (None, None, Some(u)) => (u.value.clone(), self.store_base(overrides)),
+        };
+        let overridden = overrides.state.is_some() || overrides.offline.is_some();
+        let (online, online_shared) = match (&overrides.online, overridden, &p.online) {
+            (Some(u), _, _) => ((u.clone(), cwd), false),
+            (None, false, Some(u)) => ((u.value.clone(), self.store_base(overrides)), false),
+            _ => (offline.clone(), true),
+        };
+        ResolvedStores {
+            state,
+            offline,
+            online,
+            online_shared,
+        }
     }
 
     /// Opens the stores: overrides first, then the Project spec, then the default.
     pub async fn open_stores(&self, overrides: &StoreOverrides) -> Result<Stores, StoreError> {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        let p = &self.set.project;
-        let (state_url, state_base) = self.state_url(overrides);
-        let (offline_url, offline_base) = match (&overrides.offline, &overrides.state, &p.offline) {
-            (Some(u), _, _) => (u.clone(), cwd.clone()),
-            (None, Some(_), _) => (state_url.clone(), state_base.clone()),
-            (None, None, Some(u)) => (u.value.clone(), self.store_base(overrides)),
-            (None, None, None) => (state_url.clone(), state_base.clone()),
-        };
+        let r = self.resolve_stores(overrides);
+        let ((state_url, state_base), (offline_url, offline_base)) = (r.state, r.offline);
         let state_url = self.reach(state_url).await?;
         let offline_url = self.reach(offline_url).await?;
         let state_db = Db::open(&state_url, &state_base).await?;
@@ -334,17 +417,14 @@ impl Workspace {
         } else {
             Db::open(&offline_url, &offline_base).await?
         };
-        let overridden = overrides.state.is_some() || overrides.offline.is_some();
-        let online = match (&overrides.online, overridden, &p.online) {
-            (Some(u), _, _) => OnlineStore::open(u, &cwd).await?,
-            (None, false, Some(u)) => {
-                let url = self.reach(u.value.clone()).await?;
-                OnlineStore::open(&url, &self.store_base(overrides)).await?
-            }
-            _ => OnlineStore::Sql(offline.clone()),
+        let online = if r.online_shared {
+            OnlineStore::Sql(offline.clone())
+        } else {
+            let (url, base) = r.online;
+            OnlineStore::open(&self.reach(url).await?, &base).await?
         };
         Ok(Stores {
-            state: StateStore::new(state_db, p.name.value.clone()),
+            state: StateStore::new(state_db, self.set.project.name.value.clone()),
             offline,
             online,
         })
@@ -389,12 +469,25 @@ impl Workspace {
         let desired =
             kinds::desire(&self.set, &graph.order, &observed).map_err(WorkspaceError::Inputs)?;
         let mut plan = plan::diff(&desired, &observed, opts);
-        if self.selection.is_some() {
+        if self.targets.is_some() {
             // A targeted plan touches nothing outside the selection: no
             // removal of what merely is not selected.
             plan.resources.retain(|r| graph.index.contains_key(&r.id));
             plan.objects
                 .retain(|o| o.describe().0 == crate::plan::Action::Create);
+        }
+        if self.no_containers {
+            // Containers are another tool's: neither those the specs name nor
+            // those an earlier apply recorded are created or removed.
+            let engine = self.engine_resources();
+            plan.resources.retain(|r| {
+                !engine.contains(&r.id)
+                    && !observed
+                        .records
+                        .get(&r.id)
+                        .is_some_and(|rec| kinds::recorded_uses_engine(rec.id.kind, &rec.spec_json))
+            });
+            plan.objects.clear();
         }
         Ok((desired, observed, plan))
     }
@@ -556,6 +649,16 @@ impl Workspace {
         lock.release().await;
         result
     }
+}
+
+/// The store URLs a command opens, with the folders relative SQLite paths
+/// resolve against.
+struct ResolvedStores {
+    state: (String, PathBuf),
+    offline: (String, PathBuf),
+    online: (String, PathBuf),
+    /// The online store is the offline database itself (no URL of its own).
+    online_shared: bool,
 }
 
 /// A state store in a temporary folder, for the work done before the real one

@@ -88,7 +88,17 @@ fn generated_file_is_valid_compose() {
         "a resolved secret leaked:\n{yaml}"
     );
     assert_eq!(doc["name"], "streamflow");
-    assert_eq!(doc["networks"]["default"]["name"], "reconcile-streamflow");
+    // Compose owns what it runs: its network is compose's own (named by it),
+    // and no container carries a label the controller observes it by.
+    assert!(doc.get("networks").is_none(), "{yaml}");
+    for (name, service) in doc["services"].as_object().expect("services") {
+        let labels = service["labels"].as_object().expect("labels");
+        assert!(
+            labels.keys().all(|k| k.starts_with("reconcile.export.")),
+            "{name}: {labels:?}"
+        );
+        assert_eq!(labels["reconcile.export.project"], "streamflow");
+    }
     assert!(doc["volumes"]["pgdata"].is_object());
     // serde_json sorts keys; the order is the text's.
     let at = |name: &str| yaml.find(&format!("\n  {name}:\n")).expect(name);
@@ -107,10 +117,16 @@ fn generated_file_is_valid_compose() {
         pg["healthcheck"]["test"],
         serde_json::json!(["CMD", "pg_isready", "-U", "streamflow", "-d", "streamflow"])
     );
-    assert_eq!(pg["labels"]["reconcile.resource"], "Service/postgres");
+    assert_eq!(
+        pg["labels"]["reconcile.export.resource"],
+        "Service/postgres"
+    );
 
     let api = &doc["services"]["churn-api"];
-    assert_eq!(api["labels"]["reconcile.resource"], "Endpoint/churn-api");
+    assert_eq!(
+        api["labels"]["reconcile.export.resource"],
+        "Endpoint/churn-api"
+    );
     assert_eq!(api["environment"]["PG_PASSWORD"], "${PG_PASSWORD}");
     assert_eq!(
         api["depends_on"]["postgres"]["condition"],

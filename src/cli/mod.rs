@@ -115,7 +115,9 @@ enum Command {
     /// GET a URL as a container health check.
     #[command(after_help = EXIT_PROBE)]
     Probe(probe::ProbeArgs),
-    /// Write the project's Services and docker Endpoints as a docker compose file.
+    /// Write the project's Services and docker Endpoints as a docker compose
+    /// file, whose containers are then compose's (`apply --no-containers`
+    /// runs the rest beside them); `--build-images` builds the endpoint image.
     #[command(after_help = EXIT_READ)]
     Compose(compose::ComposeArgs),
     /// Write the Prometheus config, alert rules and Grafana dashboards derived
@@ -337,6 +339,12 @@ struct PlanArgs {
     /// repeatable. Nothing outside them is created, changed or removed.
     #[arg(long, value_name = "KIND/NAME")]
     target: Vec<String>,
+    /// Leave every container to another tool (docker compose running the
+    /// file `reconcile compose` wrote): Services and docker Endpoints are not
+    /// planned, started or removed, and no store's Service is started; point
+    /// the stores at the ports it publishes (--state or RECONCILE_STATE).
+    #[arg(long)]
+    no_containers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -479,7 +487,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => watch::run(args, true, quiet).await,
         Command::Gitops(args) => gitops::run(args, quiet).await,
         Command::Probe(args) => probe::run(args).await,
-        Command::Compose(args) => compose::run(args),
+        Command::Compose(args) => compose::run(args).await,
         Command::Observability(args) => observability::run(args),
         Command::Graph(args) => graph(args),
         Command::Init(args) => init::run(args),
@@ -495,8 +503,14 @@ async fn run(cli: Cli) -> ExitCode {
 /// The workspace of a plan or apply: loaded, limited to `--target`.
 fn load_targeted(args: &PlanArgs) -> Result<Workspace, ExitCode> {
     let ws = load(&args.stores.spec, args.json)?;
-    ws.with_targets(&args.target)
-        .map_err(|e| report_error(&e, false))
+    let ws = ws
+        .with_targets(&args.target)
+        .map_err(|e| report_error(&e, false))?;
+    Ok(if args.no_containers {
+        ws.without_containers()
+    } else {
+        ws
+    })
 }
 
 async fn plan(args: PlanArgs) -> ExitCode {
@@ -547,7 +561,10 @@ async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
     let quiet = quiet || json;
     let t0 = std::time::Instant::now();
     let result = async {
-        for started in ws.start_store_services().await? {
+        for started in ws
+            .start_store_services(&args.plan.stores.overrides())
+            .await?
+        {
             if !quiet {
                 eprintln!("store service {started}");
             }
@@ -1014,9 +1031,12 @@ fn schema(out: PathBuf) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let started = std::time::Instant::now();
-    let ws = match load(&args.stores.spec, false) {
+    // Serving starts no container, so a Service's secret need not be set (an
+    // endpoint container gets only its stores' variables); a store URL's own
+    // unset variable still fails when that store is opened.
+    let ws = match Workspace::load_without_secrets(&args.stores.spec.path()) {
         Ok(ws) => ws,
-        Err(c) => return c,
+        Err(e) => return report_error(&e, false),
     };
     let stores = match ws.open_stores(&args.stores.overrides()).await {
         Ok(s) => s,

@@ -160,7 +160,7 @@ impl Controller {
             }
             Err(e) => return self.error(&e),
         };
-        match ws.start_store_services().await {
+        match ws.start_store_services(&self.opts.overrides).await {
             Ok(started) => {
                 for s in started {
                     self.progress.line(&format!("store service {s}"));

@@ -778,27 +778,52 @@ impl DockerRuntime {
                 }
             }
             ImageSource::Serve { binary } => {
-                let reference = reference.clone();
-                if !engine.image_exists(&reference).await? {
-                    let binary = binary.clone();
-                    let ctx = tokio::task::spawn_blocking(move || {
-                        crate::serve_image::build_context(&binary)
-                    })
-                    .await??;
-                    // Not labelled with the project: every project shares it.
-                    engine
-                        .build(&reference, "Dockerfile", ctx.tar, &HashMap::new())
-                        .await?;
-                    // `:latest` names the newest build, as compose files refer to it.
-                    engine
-                        .tag(&reference, crate::container::SERVE_IMAGE, "latest")
-                        .await?;
-                }
+                ensure_serve_image(engine, binary, &reference).await?;
             }
         }
         images.insert(reference.clone());
         Ok(reference)
     }
+}
+
+/// Builds the endpoint image `reference` from `binary` unless the engine has
+/// it, and points `reconcile-serve:latest` at it: compose files name the
+/// endpoint image by that tag. Not labelled with a project: every project
+/// shares it.
+async fn ensure_serve_image(
+    engine: &Engine,
+    binary: &Path,
+    reference: &str,
+) -> Result<(), ApplyError> {
+    if !engine.image_exists(reference).await? {
+        let binary = binary.to_path_buf();
+        let ctx = tokio::task::spawn_blocking(move || crate::serve_image::build_context(&binary))
+            .await??;
+        engine
+            .build(reference, "Dockerfile", ctx.tar, &HashMap::new())
+            .await?;
+    }
+    engine
+        .tag(reference, crate::container::SERVE_IMAGE, "latest")
+        .await?;
+    Ok(())
+}
+
+/// Builds the endpoint image of this very binary, as `apply` does for an
+/// Endpoint with `runtime: docker`, for those who run it with compose
+/// (`reconcile compose --build-images`): `reconcile-serve:<tag>` and
+/// `reconcile-serve:latest`. Returns the first.
+pub async fn build_serve_image(rt: &DockerRuntime) -> Result<String, ApplyError> {
+    let binary = std::env::current_exe().map_err(|source| ApplyError::Io {
+        path: "the reconcile binary".into(),
+        source,
+    })?;
+    let source = ImageSource::Serve {
+        binary: binary.clone(),
+    };
+    let reference = source.reference(&file_identity(&binary)?);
+    ensure_serve_image(rt.engine().await?, &binary, &reference).await?;
+    Ok(reference)
 }
 
 /// A build context as a tar stream, symlinks kept as links.
@@ -1074,16 +1099,23 @@ impl DockerRuntime {
     }
 }
 
-/// The Services the project's stores run on, with the Services they depend on,
-/// in execution order: what must run before the stores can be opened.
-pub fn store_hosts(set: &SpecSet, graph: &crate::graph::DependencyGraph) -> Vec<ResourceId> {
+/// The Services the stores at `urls` run on (the URLs the command opens, its
+/// overrides applied), with the Services they depend on, in execution order:
+/// what must run before the stores can be opened. A store URL naming no
+/// Service (moved elsewhere by `--state` or `RECONCILE_STATE`) needs none.
+pub fn store_hosts(
+    set: &SpecSet,
+    graph: &crate::graph::DependencyGraph,
+    urls: &[String],
+) -> Vec<ResourceId> {
     if std::env::var_os(crate::container::IN_NETWORK_ENV).is_some() {
         return Vec::new();
     }
-    let mut needed: HashSet<ResourceId> = crate::container::store_services(set)
-        .into_iter()
-        .map(|s| ResourceId::new(Service::KIND, s.service))
-        .collect();
+    let mut needed: HashSet<ResourceId> =
+        crate::container::services_of_urls(urls.iter().map(String::as_str), set)
+            .into_iter()
+            .map(|s| ResourceId::new(Service::KIND, s.service))
+            .collect();
     let mut stack: Vec<ResourceId> = needed.iter().cloned().collect();
     while let Some(id) = stack.pop() {
         for dep in graph.dependencies(&id) {
