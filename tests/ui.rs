@@ -330,6 +330,18 @@ async fn every_page_shows_what_the_cli_reports() {
             r["state"].as_str().unwrap_or("")
         )));
     }
+
+    // Broken specs: the pages say why, as a 503 page naming the file.
+    std::fs::write(
+        p.specs.join("tables/users.yaml"),
+        "kind: Table\nname: [broken\n",
+    )
+    .expect("break a spec");
+    let (code, _, page) = get(&c, &format!("{base}/ui")).await;
+    assert_eq!(code, 503, "{page}");
+    assert!(page.contains("the specs do not load"), "{page}");
+    assert!(page.contains("users.yaml"), "{page}");
+    assert!(!page.contains("<script"));
 }
 
 /// The first Chromium on `PATH`; `None` (with a notice) when there is none,

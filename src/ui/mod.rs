@@ -75,6 +75,9 @@ pub enum UiError {
     /// The plan's thread failed.
     #[error("the plan could not be computed")]
     Join(#[from] tokio::task::JoinError),
+    /// The same failure as a moment ago (kept for as long as a snapshot is).
+    #[error(transparent)]
+    Again(Arc<UiError>),
     /// The page names something that does not exist.
     #[error("no {what} `{name}`")]
     NotFound {
@@ -90,6 +93,7 @@ impl UiError {
     fn status(&self) -> StatusCode {
         match self {
             UiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            UiError::Again(e) => e.status(),
             UiError::Workspace(_) | UiError::Store(_) | UiError::Join(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -270,7 +274,11 @@ fn show(
             Err(e) => {
                 let status = e.status();
                 let mut text = crate::logging::with_causes(&e);
-                if let UiError::Workspace(WorkspaceError::Specs(diags)) = &e {
+                let first = match &e {
+                    UiError::Again(inner) => inner.as_ref(),
+                    other => other,
+                };
+                if let UiError::Workspace(WorkspaceError::Specs(diags)) = first {
                     for d in diags {
                         text.push('\n');
                         text.push_str(&d.short());

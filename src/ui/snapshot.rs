@@ -48,7 +48,10 @@ pub struct Snapshot {
 }
 
 struct Cached {
-    snapshot: Arc<Snapshot>,
+    /// The snapshot, or why none could be taken: a failure is kept as long
+    /// as a snapshot would be, so pages asked for while the specs are broken
+    /// do not plan again each time.
+    snapshot: Result<Arc<Snapshot>, Arc<UiError>>,
     at: Instant,
     stamp: u64,
 }
@@ -86,24 +89,24 @@ impl Cache {
 
     /// The current snapshot, if younger than [`FRESH`] and taken with the
     /// folder stamped `stamp`.
-    fn usable(&self, stamp: u64) -> Option<Arc<Snapshot>> {
+    fn usable(&self, stamp: u64) -> Option<Result<Arc<Snapshot>, UiError>> {
         self.current
             .load_full()
             .filter(|c| c.at.elapsed() < FRESH && c.stamp == stamp)
-            .map(|c| c.snapshot.clone())
+            .map(|c| c.snapshot.clone().map_err(UiError::Again))
     }
 
     /// A snapshot younger than [`FRESH`] taken with the folder as it is now,
     /// or a new one.
     pub async fn get(&self) -> Result<Arc<Snapshot>, UiError> {
         if let Some(s) = self.usable(stamp(&self.dir)) {
-            return Ok(s);
+            return s;
         }
         let _one_at_a_time = self.refresh.lock().await;
         // Another page may have refreshed it while this one waited.
         let before = stamp(&self.dir);
         if let Some(s) = self.usable(before) {
-            return Ok(s);
+            return s;
         }
         let started = Instant::now();
         // The pipeline's futures are not `Send` for every lifetime (a rustc
@@ -113,18 +116,25 @@ impl Cache {
         let (dir, overrides) = (self.dir.clone(), self.overrides.clone());
         let stores = self.stores.get().cloned();
         let handle = tokio::runtime::Handle::current();
-        let snapshot = tokio::task::spawn_blocking(move || {
+        let taken = tokio::task::spawn_blocking(move || {
             handle.block_on(take(dir, overrides, stores, started))
         })
-        .await??;
-        let _ = self.stores.set(snapshot.stores.clone());
-        let snapshot = Arc::new(snapshot);
+        .await
+        .map_err(UiError::from)
+        .and_then(|r| r);
+        let snapshot = match taken {
+            Ok(s) => {
+                let _ = self.stores.set(s.stores.clone());
+                Ok(Arc::new(s))
+            }
+            Err(e) => Err(Arc::new(e)),
+        };
         self.current.store(Some(Arc::new(Cached {
             snapshot: snapshot.clone(),
             at: started,
             stamp: before,
         })));
-        Ok(snapshot)
+        snapshot.map_err(UiError::Again)
     }
 }
 
