@@ -14,29 +14,21 @@ use reconcile::workspace::StoreOverrides;
 
 const RENDERS: usize = 100;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        if e.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let specs = dir.path().join("specs");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("specs"), &specs);
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs"))
+        .arg(&specs)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "copying the example failed");
+    // A state store left in the example by a local apply is not the bench's.
+    let _ = std::fs::remove_dir_all(specs.join(".reconcile"));
     let out = Command::new(env!("CARGO_BIN_EXE_reconcile"))
         .args(["apply", "-q"])
         .arg(&specs)

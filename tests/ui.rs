@@ -156,6 +156,14 @@ async fn every_page_shows_what_the_cli_reports() {
             "{page}: {csp}"
         );
         assert!(!body.contains("<script"), "{page} holds a script tag");
+        // Nothing from another origin: the only URL is SVG's namespace name.
+        let elsewhere = body.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+        assert!(
+            !elsewhere.contains("http://")
+                && !elsewhere.contains("https://")
+                && !elsewhere.contains("//fonts"),
+            "{page} refers to another origin"
+        );
         bodies.insert(page.clone(), body);
     }
     let (code, headers, css) = get(&c, &format!("{base}/ui/style.css")).await;
