@@ -315,6 +315,13 @@ async fn every_page_shows_what_the_cli_reports() {
 
     browser_checks(&base, &format!("/ui/models/{model}/{version}"), &pages);
 
+    // `--no-ui`: the endpoint answers, the UI is not there.
+    let (_bare, bare) = start(&p, &["serve", "--port", "0", "--no-ui"], "serving", false);
+    let (code, _, _) = get(&c, &format!("{bare}/ui")).await;
+    assert_eq!(code, 404);
+    let (code, _, _) = get(&c, &format!("{bare}/health")).await;
+    assert_eq!(code, 200);
+
     // The controller's listener serves the same UI; it serves no endpoint.
     let (_watch, ctl) = start(
         &p,

@@ -320,6 +320,10 @@ struct ServeArgs {
     /// costs (the serve benchmark). `/metrics` still answers.
     #[arg(long, hide = true)]
     without_request_metrics: bool,
+    /// Serve no web UI at /ui (an endpoint reachable by clients that should
+    /// not see the project's state).
+    #[arg(long, env = "RECONCILE_NO_UI")]
+    no_ui: bool,
 }
 
 #[derive(Debug, Args)]
@@ -1001,10 +1005,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
             idle_timeout: args.idle_timeout,
         },
         without_request_metrics: args.without_request_metrics,
-        ui: Some(crate::ui::Ui::with_stores(
-            args.stores.spec.path(),
-            stores.clone(),
-        )),
+        ui: (!args.no_ui)
+            .then(|| crate::ui::Ui::with_stores(args.stores.spec.path(), stores.clone())),
     };
     let serve_stores = crate::serve::ServeStores::of(&stores);
     let stop = crate::shutdown::on_signals();
