@@ -36,5 +36,7 @@ pub mod serve;
 pub mod serve_image;
 pub mod shutdown;
 pub mod spec;
+pub mod status;
 pub mod store;
+pub mod ui;
 pub mod workspace;

@@ -20,7 +20,6 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::diag;
 use crate::plan::PlanOptions;
 use crate::progress::Progress;
-use crate::store::format_ms;
 use crate::workspace::{StoreOverrides, Workspace, WorkspaceError};
 
 /// reconcile: make an ML system match its declarative specs.
@@ -323,6 +322,10 @@ struct ServeArgs {
     /// costs (the serve benchmark). `/metrics` still answers.
     #[arg(long, hide = true)]
     without_request_metrics: bool,
+    /// Serve no web UI at /ui (an endpoint reachable by clients that should
+    /// not see the project's state).
+    #[arg(long, env = "RECONCILE_NO_UI")]
+    no_ui: bool,
 }
 
 #[derive(Debug, Args)]
@@ -666,42 +669,8 @@ async fn status(args: StatusArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return report_error(&e, json),
     };
-    let mut rows = Vec::new();
-    for d in &desired.resources {
-        let rec = observed.records.get(&d.id);
-        let pending = plan
-            .resources
-            .iter()
-            .find(|p| p.id == d.id)
-            .filter(|p| p.action != crate::plan::Action::NoOp);
-        let state = match (rec, pending) {
-            (None, _) => "NotApplied".to_string(),
-            (Some(r), Some(_)) if r.condition == crate::store::state::Condition::Ready => {
-                "OutOfDate".to_string()
-            }
-            (Some(r), _) => r.condition.to_string(),
-        };
-        let reason = match (pending, rec) {
-            (Some(p), _) => p.reasons.first().cloned().unwrap_or_default(),
-            (None, Some(r)) => format!(
-                "{}: {}",
-                r.reason,
-                r.message.lines().next().unwrap_or_default()
-            ),
-            (None, None) => String::new(),
-        };
-        rows.push(output::StatusRow {
-            kind: d.id.kind.as_str().to_string(),
-            name: d.id.name.clone(),
-            state,
-            last_change: rec.map(|r| format_ms(r.last_change_ms)),
-            reason,
-            outputs: rec.map(|r| r.outputs.clone()),
-        });
-    }
-    let unhealthy = rows
-        .iter()
-        .any(|r| matches!(r.state.as_str(), "Failed" | "Blocked" | "OutOfDate"));
+    let rows = crate::status::rows(&desired, &observed, &plan);
+    let unhealthy = rows.iter().any(crate::status::StatusRow::is_unhealthy);
     if json {
         output::print(&rows);
     } else {
@@ -1056,6 +1025,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
             idle_timeout: args.idle_timeout,
         },
         without_request_metrics: args.without_request_metrics,
+        ui: (!args.no_ui)
+            .then(|| crate::ui::Ui::with_stores(args.stores.spec.path(), stores.clone())),
     };
     let serve_stores = crate::serve::ServeStores::of(&stores);
     let stop = crate::shutdown::on_signals();

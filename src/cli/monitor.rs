@@ -8,8 +8,6 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::output;
-use crate::drift::report::{ReportContext, html};
-use crate::drift::{ColumnDrift, DatasetDrift};
 use crate::store::format_ms;
 use crate::store::monitors::{Evaluation, MonitorStore};
 use crate::workspace::{StoreOverrides, Workspace};
@@ -113,17 +111,7 @@ async fn report(
         .await?
         .ok_or_else(|| MonitorCliError::NotEvaluated(name.to_string()))?;
     if let Some(path) = &html_out {
-        let page = html(
-            &ReportContext {
-                monitor: e.monitor.clone(),
-                evaluated_at: chrono::DateTime::from_timestamp_millis(e.evaluated_ms)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default(),
-                reference: e.reference.clone(),
-                current: e.current.clone(),
-            },
-            &combined(&e),
-        );
+        let page = e.html();
         std::fs::write(path, page).map_err(|source| MonitorCliError::Write {
             path: path.display().to_string(),
             source,
@@ -137,7 +125,7 @@ async fn report(
             current: e.current.clone(),
             drifted: e.drifted,
             summary: e.summary.clone(),
-            columns: combined(&e).columns.iter().map(Into::into).collect(),
+            columns: e.combined().columns.iter().map(Into::into).collect(),
             data: e.report.data.as_ref().map(Into::into),
             predictions: e.report.predictions.as_ref().map(Into::into),
             decay: e.report.decay.clone(),
@@ -155,23 +143,6 @@ async fn report(
     })
 }
 
-/// The data and prediction columns of an evaluation as one table.
-fn combined(e: &Evaluation) -> DatasetDrift {
-    let mut columns: Vec<ColumnDrift> = Vec::new();
-    let mut share = 0.5;
-    for d in [&e.report.data, &e.report.predictions]
-        .into_iter()
-        .flatten()
-    {
-        columns.extend(d.columns.iter().cloned());
-        share = d.drift_share;
-    }
-    let mut out = crate::drift::dataset_drift(columns, share);
-    // The verdict is the monitor's (it may have fired on decay alone).
-    out.dataset_drift = e.drifted;
-    out
-}
-
 fn print_text(e: &Evaluation) {
     println!(
         "monitor {}: {} ({})",
@@ -180,7 +151,7 @@ fn print_text(e: &Evaluation) {
         format_ms(e.evaluated_ms)
     );
     println!("reference: {}\ncurrent:   {}", e.reference, e.current);
-    let all = combined(e);
+    let all = e.combined();
     if !all.columns.is_empty() {
         println!(
             "\n{:<44} {:<14} {:>10} {:>10}  DRIFTED",
@@ -225,7 +196,7 @@ async fn history(name: &str, args: &MonitorArgs, limit: i64) -> Result<ExitCode,
                 current: e.current.clone(),
                 drifted: e.drifted,
                 summary: e.summary.clone(),
-                columns: combined(e).columns.iter().map(Into::into).collect(),
+                columns: e.combined().columns.iter().map(Into::into).collect(),
             })
             .collect();
         output::print(&out);

@@ -70,24 +70,7 @@ pub struct DestroyOutput {
     pub report: Option<ApplyReport>,
 }
 
-/// One row of `status --json`.
-#[derive(Debug, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusRow {
-    /// The resource's kind.
-    pub kind: String,
-    /// The resource's name.
-    pub name: String,
-    /// `Ready`, `Failed`, `Blocked`, `OutOfDate` (applied, but the plan would
-    /// change it) or `NotApplied`.
-    pub state: String,
-    /// When its record last changed (RFC 3339), if it has one.
-    pub last_change: Option<String>,
-    /// Why it is in that state.
-    pub reason: String,
-    /// Kind-specific outputs kept in the state store.
-    pub outputs: Option<Value>,
-}
+pub use crate::status::StatusRow;
 
 /// `features get --json`: the online values of one entity.
 #[derive(Debug, Serialize, JsonSchema)]

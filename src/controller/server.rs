@@ -41,6 +41,16 @@ pub async fn start(
     metrics: Arc<ControllerMetrics>,
     stop: Stop,
 ) -> Result<SocketAddr, ServerError> {
+    start_with_ui(addr, metrics, None, stop).await
+}
+
+/// [`start`], with the web UI at `/ui` when given (`watch`, `up`).
+pub async fn start_with_ui(
+    addr: &str,
+    metrics: Arc<ControllerMetrics>,
+    ui: Option<Arc<crate::ui::Ui>>,
+    stop: Stop,
+) -> Result<SocketAddr, ServerError> {
     let parsed: SocketAddr = addr
         .parse()
         .map_err(|_| ServerError::Address(addr.to_string()))?;
@@ -54,6 +64,7 @@ pub async fn start(
     let app = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/health", get(|| async { "ok\n" }))
+        .merge(crate::ui::router(ui))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -158,9 +158,17 @@ pub async fn run(
     }
     let root = canonical(&opts.dir);
     let metrics = Arc::new(ControllerMetrics::new());
+    // The web UI on the controller's listener; `up` shows its endpoints there too.
+    let ui = crate::ui::Ui::new(root.clone(), opts.controller.overrides.clone());
+    let mut opts = opts;
+    if let Some(serve) = &mut opts.serve {
+        serve.ui = Some(ui.clone());
+    }
     if let Some(addr) = &opts.listen {
-        let bound = server::start(addr, metrics.clone(), stop.clone()).await?;
-        progress.line(&format!("controller metrics on http://{bound}/metrics"));
+        let bound = server::start_with_ui(addr, metrics.clone(), Some(ui), stop.clone()).await?;
+        progress.line(&format!(
+            "controller metrics on http://{bound}/metrics (web UI on http://{bound}/ui)"
+        ));
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut debouncer = new_debouncer(opts.debounce, None, move |res: DebounceEventResult| {

@@ -19,6 +19,10 @@ const LOG_LOSS_EPS: f64 = 1e-15;
 /// Threshold on P(label 1) at which a row is predicted positive.
 const THRESHOLD: f64 = 0.5;
 
+/// Most points of the recorded ROC curve: enough to draw it, small enough to
+/// keep in every version's metrics.
+pub const ROC_POINTS: usize = 101;
+
 /// Validation metrics of a binary classifier; what the registry records for a
 /// version and what promotion gates compare.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +43,9 @@ pub struct Metrics {
     pub confusion: [[u64; 2]; 2],
     /// Rows evaluated.
     pub rows: usize,
+    /// The ROC curve as `[fpr, tpr]` points from `[0, 0]` to `[1, 1]`, at
+    /// most [`ROC_POINTS`] of them (see [`roc_curve`]); empty when a class is absent.
+    pub roc: Vec<[f64; 2]>,
 }
 
 /// `a / b`, or 0 when `b` is 0: undefined ratios are reported as 0, not NaN.
@@ -82,7 +89,55 @@ pub fn evaluate(labels: &[usize], proba: &[f64]) -> Metrics {
         log_loss: ratio(loss, rows as f64),
         confusion,
         rows,
+        roc: roc_curve(labels, proba, ROC_POINTS),
     }
+}
+
+/// The ROC curve: `[false positive rate, true positive rate]` after each
+/// distinct score taken as the threshold, highest first (tied scores move
+/// both rates at once, as scikit-learn's `roc_curve` does), from `[0, 0]` to
+/// `[1, 1]`; thinned to at most `max_points` evenly spaced points (the first
+/// and last kept), rates rounded to 4 decimals. Empty when either class is
+/// absent, where the curve is undefined.
+pub fn roc_curve(labels: &[usize], proba: &[f64], max_points: usize) -> Vec<[f64; 2]> {
+    let rows = labels.len().min(proba.len());
+    let positives = labels[..rows].iter().filter(|&&l| l == 1).count();
+    let negatives = rows - positives;
+    if positives == 0 || negatives == 0 || max_points < 2 {
+        return Vec::new();
+    }
+    let mut order: Vec<usize> = (0..rows).collect();
+    order.sort_unstable_by(|&a, &b| proba[b].total_cmp(&proba[a]));
+    let (p, n) = (positives as f64, negatives as f64);
+    let mut points = vec![[0.0, 0.0]];
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut start = 0;
+    while start < rows {
+        let value = proba[order[start]];
+        let mut end = start;
+        while end < rows && proba[order[end]].total_cmp(&value) == Ordering::Equal {
+            if labels[order[end]] == 1 {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            end += 1;
+        }
+        points.push([fp as f64 / n, tp as f64 / p]);
+        start = end;
+    }
+    let kept: Vec<[f64; 2]> = if points.len() <= max_points {
+        points
+    } else {
+        let last = points.len() - 1;
+        (0..max_points)
+            .map(|i| points[(i * last + (max_points - 1) / 2) / (max_points - 1)])
+            .collect()
+    };
+    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+    kept.into_iter()
+        .map(|[x, y]| [round(x), round(y)])
+        .collect()
 }
 
 /// ROC AUC by ranks (Mann–Whitney U): the probability that a random positive
@@ -184,6 +239,38 @@ mod tests {
         // Certainty that is wrong is clipped, not infinite.
         let wrong = evaluate(&[1], &[0.0]);
         assert!(close(wrong.log_loss, -(1e-15f64).ln()));
+    }
+
+    #[test]
+    fn roc_curve_of_known_cases() {
+        // scikit-learn: roc_curve([0,0,1,1], [0.1,0.4,0.35,0.8]) gives
+        // fpr [0, 0, 0.5, 0.5, 1], tpr [0, 0.5, 0.5, 1, 1] (with drop_intermediate=False).
+        let c = roc_curve(&[0, 0, 1, 1], &[0.1, 0.4, 0.35, 0.8], ROC_POINTS);
+        assert_eq!(
+            c,
+            vec![[0.0, 0.0], [0.0, 0.5], [0.5, 0.5], [0.5, 1.0], [1.0, 1.0]]
+        );
+        // Ties move both rates at once.
+        let tied = roc_curve(&[0, 1], &[0.5, 0.5], ROC_POINTS);
+        assert_eq!(tied, vec![[0.0, 0.0], [1.0, 1.0]]);
+        assert!(roc_curve(&[1, 1], &[0.2, 0.9], ROC_POINTS).is_empty());
+    }
+
+    #[test]
+    fn roc_curve_is_thinned_and_monotone() {
+        let labels: Vec<usize> = (0..5000).map(|i| usize::from(i % 3 == 0)).collect();
+        let proba: Vec<f64> = (0..5000)
+            .map(|i| ((i * 7919) % 5000) as f64 / 5000.0 * 0.7 + if i % 3 == 0 { 0.3 } else { 0.0 })
+            .collect();
+        let c = roc_curve(&labels, &proba, ROC_POINTS);
+        assert_eq!(c.len(), ROC_POINTS);
+        assert_eq!(c.first(), Some(&[0.0, 0.0]));
+        assert_eq!(c.last(), Some(&[1.0, 1.0]));
+        assert!(
+            c.windows(2)
+                .all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1])
+        );
+        assert_eq!(evaluate(&labels, &proba).roc, c);
     }
 
     #[test]

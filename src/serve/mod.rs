@@ -489,6 +489,8 @@ pub struct ServeOptions {
     /// Leave requests and predictions uncounted (the serve benchmark measures
     /// what counting costs); `/metrics` still answers.
     pub without_request_metrics: bool,
+    /// The web UI, served at `/ui` on every endpoint's listener (none: no UI).
+    pub ui: Option<Arc<crate::ui::Ui>>,
 }
 
 /// The stores an endpoint reads and writes.
@@ -559,9 +561,9 @@ pub async fn prepare(
     Ok(serving)
 }
 
-/// The axum application of one endpoint.
-pub fn app(serving: Arc<Serving>) -> axum::Router {
-    routes::router(serving)
+/// The axum application of one endpoint (with the web UI when given).
+pub fn app(serving: Arc<Serving>, ui: Option<Arc<crate::ui::Ui>>) -> axum::Router {
+    routes::router(serving, ui)
 }
 
 /// Runs every selected endpoint until `stop` is cancelled (SIGINT/SIGTERM in
@@ -661,7 +663,10 @@ pub async fn run(
             }
         };
         servers.spawn(watcher);
-        let app = app(serving.clone());
+        if let Some(ui) = &opts.ui {
+            ui.attach(serving.clone());
+        }
+        let app = app(serving.clone(), opts.ui.clone());
         servers.spawn(http::serve(
             listener,
             app,

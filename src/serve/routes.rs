@@ -169,14 +169,15 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
                 .iter()
                 .chain(super::v2::ROUTES.iter())
                 .chain(super::docs::ROUTES.iter())
+                .chain(crate::ui::ROUTES.iter())
                 .find(|r| **r == m.as_str())
         })
         .copied()
         .unwrap_or("unmatched")
 }
 
-/// The router with its bounds and metrics.
-pub fn router(serving: Arc<Serving>) -> Router {
+/// The router with its bounds and metrics (and the web UI when given).
+pub fn router(serving: Arc<Serving>, ui: Option<Arc<crate::ui::Ui>>) -> Router {
     let [
         health_r,
         ready_r,
@@ -198,6 +199,7 @@ pub fn router(serving: Arc<Serving>) -> Router {
         .route(openapi_r, get(openapi))
         .merge(super::v2::router())
         .merge(super::docs::router())
+        .merge(crate::ui::router(ui))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(serving.clone(), track))

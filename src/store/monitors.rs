@@ -71,6 +71,43 @@ pub struct Evaluation {
     pub report: MonitorReport,
 }
 
+impl Evaluation {
+    /// The data and prediction columns as one table, as `monitor report`
+    /// and its HTML page show them; the verdict is the monitor's (it may
+    /// have fired on decay alone).
+    pub fn combined(&self) -> DatasetDrift {
+        let mut columns: Vec<crate::drift::ColumnDrift> = Vec::new();
+        let mut share = 0.5;
+        for d in [&self.report.data, &self.report.predictions]
+            .into_iter()
+            .flatten()
+        {
+            columns.extend(d.columns.iter().cloned());
+            share = d.drift_share;
+        }
+        let mut out = crate::drift::dataset_drift(columns, share);
+        out.dataset_drift = self.drifted;
+        out
+    }
+
+    /// The words around the numbers of the HTML report: monitor, time, windows.
+    pub fn report_context(&self) -> crate::drift::report::ReportContext {
+        crate::drift::report::ReportContext {
+            monitor: self.monitor.clone(),
+            evaluated_at: chrono::DateTime::from_timestamp_millis(self.evaluated_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            reference: self.reference.clone(),
+            current: self.current.clone(),
+        }
+    }
+
+    /// The whole evaluation as the self-contained HTML report.
+    pub fn html(&self) -> String {
+        crate::drift::report::html(&self.report_context(), &self.combined())
+    }
+}
+
 /// A new evaluation, before it is stored.
 #[derive(Debug, Clone)]
 pub struct NewEvaluation<'a> {

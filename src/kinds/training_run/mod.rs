@@ -288,7 +288,14 @@ impl ResourceKind for TrainingRun {
                     v.version,
                     v.metric("val_auc").unwrap_or(f64::NAN)
                 ),
-                outputs: outputs(&identity, model, v.version, &set_hash, &v.metrics, inputs),
+                outputs: outputs(
+                    &identity,
+                    model,
+                    v.version,
+                    &set_hash,
+                    &without_roc(&v.metrics),
+                    inputs,
+                ),
             });
         }
         let rows = set.keys.len();
@@ -310,6 +317,10 @@ impl ResourceKind for TrainingRun {
                 .await??;
         let artifact = trained.artifact.to_bytes()?;
         let metrics = trained.metrics_json();
+        // The registry also keeps the ROC curve (for the web UI's version
+        // page); the state store's outputs stay the figures alone.
+        let mut registered = metrics.clone();
+        registered[ROC_KEY] = serde_json::json!(trained.metrics.roc);
         let version = ctx
             .registry
             .register(&NewVersion {
@@ -318,7 +329,7 @@ impl ResourceKind for TrainingRun {
                 run: d.id.name.clone(),
                 algorithm: spec.algorithm.name().to_string(),
                 params: identity_json(d.spec_json, inputs.as_of),
-                metrics: metrics.clone(),
+                metrics: registered,
                 training_set_hash: set_hash.clone(),
                 features: serde_json::json!({
                     "inputs": features,
@@ -440,6 +451,18 @@ fn source_hash(inputs: &RunInputs, upstream: Upstream<'_>) -> String {
         }
     }
     hash::hash_parts(parts.iter().map(String::as_str))
+}
+
+/// The key of a version's metrics holding its ROC curve (`[[fpr, tpr], …]`).
+pub const ROC_KEY: &str = "roc";
+
+/// A version's metrics without the ROC curve, as the state store's outputs keep them.
+fn without_roc(metrics: &serde_json::Value) -> serde_json::Value {
+    let mut m = metrics.clone();
+    if let Some(o) = m.as_object_mut() {
+        o.remove(ROC_KEY);
+    }
+    m
 }
 
 fn outputs(
