@@ -9,14 +9,16 @@
 //! Each class is kept here so that new cases of it land beside the old ones.
 //! PostgreSQL cases skip with a notice without a server, and fail under `CI=true`.
 
+#[path = "common/images.rs"]
+mod images;
 #[macro_use]
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Project, docker_available, fresh_pg_database, text};
+use images::busybox;
 use reconcile::store::Db;
 
 /// A project folder with one spec file of our own, on the embedded store.
@@ -303,14 +305,6 @@ fn every_credential_form_is_redacted_and_a_closed_port_fails_fast_with_its_cause
 }
 
 // ---------------------------------------------------------------- secrets stored
-
-fn busybox() -> PathBuf {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("busybox-static is installed (.ci/run installs it)")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secret_a_container_prints_is_never_stored_or_printed() {
