@@ -120,7 +120,7 @@ fn apply_on_a_terminal_draws_a_bar_with_counts() {
     if Command::new("script").arg("--version").output().is_err() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no script(1): .ci/run must install util-linux"
+            "CI=true but no script(1): .ci/run must install bsdutils (util-linux)"
         );
         eprintln!("NOTICE: skipping: no script(1) (util-linux) to give apply a terminal");
         return;
