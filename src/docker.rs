@@ -398,8 +398,14 @@ impl Engine {
     }
 
     /// Pulls an image, with credentials from the Docker config when it has some
-    /// for the image's registry.
-    pub async fn pull(&self, image: &str) -> Result<(), DockerError> {
+    /// for the image's registry. `on_bytes(done, total)` follows the engine's
+    /// progress stream: bytes downloaded out of the layers' sizes known so
+    /// far (a layer's size is known once it starts downloading).
+    pub async fn pull(
+        &self,
+        image: &str,
+        mut on_bytes: impl FnMut(u64, u64) + Send,
+    ) -> Result<(), DockerError> {
         let opts = CreateImageOptionsBuilder::new().from_image(image).build();
         let creds =
             crate::docker_auth::credentials_for(image).map(|c| bollard::auth::DockerCredentials {
@@ -409,6 +415,7 @@ impl Engine {
                 ..Default::default()
             });
         let mut stream = self.docker.create_image(Some(opts), None, creds);
+        let mut layers = PullProgress::default();
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| DockerError::api(format!("pulling {image}"), e))?;
             if let Some(detail) = info.error_detail {
@@ -416,6 +423,9 @@ impl Engine {
                     what: format!("pulling {image}"),
                     message: detail.message.unwrap_or_default(),
                 });
+            }
+            if layers.observe(&info) {
+                on_bytes(layers.done(), layers.total());
             }
         }
         Ok(())
@@ -688,9 +698,127 @@ impl Engine {
     }
 }
 
+/// The bytes of a pull, summed over its layers from the engine's stream of
+/// `CreateImageInfo` events: per layer (`id`), `Downloading` carries
+/// `progressDetail.current` of `.total`; once a layer is downloaded
+/// (`Verifying Checksum`, `Download complete`, `Extracting`, `Pull complete`)
+/// all of it counts; layers the engine already has (`Already exists`) and
+/// events about the image rather than a layer count nothing.
+#[derive(Debug, Default)]
+struct PullProgress {
+    /// Bytes downloaded and size, per layer id.
+    layers: HashMap<String, (u64, u64)>,
+}
+
+impl PullProgress {
+    /// Takes one event; true when the figures changed.
+    fn observe(&mut self, info: &bollard::models::CreateImageInfo) -> bool {
+        let (Some(id), Some(status)) = (&info.id, &info.status) else {
+            return false;
+        };
+        let detail = |f: fn(&bollard::models::ProgressDetail) -> Option<i64>| {
+            info.progress_detail
+                .as_ref()
+                .and_then(f)
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        let before = self.layers.get(id).copied();
+        match status.as_str() {
+            "Downloading" => {
+                let total = detail(|d| d.total);
+                let entry = self.layers.entry(id.clone()).or_default();
+                if total > 0 {
+                    entry.1 = total;
+                }
+                entry.0 = detail(|d| d.current).min(entry.1);
+            }
+            "Verifying Checksum" | "Download complete" | "Extracting" | "Pull complete" => {
+                let entry = self.layers.entry(id.clone()).or_default();
+                if entry.1 == 0 {
+                    // A layer too small to report its download: the
+                    // extraction's total is its size.
+                    entry.1 = detail(|d| d.total);
+                }
+                entry.0 = entry.1;
+            }
+            _ => return false,
+        }
+        self.layers.get(id).copied() != before
+    }
+
+    /// Bytes downloaded so far.
+    fn done(&self) -> u64 {
+        self.layers.values().map(|l| l.0).sum()
+    }
+
+    /// Size of the layers whose size is known.
+    fn total(&self) -> u64 {
+        self.layers.values().map(|l| l.1).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bollard::models::{CreateImageInfo, ProgressDetail};
+
+    fn event(id: Option<&str>, status: &str, progress: Option<(i64, i64)>) -> CreateImageInfo {
+        CreateImageInfo {
+            id: id.map(str::to_string),
+            status: Some(status.to_string()),
+            progress_detail: Some(ProgressDetail {
+                current: progress.map(|p| p.0),
+                total: progress.map(|p| p.1),
+            }),
+            error_detail: None,
+        }
+    }
+
+    #[test]
+    fn pull_progress_sums_layers_from_the_engine_stream() {
+        let mut p = PullProgress::default();
+        let mut seen = Vec::new();
+        let stream = [
+            event(Some("16.04"), "Pulling from library/ubuntu", None),
+            event(Some("a1"), "Pulling fs layer", None),
+            event(Some("b2"), "Pulling fs layer", None),
+            event(Some("c3"), "Already exists", None),
+            event(Some("b2"), "Waiting", None),
+            event(Some("a1"), "Downloading", Some((1_000, 10_000))),
+            event(Some("a1"), "Downloading", Some((6_000, 10_000))),
+            event(Some("b2"), "Downloading", Some((500, 2_000))),
+            event(Some("a1"), "Verifying Checksum", None),
+            event(Some("a1"), "Download complete", None),
+            event(Some("a1"), "Extracting", Some((4_000, 10_000))),
+            event(Some("b2"), "Download complete", None),
+            event(Some("a1"), "Pull complete", None),
+            event(Some("b2"), "Pull complete", None),
+            event(Some("d4"), "Extracting", Some((100, 300))),
+            event(None, "Digest: sha256:0123", None),
+            event(
+                None,
+                "Status: Downloaded newer image for ubuntu:16.04",
+                None,
+            ),
+        ];
+        for e in &stream {
+            if p.observe(e) {
+                seen.push((p.done(), p.total()));
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                (1_000, 10_000),
+                (6_000, 10_000),
+                (6_500, 12_000),
+                (10_500, 12_000),
+                (12_000, 12_000),
+                (12_300, 12_300),
+            ]
+        );
+    }
 
     #[test]
     fn health_words_in_status_lines() {

@@ -236,12 +236,13 @@ pub async fn execute(
                     let ctx = ctx.clone();
                     let d = d.clone();
                     let p = p.clone();
-                    progress.start(&id, &format!("{} {id}", p.action.verb()));
-                    tasks.spawn(async move {
+                    let reporter = progress.start(&id, &format!("{} {id}", p.action.verb()));
+                    // The apply reports what it counts through `ctx.progress()`.
+                    tasks.spawn(crate::progress::scope(reporter, async move {
                         let t0 = Instant::now();
                         let r = kinds::apply(&ctx, &d, &p).await;
                         (d.id.clone(), r, t0.elapsed())
-                    });
+                    }));
                 }
                 _ => finish(
                     id,

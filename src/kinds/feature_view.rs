@@ -323,6 +323,9 @@ async fn materialize(
     after: Option<&str>,
 ) -> Result<String, ApplyError> {
     let view = &inputs.view;
+    // The entity count is known once the latest rows are picked; the view is
+    // written in one transaction, so they count as done when it commits.
+    let entities = ctx.progress().units("entities", 0);
     let mut columns = vec![(view.key.clone(), ColumnType::String)];
     columns.extend(view.features.iter().cloned());
     let after = after.and_then(|a| chrono::NaiveDate::parse_from_str(a, "%Y-%m-%d").ok());
@@ -338,6 +341,7 @@ async fn materialize(
         subset(&dates, &batch, &keep)
     };
     let rows = OnlineRows::latest(&batch, &dates);
+    entities.set_total(rows.keys.len() as u64);
     let watermark = inputs.latest().unwrap_or_default().to_string();
     let record = OnlineView {
         schema_hash: inputs.schema_hash.clone(),
@@ -348,6 +352,7 @@ async fn materialize(
     ctx.online
         .write_view(&view.name, &record, &rows, full)
         .await?;
+    entities.set(rows.keys.len() as u64);
     Ok(format!(
         "materialized {} entities × {} features (watermark {watermark})",
         rows.keys.len(),

@@ -403,6 +403,17 @@ pub struct ApplyContext {
     pub docker: SharedDocker,
 }
 
+impl ApplyContext {
+    /// Where the resource being applied reports counted work (rows, entities,
+    /// trees, bytes): `ctx.progress().units("rows", total)`. The context is
+    /// shared by every resource; the engine runs each apply with its own
+    /// reporter ([`crate::progress::scope`]). Take the units before moving
+    /// work onto a blocking thread.
+    pub fn progress(&self) -> crate::progress::Reporter {
+        crate::progress::current()
+    }
+}
+
 /// What a successful apply of one resource reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Applied {

@@ -48,6 +48,8 @@
 //! encoder replaces nulls before a matrix reaches the forest.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use linfa::dataset::DatasetBase;
 use linfa::traits::{Fit, PredictInplace};
@@ -121,6 +123,33 @@ pub enum ForestError {
     /// An error raised by linfa itself.
     #[error(transparent)]
     Linfa(#[from] linfa::Error),
+}
+
+/// Called once per grown tree, from the rayon worker that grew it: how a
+/// training run shows trees done out of trees asked for.
+pub type TreeHook = Arc<dyn Fn() + Send + Sync>;
+
+thread_local! {
+    /// The hook of fits started on this thread ([`with_tree_hook`]).
+    static TREE_HOOK: RefCell<Option<TreeHook>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `hook` called after every tree grown by a forest that `f`
+/// fits on this thread (the fit reads it here and hands it to the workers).
+/// A hook rather than a parameter: it is not part of what a model is, so it
+/// stays out of [`RandomForestParams`] (serialized, hashed into a version's
+/// identity) and out of linfa's `Fit` signature, which callers go through.
+pub fn with_tree_hook<R>(hook: TreeHook, f: impl FnOnce() -> R) -> R {
+    /// Puts the previous hook back, even if `f` panics.
+    struct Restore(Option<TreeHook>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            TREE_HOOK.with(|h| *h.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(TREE_HOOK.with(|h| h.borrow_mut().replace(hook)));
+    f()
 }
 
 /// How many features each split considers, as scikit-learn's `max_features`.
@@ -313,11 +342,18 @@ impl RandomForestParams {
             params: self,
             max_features,
         };
+        let hook = TREE_HOOK.with(|h| h.borrow().clone());
         let trees: Vec<Packed> = (0..self.trees)
             .into_par_iter()
             .map_init(
                 || Scratch::new(rows, features),
-                |scratch, t| Packed::from_tree(&grow_tree(&shared, scratch, t)),
+                |scratch, t| {
+                    let tree = Packed::from_tree(&grow_tree(&shared, scratch, t));
+                    if let Some(hook) = &hook {
+                        hook();
+                    }
+                    tree
+                },
             )
             .collect();
         Ok(RandomForest {
@@ -1199,6 +1235,31 @@ mod tests {
         }
         let other = RandomForestParams { seed: 7, ..params };
         assert_ne!(postcard::to_stdvec(&other.fit(&data)?)?, a);
+        Ok(())
+    }
+
+    #[test]
+    fn the_tree_hook_sees_every_tree_of_fits_inside_it_only() -> TestResult {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (x, y) = noisy(200, 3);
+        let data = Dataset::new(x, y);
+        let params = RandomForestParams {
+            trees: 17,
+            ..Default::default()
+        };
+        let grown = Arc::new(AtomicUsize::new(0));
+        let count = grown.clone();
+        let hooked = with_tree_hook(
+            Arc::new(move || {
+                count.fetch_add(1, Ordering::Relaxed);
+            }),
+            || params.fit(&data),
+        )?;
+        assert_eq!(grown.load(Ordering::Relaxed), 17);
+        // Outside it nothing is called, and the model does not depend on it.
+        let plain = params.fit(&data)?;
+        assert_eq!(grown.load(Ordering::Relaxed), 17);
+        assert_eq!(postcard::to_stdvec(&hooked)?, postcard::to_stdvec(&plain)?);
         Ok(())
     }
 

@@ -764,7 +764,16 @@ impl DockerRuntime {
         match &inputs.image {
             ImageSource::Pull(image) => {
                 if !engine.image_exists(image).await? {
-                    engine.pull(image).await?;
+                    // The pull's bytes on the resource's bar (or in lines).
+                    let bytes = crate::progress::current().bytes(0);
+                    engine
+                        .pull(image, |done, total| {
+                            if total != bytes.total() {
+                                bytes.set_total(total);
+                            }
+                            bytes.set(done);
+                        })
+                        .await?;
                 }
             }
             ImageSource::Build {

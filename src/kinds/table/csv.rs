@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use thiserror::Error;
 
 use crate::data::{Batch, Column};
+use crate::progress::Units;
 use crate::spec::ColumnType;
 
 /// How many bad values one error report lists.
@@ -117,6 +118,10 @@ fn quote_list(v: &[String]) -> String {
         .join(", ")
 }
 
+/// Rows parsed between two progress reports: an atomic addition per batch,
+/// nothing per row.
+const ROWS_PER_REPORT: usize = 4096;
+
 /// Parses `bytes` (a whole CSV file) into a batch of the declared columns.
 /// `exact_order` also requires the header to list them in declared order.
 pub fn parse(
@@ -124,6 +129,20 @@ pub fn parse(
     bytes: &[u8],
     declared: &[(String, ColumnType)],
     exact_order: bool,
+) -> Result<Batch, CsvError> {
+    parse_counted(file, bytes, declared, exact_order, &Units::default())
+}
+
+/// As [`parse`], counting parsed rows into `rows`: the file's lines are added
+/// to its total up front (one pass over the bytes, already made to size the
+/// columns), and corrected to the rows found (blank lines, quoted line
+/// breaks, a missing final newline) once the file is parsed.
+pub fn parse_counted(
+    file: &str,
+    bytes: &[u8],
+    declared: &[(String, ColumnType)],
+    exact_order: bool,
+    rows: &Units,
 ) -> Result<Batch, CsvError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut rdr = csv::ReaderBuilder::new()
@@ -168,6 +187,9 @@ pub fn parse(
         .map(|(d, _)| names.iter().position(|n| n == d).unwrap_or(0))
         .collect();
     let estimate = bytes.iter().filter(|&&b| b == b'\n').count();
+    // Lines after the header's.
+    let expected = estimate.saturating_sub(1);
+    rows.add_total(expected as i64);
     let mut columns: Vec<Column> = declared
         .iter()
         .map(|(_, ty)| Column::with_capacity(*ty, estimate))
@@ -198,6 +220,9 @@ pub fn parse(
             continue; // a blank line
         }
         lines.push(line);
+        if lines.len() % ROWS_PER_REPORT == 0 {
+            rows.inc(ROWS_PER_REPORT as u64);
+        }
         for (ci, (name, ty)) in declared.iter().enumerate() {
             let raw = &record[positions[ci]];
             let text = match std::str::from_utf8(raw) {
@@ -225,6 +250,8 @@ pub fn parse(
             }
         }
     }
+    rows.inc((lines.len() % ROWS_PER_REPORT) as u64);
+    rows.add_total(lines.len() as i64 - expected as i64);
     if bad > 0 {
         return Err(CsvError::Values {
             file: file.into(),
@@ -318,6 +345,25 @@ mod tests {
             ("n".into(), ColumnType::Int),
             ("ok".into(), ColumnType::Bool),
         ]
+    }
+
+    #[test]
+    fn counts_rows_in_batches_and_corrects_the_estimated_total() {
+        // 10 000 rows, a blank line, a quoted line break, no final newline.
+        let mut text = String::from("id,n,ok\n\"x\ny\",1,True\n\n");
+        for i in 1..10_000 {
+            text.push_str(&format!("u{i},{i},False"));
+            if i < 9_999 {
+                text.push('\n');
+            }
+        }
+        let rows = Units::counting();
+        let b = parse_counted("t.csv", text.as_bytes(), &decl(), true, &rows).unwrap();
+        assert_eq!(b.rows(), 10_000);
+        assert_eq!((rows.done(), rows.total()), (10_000, 10_000));
+        // A second file adds to the same count.
+        parse_counted("u.csv", b"id,n,ok\na,1,True\n", &decl(), true, &rows).unwrap();
+        assert_eq!((rows.done(), rows.total()), (10_001, 10_001));
     }
 
     #[test]

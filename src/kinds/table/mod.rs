@@ -464,6 +464,8 @@ async fn load_snapshots(
     loads: &[SnapshotLoad],
     recreate: bool,
 ) -> Result<(usize, usize), ApplyError> {
+    // Each file adds its lines to the total as it is read.
+    let rows = ctx.progress().units("rows", 0);
     let mut tasks = Vec::new();
     for l in loads {
         let Some(s) = inputs.snapshots.iter().find(|s| s.as_of == l.as_of) else {
@@ -472,8 +474,9 @@ async fn load_snapshots(
         let s = s.clone();
         let spec = spec.clone();
         let columns = inputs.layout.columns.clone();
+        let rows = rows.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            parse_and_check(&spec, &columns, &s)
+            parse_and_check(&spec, &columns, &s, &rows)
         }));
     }
     let mut good = Vec::new();
@@ -514,11 +517,13 @@ async fn load_snapshots(
 
 type Parsed = (DesiredSnapshot, NaiveDate, crate::data::Batch, String);
 
-/// Reads the file once, hashes exactly those bytes, parses and validates them.
+/// Reads the file once, hashes exactly those bytes, parses them (counting
+/// rows into `rows`) and validates them.
 fn parse_and_check(
     spec: &TableSpec,
     columns: &[(String, crate::spec::ColumnType)],
     s: &DesiredSnapshot,
+    rows: &crate::progress::Units,
 ) -> Result<Parsed, ApplyError> {
     let bytes = std::fs::read(&s.path).map_err(|e| ApplyError::Io {
         path: s.source.clone(),
@@ -529,7 +534,7 @@ fn parse_and_check(
         .expect
         .iter()
         .any(|e| matches!(e, Expectation::ExactColumns(true)));
-    let batch = csv::parse(&s.source, &bytes, columns, exact)?;
+    let batch = csv::parse_counted(&s.source, &bytes, columns, exact, rows)?;
     let report = expect::check(spec, &batch);
     if !report.is_valid() {
         return Err(ApplyError::Validation(format!(

@@ -7,6 +7,8 @@
 //! version identity is hash(run spec, training-set content, trainer version): an
 //! identity already in the registry is reused and nothing is trained.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 
 pub mod check;
@@ -312,9 +314,20 @@ impl ResourceKind for TrainingRun {
             spec.nulls,
             spec.seed,
         );
-        let trained =
-            tokio::task::spawn_blocking(move || train(&set, &algorithm, &validation, nulls, seed))
-                .await??;
+        // Trees grown out of trees asked for, counted from the forest's workers.
+        let trees = algorithm.trees().map(|n| {
+            let units = ctx.progress().units("trees", n as u64);
+            let hook: crate::ml::forest::TreeHook = Arc::new(move || units.inc(1));
+            hook
+        });
+        let trained = tokio::task::spawn_blocking(move || {
+            let fit = || train(&set, &algorithm, &validation, nulls, seed);
+            match trees {
+                Some(hook) => crate::ml::forest::with_tree_hook(hook, fit),
+                None => fit(),
+            }
+        })
+        .await??;
         let artifact = trained.artifact.to_bytes()?;
         let metrics = trained.metrics_json();
         // The registry also keeps the ROC curve (for the web UI's version

@@ -128,6 +128,16 @@ impl Algorithm {
             Algorithm::DecisionTree(_) => "decisionTree",
         }
     }
+
+    /// How many trees training grows (what its progress counts); `None` for
+    /// a model that is not made of trees.
+    pub fn trees(&self) -> Option<usize> {
+        match self {
+            Algorithm::RandomForest(f) => Some(f.trees),
+            Algorithm::DecisionTree(_) => Some(1),
+            Algorithm::LogisticRegression(_) => None,
+        }
+    }
 }
 
 /// Class weighting.
