@@ -616,11 +616,13 @@ async fn mlflow_down_blocks_nothing_and_the_next_apply_catches_up() {
     let shown = text(&status);
     let row = shown
         .lines()
-        .find(|l| l.contains("MlflowMirror/mlflow"))
+        .find(|l| l.starts_with("MlflowMirror ") && l.contains(" mlflow "))
         .unwrap_or_default();
     assert!(row.contains("Failed"), "{shown}");
     assert!(
-        shown.contains("MlflowUnavailable") || shown.contains("unreachable"),
+        row.contains(&format!(
+            "cannot read MLflow (MLflow at {url} is unreachable"
+        )),
         "{shown}"
     );
 
@@ -635,6 +637,13 @@ async fn mlflow_down_blocks_nothing_and_the_next_apply_catches_up() {
         "{}",
         text(&up)
     );
+    if let Some(ms) = mirror_ms(&up) {
+        eprintln!(
+            "TIMING: catching up {} version(s) took {ms} ms: {}",
+            versions.len(),
+            mirror_line(&up)
+        );
+    }
     assert_mirrored(&p, &api).await;
     let plan = p.run(&["plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));

@@ -354,9 +354,16 @@ impl Client {
                 source: e,
             }
         };
+        let t0 = std::time::Instant::now();
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
+        tracing::debug!(
+            call,
+            status = status.as_u16(),
+            ms = t0.elapsed().as_millis() as u64,
+            "MLflow call"
+        );
         if !status.is_success() {
             let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
             let (code, message) = match parsed {

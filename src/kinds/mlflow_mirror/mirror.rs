@@ -260,37 +260,55 @@ pub struct View {
     pub stages: Option<bool>,
 }
 
-/// Reads what the mirror needs: the experiment, the project's runs in it,
-/// and each model's registration, aliases and versions (3 + 2 per model calls).
+/// Reads what the mirror needs: the experiment and the project's runs in
+/// it, beside each model's registration (with its aliases) and versions.
+/// Independent calls go out together: two round trips whatever the number
+/// of models.
 pub async fn observe(
     client: &Client,
     project: &str,
     experiment: &str,
     models: &[String],
 ) -> Result<View, MlflowError> {
-    let mut view = View::default();
-    if let Some(e) = client.experiment_by_name(experiment).await? {
+    let runs = async {
+        let Some(e) = client.experiment_by_name(experiment).await? else {
+            return Ok::<_, MlflowError>((None, Vec::new()));
+        };
         let filter = format!(
             "tags.`{PROJECT_TAG}` = '{}'",
             project.replace('\\', "\\\\").replace('\'', "\\'")
         );
-        for run in client.search_runs(&e.experiment_id, &filter).await? {
-            let Some(id) = tag(&run.data.tags, IDENTITY_TAG).map(str::to_string) else {
-                continue;
-            };
-            let keep = match view.runs.get(&id) {
-                Some(old) => old.info.lifecycle_stage != "active",
-                None => true,
-            };
-            if keep {
-                view.runs.insert(id, run);
-            }
+        let runs = client.search_runs(&e.experiment_id, &filter).await?;
+        Ok((
+            Some((e.experiment_id, e.lifecycle_stage == "deleted")),
+            runs,
+        ))
+    };
+    let registered = futures_util::future::try_join_all(models.iter().map(|name| async move {
+        let (rm, versions) =
+            tokio::try_join!(client.registered_model(name), client.model_versions(name))?;
+        Ok::<_, MlflowError>((name.clone(), rm, versions))
+    }));
+    let ((experiment, runs), registered) = tokio::try_join!(runs, registered)?;
+    let mut view = View {
+        experiment,
+        ..View::default()
+    };
+    for run in runs {
+        let Some(id) = tag(&run.data.tags, IDENTITY_TAG).map(str::to_string) else {
+            continue;
+        };
+        let keep = match view.runs.get(&id) {
+            Some(old) => old.info.lifecycle_stage != "active",
+            None => true,
+        };
+        if keep {
+            view.runs.insert(id, run);
         }
-        view.experiment = Some((e.experiment_id, e.lifecycle_stage == "deleted"));
     }
-    for name in models {
-        let Some(rm) = client.registered_model(name).await? else {
-            view.models.insert(name.clone(), ModelView::default());
+    for (name, rm, mut versions) in registered {
+        let Some(rm) = rm else {
+            view.models.insert(name, ModelView::default());
             continue;
         };
         let mut mv = ModelView {
@@ -302,7 +320,6 @@ pub async fn observe(
                 .collect(),
             versions: HashMap::new(),
         };
-        let mut versions = client.model_versions(name).await?;
         versions.sort_by_key(|v| v.version.parse::<i64>().unwrap_or(i64::MAX));
         for v in versions {
             if view.stages.is_none() {
@@ -312,7 +329,7 @@ pub async fn observe(
                 mv.versions.entry(id).or_insert(v);
             }
         }
-        view.models.insert(name.clone(), mv);
+        view.models.insert(name, mv);
     }
     Ok(view)
 }

@@ -38,9 +38,6 @@ pub use spec::MlflowMirrorSpec;
 
 /// Reasons listed in a plan before the rest are counted.
 const MAX_REASONS: usize = 8;
-/// Observe-and-act passes of one apply: the first acts, the next confirms
-/// (or finishes what only became known, such as whether the server has stages).
-const MAX_PASSES: usize = 3;
 
 /// The resolved tracking URL: it may hold a secret, so it never prints.
 #[derive(Clone)]
@@ -187,8 +184,7 @@ impl ResourceKind for MlflowMirror {
             None => {
                 plan.action = Action::Create;
                 plan.reasons.push(format!(
-                    "mirror {} version(s) of {} to MLflow at {}",
-                    inputs.wanted.version_count(),
+                    "mirror the registered versions of {} to MLflow at {}",
                     model_names(d.spec).join(", "),
                     inputs.shown
                 ));
@@ -218,8 +214,9 @@ impl ResourceKind for MlflowMirror {
                 if plan.action == Action::NoOp {
                     plan.action = Action::Update;
                 }
+                // First: `status` shows a plan's first reason.
                 plan.reasons
-                    .push(format!("cannot read MLflow ({e}); apply tries again"));
+                    .insert(0, format!("cannot read MLflow ({e}); apply tries again"));
                 plan.operations.push(CommonOp::Record.into());
             }
             Ok(view) => {
@@ -269,39 +266,44 @@ impl ResourceKind for MlflowMirror {
     ) -> Result<Applied, ApplyError> {
         let t0 = Instant::now();
         let client = Client::new(&d.inputs.url.0)?;
-        let project = d.inputs.wanted.project.clone();
-        let experiment = d.inputs.wanted.experiment.clone();
-        let models = model_names(d.spec);
-        let mut done = Done::default();
-        let mut last: Vec<mirror::Step> = Vec::new();
-        for _ in 0..MAX_PASSES {
-            // The registry as it is now: a version trained or promoted
-            // earlier in this round is mirrored at once.
-            let registry = ctx.registry.observe().await?;
-            let wanted = Wanted::from_registry(&project, &experiment, &models, &registry);
-            let view = mirror::observe(&client, &project, &experiment, &models).await?;
-            let steps = mirror::steps(&wanted, &view, now_ms());
-            if steps.is_empty() {
-                done.versions = wanted.version_count();
-                done.experiment_id = view.experiment.map(|(id, _)| id);
-                return Ok(done.applied(client.shown(), t0));
+        let wanted = &d.inputs.wanted;
+        // The registry as it is now: a version trained or promoted earlier
+        // in this round is mirrored at once. MLflow as the plan read it
+        // (nothing else in a round writes there; the next round's plan
+        // checks what this one did), or again if it could not be read.
+        let registry = ctx.registry.observe().await?;
+        let wanted = Wanted::from_registry(
+            &wanted.project,
+            &wanted.experiment,
+            &model_names(d.spec),
+            &registry,
+        );
+        let view = match &d.inputs.view {
+            Ok(view) => view.clone(),
+            Err(_) => {
+                mirror::observe(
+                    &client,
+                    &wanted.project,
+                    &wanted.experiment,
+                    &model_names(d.spec),
+                )
+                .await?
             }
-            let mut run = Execution::new(ctx, &client, &wanted, view);
-            for step in &steps {
-                run.step(&step.op, &mut done).await?;
-            }
-            last = steps;
-        }
-        Err(ApplyError::Validation(format!(
-            "MLflow at {} did not converge after {MAX_PASSES} passes; still: {}",
-            client.shown(),
-            last.iter()
-                .map(|s| s.reason.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )))
+        };
+        let steps = mirror::steps(&wanted, &view, now_ms());
+        let mut done = Done {
+            versions: wanted.version_count(),
+            ..Done::default()
+        };
+        let mut run = Execution::new(ctx, &client, &wanted, view);
+        run.all(&steps, &mut done).await?;
+        done.experiment_id = run.experiment_id.clone();
+        Ok(done.applied(client.shown(), t0))
     }
 }
+
+/// Versions whose runs are written at once.
+const RUN_PARALLELISM: usize = 8;
 
 /// What one apply did, for its message.
 #[derive(Debug, Default)]
@@ -318,6 +320,16 @@ struct Done {
 }
 
 impl Done {
+    fn merge(&mut self, other: Done) {
+        self.runs += other.runs;
+        self.healed += other.healed;
+        self.artifacts += other.artifacts;
+        self.versions_created += other.versions_created;
+        self.stages += other.stages;
+        self.aliases.extend(other.aliases);
+        self.skipped_artifacts += other.skipped_artifacts;
+    }
+
     fn applied(&self, shown: &str, t0: Instant) -> Applied {
         let mut parts = Vec::new();
         if self.runs > 0 {
@@ -351,7 +363,7 @@ impl Done {
         let ms = t0.elapsed().as_millis();
         Applied {
             message: format!(
-                "MLflow at {shown}: {} ({} version(s) mirrored in {ms} ms)",
+                "MLflow at {shown}: {} ({} version(s) mirrored)",
                 parts.join(", "),
                 self.versions
             ),
@@ -365,7 +377,34 @@ impl Done {
     }
 }
 
-/// One pass of steps against MLflow, learning ids as it creates objects.
+/// True for the steps that touch one version's run only: versions' runs
+/// are written concurrently.
+fn is_run_step(op: &MirrorOp) -> bool {
+    matches!(
+        op,
+        MirrorOp::CreateRun { .. }
+            | MirrorOp::ReplaceRun { .. }
+            | MirrorOp::RestoreRun { .. }
+            | MirrorOp::LogRun { .. }
+            | MirrorOp::UploadArtifact { .. }
+    )
+}
+
+fn version_of(op: &MirrorOp) -> Option<(&str, i64)> {
+    match op {
+        MirrorOp::CreateRun { model, version }
+        | MirrorOp::ReplaceRun { model, version, .. }
+        | MirrorOp::RestoreRun { model, version, .. }
+        | MirrorOp::LogRun { model, version, .. }
+        | MirrorOp::UploadArtifact { model, version, .. }
+        | MirrorOp::CreateModelVersion { model, version }
+        | MirrorOp::TransitionStage { model, version, .. }
+        | MirrorOp::SetAlias { model, version, .. } => Some((model, *version)),
+        _ => None,
+    }
+}
+
+/// The steps against MLflow, learning ids as it creates objects.
 struct Execution<'a> {
     ctx: &'a ApplyContext,
     client: &'a Client,
@@ -405,6 +444,70 @@ impl<'a> Execution<'a> {
         }
     }
 
+    /// Runs `steps` in their order; a stretch of run steps goes out
+    /// version by version concurrently, and so does a stretch of stage moves.
+    async fn all(&mut self, steps: &[mirror::Step], done: &mut Done) -> Result<(), ApplyError> {
+        use futures_util::FutureExt;
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let mut i = 0;
+        while i < steps.len() {
+            let op = &steps[i].op;
+            if is_run_step(op) {
+                let end = steps[i..]
+                    .iter()
+                    .position(|s| !is_run_step(&s.op))
+                    .map_or(steps.len(), |n| i + n);
+                // Each version's steps in order, versions side by side.
+                let mut groups: Vec<((&str, i64), Vec<&MirrorOp>)> = Vec::new();
+                for s in &steps[i..end] {
+                    let key = version_of(&s.op).unwrap_or(("", 0));
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, ops)) => ops.push(&s.op),
+                        None => groups.push((key, vec![&s.op])),
+                    }
+                }
+                let this = &*self;
+                // Boxed first: a stream of futures made by a closure is not
+                // provably `Send` for every lifetime.
+                let futures: Vec<_> = groups
+                    .into_iter()
+                    .map(|(_, ops)| this.run_steps(ops).boxed())
+                    .collect();
+                let results: Vec<(Option<(String, RunInfo)>, Done)> = stream::iter(futures)
+                    .buffer_unordered(RUN_PARALLELISM)
+                    .try_collect()
+                    .await?;
+                for (created, d) in results {
+                    if let Some((identity, info)) = created {
+                        self.runs.insert(identity, info);
+                    }
+                    done.merge(d);
+                }
+                i = end;
+            } else if matches!(op, MirrorOp::TransitionStage { .. }) {
+                let end = steps[i..]
+                    .iter()
+                    .position(|s| !matches!(s.op, MirrorOp::TransitionStage { .. }))
+                    .map_or(steps.len(), |n| i + n);
+                let this = &*self;
+                let futures: Vec<_> = steps[i..end]
+                    .iter()
+                    .map(|s| this.transition(&s.op).boxed())
+                    .collect();
+                let moved: Vec<bool> = stream::iter(futures)
+                    .buffer_unordered(RUN_PARALLELISM)
+                    .try_collect()
+                    .await?;
+                done.stages += moved.into_iter().filter(|m| *m).count();
+                i = end;
+            } else {
+                self.step(op, done).await?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
     fn version(&self, model: &str, version: i64) -> Result<&'a mirror::WantedVersion, ApplyError> {
         self.wanted.version(model, version).ok_or_else(|| {
             ApplyError::Validation(format!(
@@ -428,6 +531,84 @@ impl<'a> Execution<'a> {
             })
     }
 
+    /// One version's run steps, in order; the run it created, if any.
+    async fn run_steps(
+        &self,
+        ops: Vec<&MirrorOp>,
+    ) -> Result<(Option<(String, RunInfo)>, Done), ApplyError> {
+        let client = self.client;
+        let mut done = Done::default();
+        let mut created = None;
+        for op in ops {
+            match op {
+                MirrorOp::CreateRun { model, version } => {
+                    let w = self.version(model, *version)?;
+                    created = Some((w.identity.clone(), self.create_run(w, &mut done).await?));
+                }
+                MirrorOp::ReplaceRun {
+                    model,
+                    version,
+                    run_id,
+                } => {
+                    let w = self.version(model, *version)?;
+                    client.delete_run(run_id).await?;
+                    created = Some((w.identity.clone(), self.create_run(w, &mut done).await?));
+                }
+                MirrorOp::RestoreRun { run_id, .. } => {
+                    client.restore_run(run_id).await?;
+                    done.healed += 1;
+                }
+                MirrorOp::LogRun {
+                    model,
+                    version,
+                    run_id,
+                } => {
+                    let w = self.version(model, *version)?;
+                    if let Some(run) = self.view.runs.get(&w.identity) {
+                        let delta = mirror::run_delta(w, run, now_ms());
+                        client
+                            .log_batch(run_id, &delta.missing_params, &delta.metrics, &delta.tags)
+                            .await?;
+                        done.healed += 1;
+                    }
+                }
+                MirrorOp::UploadArtifact {
+                    model,
+                    version,
+                    run_id,
+                } => {
+                    let w = self.version(model, *version)?;
+                    let info = self.run_of(&w.identity)?.clone();
+                    if self.upload(w, &info, &mut done).await? {
+                        let tag = [KeyValue::new(ARTIFACT_TAG, &w.artifact_hash)];
+                        client.log_batch(run_id, &[], &[], &tag).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((created, done))
+    }
+
+    /// Moves a version's stage; false on a server without stages.
+    async fn transition(&self, op: &MirrorOp) -> Result<bool, ApplyError> {
+        let MirrorOp::TransitionStage {
+            model,
+            version,
+            stage,
+        } = op
+        else {
+            return Ok(false);
+        };
+        if self.view.stages == Some(false) {
+            return Ok(false);
+        }
+        let w = self.version(model, *version)?;
+        let v = self.mlflow_version(model, &w.identity)?;
+        self.client.transition_stage(model, &v, stage).await?;
+        Ok(true)
+    }
+
     async fn step(&mut self, op: &MirrorOp, done: &mut Done) -> Result<(), ApplyError> {
         let client = self.client;
         match op {
@@ -438,53 +619,6 @@ impl<'a> Execution<'a> {
             MirrorOp::RestoreExperiment { .. } => {
                 if let Some(id) = &self.experiment_id {
                     client.restore_experiment(id).await?;
-                }
-            }
-            MirrorOp::CreateRun { model, version } => {
-                self.create_run(model, *version, done).await?;
-            }
-            MirrorOp::ReplaceRun {
-                model,
-                version,
-                run_id,
-            } => {
-                client.delete_run(run_id).await?;
-                self.create_run(model, *version, done).await?;
-            }
-            MirrorOp::RestoreRun { run_id, .. } => {
-                client.restore_run(run_id).await?;
-                done.healed += 1;
-            }
-            MirrorOp::LogRun {
-                model,
-                version,
-                run_id,
-            } => {
-                let w = self.version(model, *version)?;
-                if let Some(run) = self.view.runs.get(&w.identity) {
-                    let delta = mirror::run_delta(w, run, now_ms());
-                    client
-                        .log_batch(run_id, &delta.missing_params, &delta.metrics, &delta.tags)
-                        .await?;
-                    done.healed += 1;
-                }
-            }
-            MirrorOp::UploadArtifact {
-                model,
-                version,
-                run_id,
-            } => {
-                let w = self.version(model, *version)?;
-                let info = self.run_of(&w.identity)?.clone();
-                if self.upload(w, &info, done).await? {
-                    client
-                        .log_batch(
-                            run_id,
-                            &[],
-                            &[],
-                            &[KeyValue::new(ARTIFACT_TAG, &w.artifact_hash)],
-                        )
-                        .await?;
                 }
             }
             MirrorOp::CreateRegisteredModel { model } => {
@@ -515,18 +649,10 @@ impl<'a> Execution<'a> {
                     .insert((model.clone(), w.identity.clone()), created.version);
                 done.versions_created += 1;
             }
-            MirrorOp::TransitionStage {
-                model,
-                version,
-                stage,
-            } => {
-                if self.view.stages == Some(false) {
-                    return Ok(());
+            MirrorOp::TransitionStage { .. } => {
+                if self.transition(op).await? {
+                    done.stages += 1;
                 }
-                let w = self.version(model, *version)?;
-                let v = self.mlflow_version(model, &w.identity)?;
-                client.transition_stage(model, &v, stage).await?;
-                done.stages += 1;
             }
             MirrorOp::SetAlias {
                 model,
@@ -543,20 +669,26 @@ impl<'a> Execution<'a> {
                 client.delete_alias(model, alias).await?;
                 done.aliases.push(format!("{alias} of {model} removed"));
             }
+            other => {
+                let (created, d) = self.run_steps(vec![other]).await?;
+                if let Some((identity, info)) = created {
+                    self.runs.insert(identity, info);
+                }
+                done.merge(d);
+            }
         }
         Ok(())
     }
 
-    /// A version's run, whole: created with its tags, params and metrics
-    /// logged, the artifact uploaded (then tagged), finished at the fit's end.
+    /// A version's run, whole: created with its tags; the artifact and its
+    /// descriptor uploaded side by side; params, metrics and the artifact
+    /// tag (only once uploaded) in one batch; finished at the fit's end.
     async fn create_run(
-        &mut self,
-        model: &str,
-        version: i64,
+        &self,
+        w: &mirror::WantedVersion,
         done: &mut Done,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<RunInfo, ApplyError> {
         let client = self.client;
-        let w = self.version(model, version)?;
         let experiment = self.experiment_id.clone().ok_or_else(|| {
             ApplyError::Validation(format!(
                 "experiment `{}` is missing in MLflow",
@@ -579,25 +711,26 @@ impl<'a> Execution<'a> {
             })
             .collect();
         let run_id = run.info.run_id.clone();
-        client.log_batch(&run_id, &params, &metrics, &[]).await?;
-        if self.upload(w, &run.info, done).await? {
-            client
-                .log_batch(
-                    &run_id,
-                    &[],
-                    &[],
-                    &[KeyValue::new(ARTIFACT_TAG, &w.artifact_hash)],
-                )
-                .await?;
-        }
-        client.finish_run(&run_id, w.end_ms).await?;
-        self.runs.insert(w.identity.clone(), run.info);
+        // Finishing does not wait on the data: MLflow takes params and
+        // metrics on a finished run, and each round trip counts.
+        let data = async {
+            let uploaded = self.upload(w, &run.info, done).await?;
+            let tags = if uploaded {
+                vec![KeyValue::new(ARTIFACT_TAG, &w.artifact_hash)]
+            } else {
+                Vec::new()
+            };
+            client.log_batch(&run_id, &params, &metrics, &tags).await?;
+            Ok::<_, ApplyError>(())
+        };
+        let finish = async { Ok(client.finish_run(&run_id, w.end_ms).await?) };
+        tokio::try_join!(data, finish)?;
         done.runs += 1;
-        Ok(())
+        Ok(run.info)
     }
 
-    /// Uploads a version's artifact and descriptor; false when the server
-    /// does not proxy artifacts.
+    /// Uploads a version's artifact and descriptor side by side; false when
+    /// the server does not proxy artifacts.
     async fn upload(
         &self,
         w: &mirror::WantedVersion,
@@ -620,16 +753,13 @@ impl<'a> Execution<'a> {
                 ))
             })?;
         let descriptor = mirror::descriptor(w, &run.run_id, bytes.len());
-        let uploaded = self
-            .client
-            .put_artifact(&run.artifact_uri, "model/model.bin", bytes)
-            .await?
-            .is_some()
-            && self
-                .client
-                .put_artifact(&run.artifact_uri, "model/MLmodel", descriptor.into_bytes())
-                .await?
-                .is_some();
+        let (bin, mlmodel) = tokio::try_join!(
+            self.client
+                .put_artifact(&run.artifact_uri, "model/model.bin", bytes),
+            self.client
+                .put_artifact(&run.artifact_uri, "model/MLmodel", descriptor.into_bytes()),
+        )?;
+        let uploaded = bin.is_some() && mlmodel.is_some();
         if uploaded {
             done.artifacts += 1;
         }
