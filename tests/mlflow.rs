@@ -627,7 +627,7 @@ async fn mlflow_down_blocks_nothing_and_the_next_apply_catches_up() {
     );
 
     // MLflow up: the next apply mirrors everything and trains nothing.
-    let server = Server::start(&bin, port, &tmp.path().join("mlflow"));
+    let mut server = Server::start(&bin, port, &tmp.path().join("mlflow"));
     let api = Api::new(&server);
     let up = p.run(&["apply"]);
     assert_ok("apply with MLflow up", &up);
@@ -645,6 +645,58 @@ async fn mlflow_down_blocks_nothing_and_the_next_apply_catches_up() {
         );
     }
     assert_mirrored(&p, &api).await;
+    let plan = p.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+
+    // MLflow stopped while a run changes: the new version is trained and
+    // promoted, the mirror fails; MLflow back, the next apply mirrors the
+    // new version and moves the alias, and makes nothing else.
+    let before = api.census().await;
+    server.stop();
+    let training = p.specs.join("training.yaml");
+    let yaml = std::fs::read_to_string(&training).expect("read training.yaml");
+    let changed = yaml.replacen("seed: 42", "seed: 43", 1);
+    assert_ne!(yaml, changed, "training.yaml has a `seed: 42`");
+    std::fs::write(&training, changed).expect("write training.yaml");
+    let down = p.run(&["apply"]);
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down));
+    let out = text(&down);
+    assert!(out.contains("✓ TrainingRun/churn-rf: trained"), "{out}");
+    assert!(out.contains("promoted to Production"), "{out}");
+    assert!(mirror_line(&down).starts_with("✗"), "{out}");
+    assert!(mirror_line(&down).contains("is unreachable"), "{out}");
+    let now = registry(&p).await;
+    assert_eq!(now.len(), versions.len() + 1, "one new version");
+    let newest = now.last().expect("newest");
+    assert_eq!(
+        newest.stage,
+        Stage::Production,
+        "the new version is promoted"
+    );
+
+    let server = Server::start(&bin, port, &tmp.path().join("mlflow"));
+    let api = Api::new(&server);
+    let up = p.run(&["apply"]);
+    assert_ok("apply with MLflow back", &up);
+    assert!(!text(&up).contains("TrainingRun/"), "{}", text(&up));
+    assert!(
+        mirror_line(&up).contains("1 run(s) created"),
+        "{}",
+        text(&up)
+    );
+    if let Some(ms) = mirror_ms(&up) {
+        eprintln!(
+            "TIMING: catching up 1 new version (and moving the alias) took {ms} ms: {}",
+            mirror_line(&up)
+        );
+    }
+    assert_mirrored(&p, &api).await;
+    let (experiments, runs, models, mlflow_versions) = before;
+    assert_eq!(
+        api.census().await,
+        (experiments, runs + 1, models, mlflow_versions + 1),
+        "one run and one version more, nothing else"
+    );
     let plan = p.run(&["plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }

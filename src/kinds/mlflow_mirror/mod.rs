@@ -11,9 +11,9 @@
 //! runtime); the diff between that and the registry is pure
 //! ([`mirror::steps`]), so `plan` shows drift (an alias moved, a run deleted
 //! or a metric logged over by hand) and `apply` heals it. Apply takes the
-//! steps again from the registry and MLflow as they are when it runs (a
-//! version trained earlier in the same round is mirrored at once), then
-//! observes again to confirm.
+//! steps again from the registry as it is when it runs (a version trained
+//! earlier in the same round is mirrored at once) and MLflow as the plan
+//! read it; the next round's plan reads MLflow again and finds nothing left.
 
 pub mod client;
 pub mod mirror;
@@ -390,6 +390,15 @@ fn is_run_step(op: &MirrorOp) -> bool {
     )
 }
 
+/// True for the steps that only need versions to exist: stage moves and
+/// aliases.
+fn is_last_step(op: &MirrorOp) -> bool {
+    matches!(
+        op,
+        MirrorOp::TransitionStage { .. } | MirrorOp::SetAlias { .. } | MirrorOp::DeleteAlias { .. }
+    )
+}
+
 fn version_of(op: &MirrorOp) -> Option<(&str, i64)> {
     match op {
         MirrorOp::CreateRun { model, version }
@@ -484,21 +493,24 @@ impl<'a> Execution<'a> {
                     done.merge(d);
                 }
                 i = end;
-            } else if matches!(op, MirrorOp::TransitionStage { .. }) {
+            } else if is_last_step(op) {
+                // Stages and aliases of versions that exist by now: side by side.
                 let end = steps[i..]
                     .iter()
-                    .position(|s| !matches!(s.op, MirrorOp::TransitionStage { .. }))
+                    .position(|s| !is_last_step(&s.op))
                     .map_or(steps.len(), |n| i + n);
                 let this = &*self;
                 let futures: Vec<_> = steps[i..end]
                     .iter()
-                    .map(|s| this.transition(&s.op).boxed())
+                    .map(|s| this.last_step(&s.op).boxed())
                     .collect();
-                let moved: Vec<bool> = stream::iter(futures)
+                let results: Vec<Done> = stream::iter(futures)
                     .buffer_unordered(RUN_PARALLELISM)
                     .try_collect()
                     .await?;
-                done.stages += moved.into_iter().filter(|m| *m).count();
+                for d in results {
+                    done.merge(d);
+                }
                 i = end;
             } else {
                 self.step(op, done).await?;
@@ -590,23 +602,39 @@ impl<'a> Execution<'a> {
         Ok((created, done))
     }
 
-    /// Moves a version's stage; false on a server without stages.
-    async fn transition(&self, op: &MirrorOp) -> Result<bool, ApplyError> {
-        let MirrorOp::TransitionStage {
-            model,
-            version,
-            stage,
-        } = op
-        else {
-            return Ok(false);
-        };
-        if self.view.stages == Some(false) {
-            return Ok(false);
+    /// A stage move or an alias change; a stage move does nothing on a
+    /// server without stages.
+    async fn last_step(&self, op: &MirrorOp) -> Result<Done, ApplyError> {
+        let mut done = Done::default();
+        match op {
+            MirrorOp::TransitionStage {
+                model,
+                version,
+                stage,
+            } if self.view.stages != Some(false) => {
+                let w = self.version(model, *version)?;
+                let v = self.mlflow_version(model, &w.identity)?;
+                self.client.transition_stage(model, &v, stage).await?;
+                done.stages += 1;
+            }
+            MirrorOp::SetAlias {
+                model,
+                alias,
+                version,
+            } => {
+                let w = self.version(model, *version)?;
+                let v = self.mlflow_version(model, &w.identity)?;
+                self.client.set_alias(model, alias, &v).await?;
+                done.aliases
+                    .push(format!("{alias} → MLflow version {v} of {model}"));
+            }
+            MirrorOp::DeleteAlias { model, alias } => {
+                self.client.delete_alias(model, alias).await?;
+                done.aliases.push(format!("{alias} of {model} removed"));
+            }
+            _ => {}
         }
-        let w = self.version(model, *version)?;
-        let v = self.mlflow_version(model, &w.identity)?;
-        self.client.transition_stage(model, &v, stage).await?;
-        Ok(true)
+        Ok(done)
     }
 
     async fn step(&mut self, op: &MirrorOp, done: &mut Done) -> Result<(), ApplyError> {
@@ -649,25 +677,10 @@ impl<'a> Execution<'a> {
                     .insert((model.clone(), w.identity.clone()), created.version);
                 done.versions_created += 1;
             }
-            MirrorOp::TransitionStage { .. } => {
-                if self.transition(op).await? {
-                    done.stages += 1;
-                }
-            }
-            MirrorOp::SetAlias {
-                model,
-                alias,
-                version,
-            } => {
-                let w = self.version(model, *version)?;
-                let v = self.mlflow_version(model, &w.identity)?;
-                client.set_alias(model, alias, &v).await?;
-                done.aliases
-                    .push(format!("{alias} → MLflow version {v} of {model}"));
-            }
-            MirrorOp::DeleteAlias { model, alias } => {
-                client.delete_alias(model, alias).await?;
-                done.aliases.push(format!("{alias} of {model} removed"));
+            MirrorOp::TransitionStage { .. }
+            | MirrorOp::SetAlias { .. }
+            | MirrorOp::DeleteAlias { .. } => {
+                done.merge(self.last_step(op).await?);
             }
             other => {
                 let (created, d) = self.run_steps(vec![other]).await?;
