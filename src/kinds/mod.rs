@@ -18,6 +18,7 @@ mod registry;
 pub mod endpoint;
 pub mod entity;
 pub mod feature_view;
+pub mod mlflow_mirror;
 pub mod model;
 pub mod monitor;
 pub mod observability;
@@ -67,6 +68,8 @@ kinds! {
     Monitor => monitor::Monitor,
     /// The monitoring of what the specs declare (Prometheus, Grafana).
     Observability => observability::Observability,
+    /// A copy of registered models in an MLflow tracking server.
+    MlflowMirror => mlflow_mirror::MlflowMirror,
 }
 
 /// A reference from one spec to another, with where it is written and the kind
@@ -490,6 +493,9 @@ pub enum ApplyError {
     /// A container crashed, turned unhealthy or did not become healthy in time.
     #[error("{0}")]
     NotReady(String),
+    /// The MLflow tracking server is unreachable or refused a call.
+    #[error(transparent)]
+    Mlflow(Box<mlflow_mirror::client::MlflowError>),
 }
 
 impl ApplyError {
@@ -508,6 +514,7 @@ impl ApplyError {
             ApplyError::Docker(_) | ApplyError::Image(_) => "DockerError",
             ApplyError::Env { .. } => "UnsetVariable",
             ApplyError::NotReady(_) => "NotReady",
+            ApplyError::Mlflow(_) => "MlflowUnavailable",
         }
     }
 }
