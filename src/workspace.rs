@@ -1,6 +1,7 @@
 //! A spec folder made ready to act on: specs loaded and validated, the graph
 //! built, the stores opened. The CLI, tests and benchmarks share this path.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::shutdown::Stop;
 use crate::spec::{ResourceId, SpecSet};
 use crate::store::lock::ApplyLock;
 use crate::store::online::OnlineStore;
-use crate::store::state::{ResourceRecord, StateStore};
+use crate::store::state::{Condition, ResourceRecord, StateStore};
 use crate::store::{Db, StoreError};
 
 /// The most rounds one apply runs: a round's outcome may change the next
@@ -92,7 +93,7 @@ pub struct Workspace {
     stop: Stop,
     /// What `--target` selected: the targets and everything they depend on;
     /// `None`: the whole project.
-    targets: Option<std::collections::HashSet<ResourceId>>,
+    targets: Option<HashSet<ResourceId>>,
     /// `--no-containers`: another tool (docker compose) runs the containers;
     /// nothing that runs on the engine is planned, started or removed.
     no_containers: bool,
@@ -159,7 +160,7 @@ impl Workspace {
         if targets.is_empty() {
             return Ok(self);
         }
-        let mut keep: std::collections::HashSet<ResourceId> = std::collections::HashSet::new();
+        let mut keep: HashSet<ResourceId> = HashSet::new();
         let mut todo = Vec::new();
         for t in targets {
             todo.push(self.resolve_target(t)?);
@@ -204,7 +205,7 @@ impl Workspace {
     }
 
     /// The resources of the specs that run on the container engine.
-    fn engine_resources(&self) -> std::collections::HashSet<ResourceId> {
+    fn engine_resources(&self) -> HashSet<ResourceId> {
         self.set
             .resources
             .iter()
@@ -528,8 +529,20 @@ impl Workspace {
             });
             let mut first: Option<Plan> = None;
             let mut total = ApplyReport::default();
+            // Resources that failed or were blocked in an earlier round, and
+            // everything depending on them: not tried again in this apply.
+            // The rest goes on, so a side effect that fails (a mirror, say)
+            // does not hold back a retrain a monitor asked for.
+            let mut settled: HashSet<ResourceId> = HashSet::new();
+            // Likewise a shared object (the project network) that failed: the
+            // containers needing it failed with it.
+            let mut objects_failed = false;
             for round in 1..=MAX_ROUNDS {
-                let (desired, observed, plan) = self.plan(stores, opts).await?;
+                let (desired, observed, mut plan) = self.plan(stores, opts).await?;
+                plan.resources.retain(|r| !settled.contains(&r.id));
+                if objects_failed {
+                    plan.objects.clear();
+                }
                 if round == 1 || plan.has_changes() {
                     on_plan(round, &plan);
                 }
@@ -558,10 +571,21 @@ impl Workspace {
                 .await?;
                 first.get_or_insert(plan);
                 total.rounds = round;
-                let converged = report.success();
+                objects_failed |= !report.object_failures.is_empty();
+                let mut todo: Vec<ResourceId> = report
+                    .outcomes
+                    .iter()
+                    .filter(|o| matches!(o.condition, Condition::Failed | Condition::Blocked))
+                    .map(|o| o.id.clone())
+                    .collect();
                 total.merge(report);
-                if !converged || self.stop.is_cancelled() {
+                if self.stop.is_cancelled() {
                     break;
+                }
+                while let Some(id) = todo.pop() {
+                    if settled.insert(id.clone()) {
+                        todo.extend(self.active_graph().dependents(&id));
+                    }
                 }
             }
             Ok((first.unwrap_or_default(), total))

@@ -239,3 +239,37 @@ on_both_backends!(
     a_retrain_that_fails_its_gates_keeps_the_champion,
     a_latest_run_follows_new_labels
 );
+
+/// A resource that fails without dependents (here a Service, with no engine
+/// to run it) does not stop the rounds the rest needs: the monitor still
+/// evaluates once a Production version exists, fires on February, and the
+/// retrain and promotion it asks for happen in the same apply, which still
+/// exits 1 for the failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_elsewhere_does_not_hold_back_the_retrain_a_monitor_asks_for() {
+    let p = Project::example_with_monitor();
+    set_model(&p, ">= 0.70");
+    std::fs::write(
+        p.specs.join("sidecar.yaml"),
+        "kind: Service\nname: sidecar\nimage: busybox:latest\n",
+    )
+    .expect("write sidecar.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(["apply"])
+        .arg(&p.specs)
+        .env("NO_COLOR", "1")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .current_dir(p.dir.path())
+        .output()
+        .expect("run reconcile");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "the Service failed: {t}");
+    assert!(t.contains("Service/sidecar"), "{t}");
+    assert!(
+        t.contains("train churn-rf as of 2024-02-29 (churn-drift:"),
+        "the monitor's retrain ran in a later round: {t}"
+    );
+    let vs = versions(&p).await;
+    let prod = production(&vs).expect("a Production version");
+    assert_eq!(prod.params["asOf"], "2024-02-29", "{t}");
+}
