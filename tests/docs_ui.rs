@@ -12,49 +12,12 @@ mod chromium;
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
 use common::Project;
+use common::server::serve;
 use serde_json::Value;
-
-/// A running `reconcile serve` and its address.
-struct Server {
-    child: Child,
-    base: String,
-    /// The rest of the server's stdout (kept open: closing it would be a broken pipe).
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `reconcile serve` on the example on a free loopback port. Nothing is
-/// applied: the docs do not need a model.
-fn serve(p: &Project) -> Server {
-    let mut child = p.spawn(&["serve", "--port", "0"]);
-    let stdout = child.stdout.take().expect("stdout");
-    let mut stdout = BufReader::new(stdout);
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("first line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no loopback address in {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
-    Server {
-        child,
-        base,
-        _stdout: stdout,
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -105,7 +68,7 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_and_its_vendored_assets_over_http() {
     let p = Project::example();
-    let s = serve(&p);
+    let s = serve(&p, &[]);
     let c = client();
     let url = |path: &str| format!("{}{path}", s.base);
 
@@ -298,7 +261,7 @@ async fn swagger_ui_renders_every_operation_in_chromium() {
         return;
     };
     let p = Project::example();
-    let s = serve(&p);
+    let s = serve(&p, &[]);
     let c = client();
     let doc: Value = c
         .get(format!("{}/openapi.json", s.base))

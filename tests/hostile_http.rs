@@ -5,60 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::server::{Server, serve};
 use common::{Project, text};
 use serde_json::Value;
-
-/// A running `reconcile serve`.
-struct Server {
-    child: Child,
-    addr: String,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Files the server process holds open (Linux).
-    fn open_files(&self) -> Option<usize> {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .ok()
-            .map(|d| d.count())
-    }
-}
-
-fn serve(p: &Project, extra: &[&str]) -> Server {
-    let mut args = vec!["serve", "--port", "0", "--host", "127.0.0.1"];
-    args.extend_from_slice(extra);
-    let mut child = p.spawn(&args);
-    let stdout = child.stdout.take().expect("stdout");
-    let mut stdout = BufReader::new(stdout);
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("first line");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server {
-        child,
-        addr,
-        _stdout: stdout,
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -134,7 +87,7 @@ async fn slow_headers_are_cut_at_the_header_timeout() {
     let p = Project::example();
     let s = serve(&p, &["--header-timeout", "600ms", "--idle-timeout", "10s"]);
     // A slowloris: one header line every 150 ms, never the blank line.
-    let mut conn = TcpStream::connect(&s.addr).expect("connect");
+    let mut conn = TcpStream::connect(s.addr()).expect("connect");
     conn.write_all(b"GET /health HTTP/1.1\r\n").expect("start");
     let started = Instant::now();
     let mut cut = None;
@@ -173,11 +126,11 @@ async fn idle_connections_are_closed_at_the_idle_timeout() {
     let s = serve(&p, &["--idle-timeout", "700ms", "--header-timeout", "10s"]);
     // Silent sockets that never send a byte...
     let mut silent: Vec<TcpStream> = (0..40)
-        .map(|_| TcpStream::connect(&s.addr).expect("connect"))
+        .map(|_| TcpStream::connect(s.addr()).expect("connect"))
         .collect();
     // ...and a keep-alive connection idling after one answered request.
-    let mut kept = TcpStream::connect(&s.addr).expect("connect");
-    write!(kept, "GET /health HTTP/1.1\r\nhost: {}\r\n\r\n", s.addr).expect("request");
+    let mut kept = TcpStream::connect(s.addr()).expect("connect");
+    write!(kept, "GET /health HTTP/1.1\r\nhost: {}\r\n\r\n", s.addr()).expect("request");
     let mut head = [0u8; 12];
     kept.read_exact(&mut head).expect("response");
     assert_eq!(&head, b"HTTP/1.1 200");
@@ -236,7 +189,7 @@ async fn a_connection_flood_is_shed_bounded_and_health_recovers() {
     let baseline = s.open_files();
     // Idle sockets, ten times the limit (bounded: 160 on loopback).
     let flood: Vec<TcpStream> = (0..max * 10)
-        .filter_map(|_| TcpStream::connect(&s.addr).ok())
+        .filter_map(|_| TcpStream::connect(s.addr()).ok())
         .collect();
     // Past the time a shed socket is kept to deliver its 503 (1 s).
     std::thread::sleep(Duration::from_millis(1200));
@@ -250,10 +203,10 @@ async fn a_connection_flood_is_shed_bounded_and_health_recovers() {
         );
     }
     // A new client is answered at once with a 503 and a JSON error, not left hanging.
-    let mut conn = TcpStream::connect(&s.addr).expect("connect");
+    let mut conn = TcpStream::connect(s.addr()).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
-    write!(conn, "GET /health HTTP/1.1\r\nhost: {}\r\n\r\n", s.addr).expect("request");
+    write!(conn, "GET /health HTTP/1.1\r\nhost: {}\r\n\r\n", s.addr()).expect("request");
     let mut answer = String::new();
     let _ = conn.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");

@@ -7,10 +7,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::server::serve;
 use common::{Project, fresh_pg_database, text};
 use reconcile::drift::{ColumnDrift, ColumnKind, Distribution, Method, dataset_drift};
 use reconcile::store::monitors::{Decay, MonitorReport, MonitorStore, NewEvaluation};
@@ -19,54 +18,6 @@ use serde_json::{Value, json};
 
 const PROJECT: &str = "streamflow";
 const ENDPOINT: &str = "churn-api";
-
-/// A running `reconcile serve` and its address.
-struct Server {
-    child: Child,
-    base: String,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// SIGTERM, then waits for a clean exit.
-    fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "serve exited with {status}");
-    }
-}
-
-fn serve(p: &Project, extra: &[&str]) -> Server {
-    let mut args = vec!["serve", "--port", "0"];
-    args.extend_from_slice(extra);
-    let mut child = p.spawn(&args);
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    let mut stdout = BufReader::new(stdout);
-    stdout.read_line(&mut line).expect("first line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server {
-        child,
-        base,
-        _stdout: stdout,
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -4,47 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::server::serve;
 use common::{Project, text};
 use serde_json::{Value, json};
-
-/// A running `reconcile serve` and its address.
-struct Server {
-    child: Child,
-    base: String,
-    /// The rest of the server's stdout (kept open: closing it would be a broken pipe).
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(p: &Project) -> Server {
-    let mut child = p.spawn(&["serve", "--port", "0"]);
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    let mut stdout = BufReader::new(stdout);
-    stdout.read_line(&mut line).expect("first line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server {
-        child,
-        base,
-        stdout,
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -84,7 +50,7 @@ fn applied() -> Project {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_and_every_error() {
     let p = applied();
-    let s = serve(&p);
+    let s = serve(&p, &[]);
     let c = client();
     let url = |path: &str| format!("{}{path}", s.base);
 
@@ -234,7 +200,7 @@ async fn every_route_and_every_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn production_swaps_under_load_without_a_failed_request() {
     let p = applied();
-    let s = serve(&p);
+    let s = serve(&p, &[]);
     let c = client();
     let before = get(&c, format!("{}/models", s.base)).await.1;
     let old_version = before["version"].as_i64().expect("version");
@@ -309,7 +275,7 @@ async fn production_swaps_under_load_without_a_failed_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn not_ready_until_a_production_version_exists() {
     let p = Project::example();
-    let s = serve(&p); // nothing applied: no tables, no model
+    let s = serve(&p, &[]); // nothing applied: no tables, no model
     let c = client();
     let (code, err) = get(&c, format!("{}/ready", s.base)).await;
     assert_eq!(code, 503, "{err}");
@@ -354,7 +320,7 @@ async fn not_ready_until_a_production_version_exists() {
 async fn sigterm_lets_in_flight_requests_finish() {
     use std::io::{Read, Write};
     let p = applied();
-    let mut s = serve(&p);
+    let mut s = serve(&p, &[]);
     let addr = s.base.trim_start_matches("http://").to_string();
     // Requests whose headers and half of the body have arrived when SIGTERM does.
     let body = r#"{"ids": ["7590-VHVEG", "nobody"]}"#;
@@ -399,7 +365,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_open_inference_protocol_answers_as_predict_does() {
     let p = Project::example();
-    let s = serve(&p); // nothing applied yet: not ready
+    let s = serve(&p, &[]); // nothing applied yet: not ready
     let c = client();
     let url = |path: &str| format!("{}{path}", s.base);
     assert_eq!(

@@ -16,6 +16,8 @@ macro_rules! on_both_backends {
     };
 }
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
