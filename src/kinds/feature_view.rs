@@ -328,10 +328,14 @@ async fn materialize(
     let entities = ctx.progress().units("entities", 0);
     let mut columns = vec![(view.key.clone(), ColumnType::String)];
     columns.extend(view.features.iter().cloned());
-    let after = after.and_then(|a| chrono::NaiveDate::parse_from_str(a, "%Y-%m-%d").ok());
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    let after = after.and_then(day);
     let first = after.and_then(|a| a.succ_opt());
+    // Up to the watermark recorded with the rows: a snapshot the offline store
+    // keeps after it left the specs is not served under an older watermark.
+    let last = inputs.latest().and_then(day);
     let (dates, batch) =
-        offline::read_table(&ctx.offline, &view.table, &columns, (first, None)).await?;
+        offline::read_table(&ctx.offline, &view.table, &columns, (first, last)).await?;
     let keep: Vec<usize> = (0..dates.len())
         .filter(|&i| after.is_none_or(|a| dates[i] > a))
         .collect();

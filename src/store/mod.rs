@@ -156,7 +156,12 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Rows the driver's thread may run ahead of the reader by (its
+                // default is 50): a bulk read such as a materialization's then
+                // hands rows over in long runs instead of waking the reader
+                // every few rows.
+                .row_buffer_size(1024);
             // The lock covers the first connection too: it creates the file and
             // switches it to WAL, which a concurrent opener sees as "database
             // is locked" without waiting on the busy timeout.

@@ -368,6 +368,7 @@ pub async fn read_table(
     columns: &[(String, ColumnType)],
     dates_between: (Option<NaiveDate>, Option<NaiveDate>),
 ) -> Result<(Vec<NaiveDate>, Batch), StoreError> {
+    use futures_util::TryStreamExt;
     use sqlx::Row;
     let list = columns
         .iter()
@@ -396,9 +397,12 @@ pub async fn read_table(
         .iter()
         .map(|(_, ty)| Column::with_capacity(*ty, 0))
         .collect();
+    // Rows are decoded as they stream in, never all held as driver rows at
+    // once (at 1.4 M rows those were gigabytes, and the time to build them).
     macro_rules! decode {
         ($rows:expr, $date:expr, $bool:expr, $day:expr) => {{
-            for row in $rows {
+            let mut rows = $rows;
+            while let Some(row) = rows.try_next().await? {
                 dates.push($date(&row)?);
                 for (i, col) in cols.iter_mut().enumerate() {
                     let j = i + 1;
@@ -419,9 +423,9 @@ pub async fn read_table(
             for b in &bounds {
                 q = q.bind(*b);
             }
-            let rows = q.fetch_all(pool).await?;
+            let rows = q.fetch(pool);
             let date = |r: &sqlx::sqlite::SqliteRow| -> Result<NaiveDate, sqlx::Error> {
-                let s: String = r.try_get(0)?;
+                let s: &str = r.try_get(0)?;
                 s.parse::<NaiveDate>()
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))
             };
@@ -431,7 +435,7 @@ pub async fn read_table(
                 };
             let day =
                 |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<NaiveDate>, sqlx::Error> {
-                    r.try_get::<Option<String>, _>(j)?
+                    r.try_get::<Option<&str>, _>(j)?
                         .map(|s| {
                             s.parse::<NaiveDate>()
                                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))
@@ -445,7 +449,7 @@ pub async fn read_table(
             for b in &bounds {
                 q = q.bind(*b);
             }
-            let rows = q.fetch_all(pool).await?;
+            let rows = q.fetch(pool);
             let date =
                 |r: &sqlx::postgres::PgRow| -> Result<NaiveDate, sqlx::Error> { r.try_get(0) };
             let boolean = |r: &sqlx::postgres::PgRow,

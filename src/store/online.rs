@@ -5,8 +5,12 @@
 //!
 //! A view's rows and its watermark change atomically, so readers see a view either
 //! before or after a materialization, never between: one transaction on SQL; on
-//! Redis a rebuild is written to a scratch hash and swapped in with `RENAME` inside
-//! `MULTI`/`EXEC`, and an incremental write is one `MULTI`/`EXEC`.
+//! Redis the new rows are written to a scratch hash (a copy of the view's for an
+//! incremental write) and swapped in with `RENAME` inside `MULTI`/`EXEC`.
+//!
+//! Writes go at the store's bulk speed: binary `COPY` on PostgreSQL, three
+//! cached multi-row statement shapes on SQLite, pipelined `HSET` batches on
+//! Redis.
 
 use std::collections::HashMap;
 
@@ -93,7 +97,17 @@ impl OnlineRows {
             as_of: Vec::with_capacity(picked.len()),
             features: Vec::with_capacity(picked.len()),
         };
+        // A few snapshot dates cover every row: format each once.
+        let mut date_text: Vec<(chrono::NaiveDate, String)> = Vec::new();
         for (k, i) in picked {
+            let as_of = match date_text.iter().find(|(d, _)| *d == dates[i]) {
+                Some((_, text)) => text.clone(),
+                None => {
+                    let text = dates[i].to_string();
+                    date_text.push((dates[i], text.clone()));
+                    text
+                }
+            };
             let mut json = String::with_capacity(24 * features.len());
             json.push('{');
             for (n, (prefix, col)) in features.iter().enumerate() {
@@ -105,7 +119,7 @@ impl OnlineRows {
             }
             json.push('}');
             out.keys.push(k.to_string());
-            out.as_of.push(dates[i].to_string());
+            out.as_of.push(as_of);
             out.features.push(json);
         }
         out
@@ -163,6 +177,40 @@ fn write_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Records a view's watermark and entity count; the last statement of every
+/// materialization's transaction.
+const UPSERT_VIEW: &str = "INSERT INTO reconcile_online_views (view, schema_hash, source_hash, watermark, entity_count, updated_ms) \
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (view) DO UPDATE SET schema_hash = excluded.schema_hash, \
+    source_hash = excluded.source_hash, watermark = excluded.watermark, entity_count = excluded.entity_count, updated_ms = excluded.updated_ms";
+
+/// Entities of a view, counted inside the transaction that wrote them.
+const COUNT_VIEW: &str = "SELECT COUNT(*) FROM reconcile_online WHERE view = $1";
+
+/// Rows per SQLite `INSERT` of the bulk shape: 4 bound values a row, 4 000 of
+/// SQLite's 32 766. Three shapes (this, [`SQLITE_SMALL`], one row), each
+/// prepared once per connection and reused from sqlx's statement cache, so a
+/// view of any size parses at most three statements.
+const SQLITE_CHUNK: usize = 1_000;
+
+/// Rows per `INSERT` of the middle shape (the remainder of the bulk chunks).
+const SQLITE_SMALL: usize = 32;
+
+/// The view's record, written last in the materialization's transaction (the
+/// same statement on both backends).
+macro_rules! upsert_view {
+    ($tx:expr, $view:expr, $record:expr, $entities:expr) => {
+        sqlx::query(UPSERT_VIEW)
+            .bind($view)
+            .bind(&$record.schema_hash)
+            .bind(&$record.source_hash)
+            .bind(&$record.watermark)
+            .bind($entities)
+            .bind(now_ms())
+            .execute(&mut *$tx)
+            .await
+    };
+}
+
 /// Writes a materialization of one view in a single transaction. `full` first
 /// removes the view's rows (a rebuild); otherwise rows are upserted.
 async fn write_view_sql(
@@ -172,69 +220,167 @@ async fn write_view_sql(
     rows: &OnlineRows,
     full: bool,
 ) -> Result<(), StoreError> {
-    const UPSERT_VIEW: &str = "INSERT INTO reconcile_online_views (view, schema_hash, source_hash, watermark, entity_count, updated_ms) \
-        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (view) DO UPDATE SET schema_hash = excluded.schema_hash, \
-        source_hash = excluded.source_hash, watermark = excluded.watermark, entity_count = excluded.entity_count, updated_ms = excluded.updated_ms";
-    const COUNT: &str = "SELECT COUNT(*) FROM reconcile_online WHERE view = $1";
-    // Same statements on both backends around the bulk insert, which differs.
-    macro_rules! write_in_tx {
-        ($pool:expr, |$tx:ident| $insert:block) => {{
-            let mut $tx = $pool.begin_write().await?;
+    const DELETE_VIEW: &str = "DELETE FROM reconcile_online WHERE view = $1";
+    match db {
+        Db::Sqlite { pool, .. } => {
+            let mut tx = pool.begin_write().await?;
             if full {
-                sqlx::query("DELETE FROM reconcile_online WHERE view = $1")
+                sqlx::query(DELETE_VIEW)
                     .bind(view)
-                    .execute(&mut *$tx)
+                    .execute(&mut *tx)
                     .await?;
             }
-            $insert
-            let (n,): (i64,) = sqlx::query_as(COUNT).bind(view).fetch_one(&mut *$tx).await?;
-            sqlx::query(UPSERT_VIEW)
-                .bind(view)
-                .bind(&record.schema_hash)
-                .bind(&record.source_hash)
-                .bind(&record.watermark)
-                .bind(n)
-                .bind(now_ms())
-                .execute(&mut *$tx)
+            insert_rows_sqlite(&mut tx, view, rows).await?;
+            let n = if full {
+                rows.keys.len() as i64
+            } else {
+                sqlx::query_as::<_, (i64,)>(COUNT_VIEW)
+                    .bind(view)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .0
+            };
+            upsert_view!(tx, view, record, n)?;
+            tx.commit().await?;
+        }
+        Db::Postgres { pool, .. } => {
+            let mut tx = pool.begin_write().await?;
+            let n = if full {
+                sqlx::query(DELETE_VIEW)
+                    .bind(view)
+                    .execute(&mut *tx)
+                    .await?;
+                copy_rows_postgres(
+                    &mut tx,
+                    "COPY reconcile_online (view, entity_key, as_of, features) FROM STDIN (FORMAT binary)",
+                    Some(view),
+                    rows,
+                )
                 .await?;
-            $tx.commit().await?;
-        }};
-    }
-    const UPSERT_ROWS: &str = "ON CONFLICT (view, entity_key) DO UPDATE SET as_of = excluded.as_of, features = excluded.features";
-    match db {
-        Db::Sqlite { pool, .. } => write_in_tx!(pool, |tx| {
-            // Four values per row; stay under SQLite's bound-parameter limit.
-            for start in (0..rows.keys.len()).step_by(5_000) {
-                let end = (start + 5_000).min(rows.keys.len());
-                let values = vec!["(?, ?, ?, ?)"; end - start].join(", ");
-                let sql = format!(
-                    "INSERT INTO reconcile_online (view, entity_key, as_of, features) VALUES {values} {UPSERT_ROWS}"
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for i in start..end {
-                    q = q
-                        .bind(view)
-                        .bind(&rows.keys[i])
-                        .bind(&rows.as_of[i])
-                        .bind(&rows.features[i]);
-                }
-                q.execute(&mut *tx).await?;
-            }
-        }),
-        Db::Postgres { pool, .. } => write_in_tx!(pool, |tx| {
-            let sql = format!(
-                "INSERT INTO reconcile_online (view, entity_key, as_of, features) \
-                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[]) {UPSERT_ROWS}"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(view)
-                .bind(&rows.keys)
-                .bind(&rows.as_of)
-                .bind(&rows.features)
+                rows.keys.len() as i64
+            } else {
+                // COPY cannot upsert: the rows go to a table of this
+                // transaction first, then one INSERT … ON CONFLICT moves them.
+                sqlx::query(
+                    "CREATE TEMPORARY TABLE reconcile_online_incoming \
+                     (entity_key TEXT NOT NULL, as_of TEXT NOT NULL, features TEXT NOT NULL) ON COMMIT DROP",
+                )
+                .persistent(false)
                 .execute(&mut *tx)
                 .await?;
-        }),
+                copy_rows_postgres(
+                    &mut tx,
+                    "COPY reconcile_online_incoming (entity_key, as_of, features) FROM STDIN (FORMAT binary)",
+                    None,
+                    rows,
+                )
+                .await?;
+                sqlx::query(
+                    "INSERT INTO reconcile_online (view, entity_key, as_of, features) \
+                     SELECT $1, entity_key, as_of, features FROM reconcile_online_incoming \
+                     ON CONFLICT (view, entity_key) DO UPDATE SET as_of = excluded.as_of, features = excluded.features",
+                )
+                .persistent(false)
+                .bind(view)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query_as::<_, (i64,)>(COUNT_VIEW)
+                    .bind(view)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .0
+            };
+            upsert_view!(tx, view, record, n)?;
+            tx.commit().await?;
+        }
     }
+    Ok(())
+}
+
+/// Upserts `rows` with three cached statement shapes (see [`SQLITE_CHUNK`]).
+async fn insert_rows_sqlite(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    view: &str,
+    rows: &OnlineRows,
+) -> Result<(), sqlx::Error> {
+    let mut start = 0;
+    for n in [SQLITE_CHUNK, SQLITE_SMALL, 1] {
+        let sql = sqlite_insert(n);
+        while rows.keys.len() - start >= n {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for i in start..start + n {
+                q = q
+                    .bind(view)
+                    .bind(rows.keys[i].as_str())
+                    .bind(rows.as_of[i].as_str())
+                    .bind(rows.features[i].as_str());
+            }
+            q.execute(&mut **tx).await?;
+            start += n;
+        }
+    }
+    Ok(())
+}
+
+/// The upsert of `n` rows; the same text for the same `n`, so sqlx's
+/// statement cache prepares it once per connection.
+fn sqlite_insert(n: usize) -> String {
+    let mut sql = String::with_capacity(96 + n * 14);
+    sql.push_str("INSERT INTO reconcile_online (view, entity_key, as_of, features) VALUES ");
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?, ?)");
+    }
+    sql.push_str(
+        " ON CONFLICT (view, entity_key) DO UPDATE SET as_of = excluded.as_of, features = excluded.features",
+    );
+    sql
+}
+
+/// Bytes of COPY data sent per message: bounds the buffer, not the transaction.
+const COPY_BUFFER: usize = 4 << 20;
+
+/// Streams `rows` through `copy` (a `COPY … FROM STDIN (FORMAT binary)` of
+/// text columns: the view first when given, then key, date and features).
+/// Binary COPY carries each value as its length and bytes, so no text needs
+/// escaping.
+async fn copy_rows_postgres(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    copy: &str,
+    view: Option<&str>,
+    rows: &OnlineRows,
+) -> Result<(), sqlx::Error> {
+    fn field(buf: &mut Vec<u8>, value: &str) {
+        // A value of 2 GiB or more cannot be sent; PostgreSQL caps text at 1 GB.
+        let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let columns: i16 = if view.is_some() { 4 } else { 3 };
+    let mut buf: Vec<u8> = Vec::with_capacity(COPY_BUFFER + 4096);
+    // Signature, flags (no OIDs), no header extension.
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    let mut sink = tx.copy_in_raw(copy).await?;
+    for i in 0..rows.keys.len() {
+        buf.extend_from_slice(&columns.to_be_bytes());
+        if let Some(view) = view {
+            field(&mut buf, view);
+        }
+        field(&mut buf, &rows.keys[i]);
+        field(&mut buf, &rows.as_of[i]);
+        field(&mut buf, &rows.features[i]);
+        if buf.len() >= COPY_BUFFER {
+            sink.send(buf.as_slice()).await?;
+            buf.clear();
+        }
+    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    sink.send(buf.as_slice()).await?;
+    sink.finish().await?;
     Ok(())
 }
 
@@ -406,6 +552,13 @@ impl OnlineStore {
     }
 }
 
+/// Fields per `HSET` while a view is written to Redis.
+const REDIS_HSET_FIELDS: usize = 1_000;
+
+/// `HSET`s sent per pipeline before its replies are awaited: about 64 000
+/// rows in flight, which bounds the buffered request, not the view's size.
+const REDIS_PIPELINE_COMMANDS: usize = 64;
+
 fn redis_err(e: redis::RedisError) -> StoreError {
     StoreError::Redis(e.to_string())
 }
@@ -443,6 +596,15 @@ impl RedisOnline {
             .collect())
     }
 
+    /// Every materialization, rebuild or incremental, builds the view's new
+    /// hash aside (`…:next`) and swaps it in with `RENAME` inside
+    /// `MULTI`/`EXEC`, together with the record: an incremental one starts
+    /// the scratch hash as a server-side `COPY` of the current one. The rows
+    /// go in pipelined `HSET` batches, so neither the size of one command nor
+    /// a round trip per batch bounds the speed, and the entity count is the
+    /// scratch hash's `HLEN` (no read of the existing rows). The apply lock
+    /// makes this process the view's only writer; a scratch hash a killed
+    /// process left behind is removed first.
     async fn write_view(
         &self,
         view: &str,
@@ -452,75 +614,65 @@ impl RedisOnline {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let main = self.rows_key(view);
-        let fields: Vec<(String, String)> = rows
-            .keys
-            .iter()
-            .zip(&rows.features)
-            .map(|(k, f)| (k.clone(), f.clone()))
-            .collect();
-        let target = if full {
-            format!("{main}:next")
-        } else {
-            main.clone()
+        let scratch = format!("{main}:next");
+        let meta = |count: i64| {
+            serde_json::json!({
+                "schema_hash": record.schema_hash, "source_hash": record.source_hash,
+                "watermark": record.watermark, "entity_count": count,
+            })
+            .to_string()
         };
-        if full {
-            // Build the new rows aside; readers keep seeing the old ones.
-            redis::cmd("DEL")
-                .arg(&target)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_err)?;
-            for chunk in fields.chunks(5_000) {
-                redis::cmd("HSET")
-                    .arg(&target)
-                    .arg(chunk)
+        let mut prepare = redis::pipe();
+        prepare.cmd("UNLINK").arg(&scratch).ignore();
+        if !full {
+            // Redis ≥ 6.2. A missing view copies nothing (and returns 0).
+            prepare.cmd("COPY").arg(&main).arg(&scratch).ignore();
+        }
+        prepare.cmd("EXISTS").arg(&scratch);
+        let (copied,): (i64,) = prepare.query_async(&mut conn).await.map_err(redis_err)?;
+        let mut batch = redis::pipe();
+        let mut queued = 0;
+        for start in (0..rows.keys.len()).step_by(REDIS_HSET_FIELDS) {
+            let end = (start + REDIS_HSET_FIELDS).min(rows.keys.len());
+            let cmd = batch.cmd("HSET").arg(&scratch);
+            for i in start..end {
+                cmd.arg(rows.keys[i].as_str())
+                    .arg(rows.features[i].as_str());
+            }
+            cmd.ignore();
+            queued += 1;
+            if queued == REDIS_PIPELINE_COMMANDS || end == rows.keys.len() {
+                batch
                     .query_async::<()>(&mut conn)
                     .await
                     .map_err(redis_err)?;
+                batch = redis::pipe();
+                queued = 0;
             }
         }
-        let count: i64 = if full {
-            rows.keys.len() as i64
+        let count: i64 = if rows.keys.is_empty() && copied == 0 {
+            0
         } else {
-            let existing: Vec<Option<String>> = if rows.keys.is_empty() {
-                Vec::new()
-            } else {
-                redis::cmd("HMGET")
-                    .arg(&main)
-                    .arg(&rows.keys)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(redis_err)?
-            };
-            let total: i64 = redis::cmd("HLEN")
-                .arg(&main)
+            redis::cmd("HLEN")
+                .arg(&scratch)
                 .query_async(&mut conn)
                 .await
-                .map_err(redis_err)?;
-            total + existing.iter().filter(|e| e.is_none()).count() as i64
+                .map_err(redis_err)?
         };
-        let meta = serde_json::json!({
-            "schema_hash": record.schema_hash, "source_hash": record.source_hash,
-            "watermark": record.watermark, "entity_count": count,
-        })
-        .to_string();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if full {
-            if rows.keys.is_empty() {
-                pipe.cmd("DEL").arg(&main).ignore();
-            } else {
-                pipe.cmd("RENAME").arg(&target).arg(&main).ignore();
-            }
-        } else if !fields.is_empty() {
-            pipe.cmd("HSET").arg(&main).arg(&fields).ignore();
+        let mut swap = redis::pipe();
+        swap.atomic();
+        if count == 0 {
+            // An empty hash does not exist in Redis: the view has no rows.
+            swap.cmd("DEL").arg(&main).ignore();
+        } else {
+            swap.cmd("RENAME").arg(&scratch).arg(&main).ignore();
         }
-        pipe.cmd("HSET")
+        swap.cmd("HSET")
             .arg(self.meta_key())
             .arg(view)
-            .arg(meta)
+            .arg(meta(count))
             .ignore();
-        pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
+        swap.query_async::<()>(&mut conn).await.map_err(redis_err)
     }
 
     async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
