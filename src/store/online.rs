@@ -552,6 +552,10 @@ impl OnlineStore {
     }
 }
 
+/// How long a write to Redis waits for one reply: a server-side `COPY` of a
+/// view of millions of entities takes seconds on a busy machine.
+const REDIS_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Fields per `HSET` while a view is written to Redis.
 const REDIS_HSET_FIELDS: usize = 1_000;
 
@@ -613,8 +617,13 @@ impl RedisOnline {
         full: bool,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
+        // A server-side COPY of a large hash, or freeing the replaced one,
+        // outlasts the client's default 500 ms response timeout: this clone
+        // of the connection waits longer (readers keep the short one).
+        conn.set_response_timeout(REDIS_WRITE_TIMEOUT);
         let main = self.rows_key(view);
         let scratch = format!("{main}:next");
+        let retired = format!("{main}:old");
         let meta = |count: i64| {
             serde_json::json!({
                 "schema_hash": record.schema_hash, "source_hash": record.source_hash,
@@ -623,13 +632,15 @@ impl RedisOnline {
             .to_string()
         };
         let mut prepare = redis::pipe();
-        prepare.cmd("UNLINK").arg(&scratch).ignore();
+        prepare.cmd("UNLINK").arg(&scratch).arg(&retired).ignore();
         if !full {
             // Redis ≥ 6.2. A missing view copies nothing (and returns 0).
             prepare.cmd("COPY").arg(&main).arg(&scratch).ignore();
         }
         prepare.cmd("EXISTS").arg(&scratch);
-        let (copied,): (i64,) = prepare.query_async(&mut conn).await.map_err(redis_err)?;
+        prepare.cmd("EXISTS").arg(&main);
+        let (copied, existing): (i64, i64) =
+            prepare.query_async(&mut conn).await.map_err(redis_err)?;
         let mut batch = redis::pipe();
         let mut queued = 0;
         for start in (0..rows.keys.len()).step_by(REDIS_HSET_FIELDS) {
@@ -661,18 +672,31 @@ impl RedisOnline {
         };
         let mut swap = redis::pipe();
         swap.atomic();
-        if count == 0 {
-            // An empty hash does not exist in Redis: the view has no rows.
-            swap.cmd("DEL").arg(&main).ignore();
-        } else {
+        // The replaced hash is renamed aside and freed with UNLINK after the
+        // swap: RENAME over it would free it inside the transaction, blocking
+        // every reader of the server for as long as that takes.
+        if existing > 0 {
+            swap.cmd("RENAME").arg(&main).arg(&retired).ignore();
+        }
+        if count > 0 {
             swap.cmd("RENAME").arg(&scratch).arg(&main).ignore();
         }
+        // (An empty hash does not exist in Redis: with no rows, the view's
+        // hash is simply gone.)
         swap.cmd("HSET")
             .arg(self.meta_key())
             .arg(view)
             .arg(meta(count))
             .ignore();
-        swap.query_async::<()>(&mut conn).await.map_err(redis_err)
+        swap.query_async::<()>(&mut conn).await.map_err(redis_err)?;
+        if existing > 0 {
+            redis::cmd("UNLINK")
+                .arg(&retired)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        Ok(())
     }
 
     async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
