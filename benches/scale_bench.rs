@@ -151,6 +151,8 @@ impl Figures {
 
 /// Runs the release binary to completion: wall time, peak resident memory
 /// (the child's `ru_maxrss`, read by `wait4` as it is reaped), its output.
+// The child is reaped by `wait4` (for its rusage), which clippy does not see.
+#[allow(clippy::zombie_processes)]
 fn run(args: &[String], cwd: &Path) -> (f64, f64, bool, String) {
     let t0 = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_reconcile"))
