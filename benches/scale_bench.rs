@@ -476,7 +476,17 @@ fn one(
     };
     let spec_arg = specs.display().to_string();
     let apply = |targets: &[String]| {
-        let mut a = vec!["apply".to_string(), spec_arg.clone()];
+        // One resource at a time: each step's figure is its own, and on
+        // SQLite (state and offline in one file) a table's load of millions
+        // of rows holds the write lock longer than the engine's bookkeeping
+        // waits for it (the busy timeout, 30 s): at 704 k users, parallel
+        // table loads failed with "database is locked".
+        let mut a = vec![
+            "apply".to_string(),
+            spec_arg.clone(),
+            "--parallelism".into(),
+            "1".into(),
+        ];
         for t in targets {
             a.push("--target".into());
             a.push(t.clone());
