@@ -3,6 +3,10 @@
 //! `cargo run --release --example streamflow_gen -- --out specs/data` writes one
 //! folder per month named by its as-of date (`2024-01-31`, `2024-02-29`), each
 //! with six CSVs named after their tables. Same seed, same bytes.
+//! `--users N` scales it (the scale benchmark writes 7 k to 7 M users): the same
+//! draws in the same order, so the first users of a larger set are not the
+//! small set's, but every size is deterministic. Rows are streamed to the
+//! files, so memory is the users' profiles (about 200 bytes each), not the CSVs.
 //!
 //! The churn model: a logistic score in which short tenure, month-to-month
 //! contracts, fibre and high fees raise churn, and low engagement (few watch
@@ -22,8 +26,7 @@
 //! users with no ticket.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
-use std::io;
+use std::io::{self, BufWriter, Write as _};
 use std::path::Path;
 
 use rand_chacha::ChaCha8Rng;
@@ -66,7 +69,8 @@ impl Draw {
 
 struct User {
     id: String,
-    signup: String,
+    /// Days before 2024-01-31 the user signed up (formatted when written).
+    signup_days_back: i64,
     gender: &'static str,
     senior: bool,
     family: bool,
@@ -100,21 +104,29 @@ fn ob(v: Option<bool>) -> &'static str {
     v.map_or("", b)
 }
 
-fn users(d: &mut Draw) -> Vec<User> {
+/// An id `dddd-LLLLL` as a number, for the set of ids seen (8 bytes a user
+/// rather than a string: the 7 M-user set fits in a few hundred MB).
+fn id_number(digits: u64, letters: &[u8]) -> u64 {
+    letters
+        .iter()
+        .fold(digits, |n, l| n * 26 + u64::from(l - b'A'))
+}
+
+fn users(d: &mut Draw, n: usize) -> Vec<User> {
     // The first account is the course's well-known example id, so docs can use it.
-    let mut seen = HashSet::from(["7590-VHVEG".to_string()]);
-    let mut out = Vec::with_capacity(USERS);
-    while out.len() < USERS {
+    let mut seen = HashSet::from([id_number(7590, b"VHVEG")]);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
         let digits = d.below(10_000);
-        let letters: String = (0..5).map(|_| (b'A' + d.below(26) as u8) as char).collect();
+        let letters: Vec<u8> = (0..5).map(|_| b'A' + d.below(26) as u8).collect();
+        if !out.is_empty() && !seen.insert(id_number(digits, &letters)) {
+            continue;
+        }
         let id = if out.is_empty() {
             "7590-VHVEG".to_string()
         } else {
-            format!("{digits:04}-{letters}")
+            format!("{digits:04}-{}", String::from_utf8_lossy(&letters))
         };
-        if !out.is_empty() && !seen.insert(id.clone()) {
-            continue;
-        }
         let contract = match d.uniform() {
             x if x < 0.55 => "Month-to-month",
             x if x < 0.76 => "One year",
@@ -146,11 +158,10 @@ fn users(d: &mut Draw) -> Vec<User> {
             + 10.0 * f64::from(u8::from(movies == Some(true)));
         let fee = ((base + extras).clamp(18.0, 119.0) * 100.0).round() / 100.0;
         let total = Some(((fee * months as f64 * d.normal(1.0, 0.03)) * 100.0).round() / 100.0);
-        let days_back = months * 30 + d.below(28) as i64;
-        let signup = chrono_like_date(days_back);
+        let signup_days_back = months * 30 + d.below(28) as i64;
         out.push(User {
             id,
-            signup,
+            signup_days_back,
             gender: if d.bern(0.5) { "Male" } else { "Female" },
             senior: d.bern(0.16),
             family: d.bern(0.48),
@@ -166,8 +177,8 @@ fn users(d: &mut Draw) -> Vec<User> {
         });
     }
     // Brand-new users: zero tenure, nothing paid yet (an empty cell, not 0).
-    for i in 0..ZERO_TENURE {
-        let u = &mut out[(i * 613 + 101) % USERS];
+    for i in 0..ZERO_TENURE.min(n) {
+        let u = &mut out[(i * 613 + 101) % n];
         u.months = 0;
         u.total = None;
         u.contract = "Two year";
@@ -262,17 +273,35 @@ fn write_month(
     month: i64,
 ) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut files: [(&str, String); 6] = [
-        ("users", "user_id,signup_date,user_gender,user_is_senior,has_family,has_dependents\n".into()),
+    let headers: [(&str, &str); 6] = [
+        (
+            "users",
+            "user_id,signup_date,user_gender,user_is_senior,has_family,has_dependents",
+        ),
         (
             "subscriptions",
-            "user_id,months_active,plan_stream_tv,plan_stream_movies,contract_type,paperless_billing,monthly_fee,total_paid,net_service\n".into(),
+            "user_id,months_active,plan_stream_tv,plan_stream_movies,contract_type,paperless_billing,monthly_fee,total_paid,net_service",
         ),
-        ("usage_agg_30d", "user_id,watch_hours_30d,avg_session_mins_7d,unique_devices_30d,skips_7d,rebuffer_events_7d\n".into()),
-        ("payments_agg_90d", "user_id,failed_payments_90d\n".into()),
-        ("support_agg_90d", "user_id,support_tickets_90d,ticket_avg_resolution_hrs_90d\n".into()),
-        ("labels", "user_id,churn_label\n".into()),
+        (
+            "usage_agg_30d",
+            "user_id,watch_hours_30d,avg_session_mins_7d,unique_devices_30d,skips_7d,rebuffer_events_7d",
+        ),
+        ("payments_agg_90d", "user_id,failed_payments_90d"),
+        (
+            "support_agg_90d",
+            "user_id,support_tickets_90d,ticket_avg_resolution_hrs_90d",
+        ),
+        ("labels", "user_id,churn_label"),
     ];
+    let mut files = Vec::with_capacity(headers.len());
+    for (name, header) in headers {
+        let mut w = BufWriter::with_capacity(
+            1 << 16,
+            std::fs::File::create(dir.join(format!("{name}.csv")))?,
+        );
+        writeln!(w, "{header}")?;
+        files.push(w);
+    }
     for ((u, g), label) in users.iter().zip(usage).zip(labels) {
         let months = (u.months + month).min(72);
         let total = match (u.total, month) {
@@ -287,17 +316,17 @@ fn write_month(
         let total = total.map_or(String::new(), |t| {
             format!("{:.2}", (t * 100.0).round() / 100.0)
         });
-        let _ = writeln!(
-            files[0].1,
+        writeln!(
+            files[0],
             "{},{},{},{},{},False",
             u.id,
-            u.signup,
+            chrono_like_date(u.signup_days_back),
             u.gender,
             b(u.senior),
             b(u.family)
-        );
-        let _ = writeln!(
-            files[1].1,
+        )?;
+        writeln!(
+            files[1],
             "{},{months},{},{},{},{},{:.2},{total},{}",
             u.id,
             ob(u.tv),
@@ -306,19 +335,19 @@ fn write_month(
             b(u.paperless),
             u.fee,
             u.net
-        );
-        let _ = writeln!(
-            files[2].1,
+        )?;
+        writeln!(
+            files[2],
             "{},{:.1},{:.1},{},{},{}",
             u.id, g.watch, g.session, g.devices, g.skips, g.rebuffer
-        );
-        let _ = writeln!(files[3].1, "{},{}", u.id, g.failed);
+        )?;
+        writeln!(files[3], "{},{}", u.id, g.failed)?;
         let resolution = g.resolution.map_or(String::new(), |r| format!("{r:.1}"));
-        let _ = writeln!(files[4].1, "{},{},{resolution}", u.id, g.tickets);
-        let _ = writeln!(files[5].1, "{},{}", u.id, b(*label));
+        writeln!(files[4], "{},{},{resolution}", u.id, g.tickets)?;
+        writeln!(files[5], "{},{}", u.id, b(*label))?;
     }
-    for (name, content) in &files {
-        std::fs::write(dir.join(format!("{name}.csv")), content)?;
+    for mut w in files {
+        w.flush()?;
     }
     Ok(())
 }
@@ -328,9 +357,15 @@ fn write_month(
 const AS_OF: [&str; 2] = ["2024-01-31", "2024-02-29"];
 
 /// Writes both months under `out`, a folder per as-of date.
+#[allow(dead_code)]
 pub fn generate(out: &Path) -> io::Result<()> {
+    generate_users(out, USERS)
+}
+
+/// As [`generate`], with `n` users instead of the course's 7 043.
+pub fn generate_users(out: &Path, n: usize) -> io::Result<()> {
     let mut d = Draw(ChaCha8Rng::seed_from_u64(SEED));
-    let users = users(&mut d);
+    let users = users(&mut d, n);
     for (month, target) in [(0i64, 0.26), (1, 0.20)] {
         let usage: Vec<Usage> = users
             .iter()
@@ -367,7 +402,19 @@ fn main() -> io::Result<()> {
             .unwrap_or_else(|| "specs/data".into()),
         None => "specs/data".into(),
     };
-    generate(Path::new(&out))?;
-    println!("wrote StreamFlow data for {USERS} users under {out}");
+    let users = match args.iter().position(|a| a == "--users") {
+        Some(i) => match args.get(i + 1).map(|n| n.replace('_', "").parse::<usize>()) {
+            Some(Ok(n)) if n > 0 => n,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "--users takes a positive count, e.g. --users 700000",
+                ));
+            }
+        },
+        None => USERS,
+    };
+    generate_users(Path::new(&out), users)?;
+    println!("wrote StreamFlow data for {users} users under {out}");
     Ok(())
 }

@@ -3,10 +3,17 @@
 //! For each entity row `(key, timestamp)` and each view, the value is the one of
 //! the latest snapshot at or before the timestamp and no older than the view's
 //! TTL — never a value from the future, null when nothing qualifies. The join is
-//! done in memory (sort + binary search per key), so its cost is
+//! done in this process (sort + binary search per key), so its cost is
 //! O((rows + entities) · log rows) whatever a database's planner would estimate.
+//!
+//! A view whose rows would take more than the [`MemoryBudget`] is not loaded
+//! whole: its rows are streamed ordered by key and joined in key-ordered
+//! chunks of at most the budget, each chunk's values written into the result
+//! at its entities' positions. Same values, row for row (tests/scale.rs); the
+//! memory held is the result plus one chunk, whatever the table's size.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 
 use chrono::NaiveDate;
 use thiserror::Error;
@@ -35,6 +42,56 @@ pub enum FeatureError {
     /// The offline store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How much memory the point-in-time join may spend on one view's stored rows
+/// before it works in key-ordered chunks (`--memory-budget`, e.g. `512MiB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget(pub u64);
+
+impl MemoryBudget {
+    /// The default: 1 GiB, a fraction of any machine that trains forests on
+    /// millions of rows, and more than the example needs (about 3 MB a view).
+    pub const DEFAULT: MemoryBudget = MemoryBudget(1 << 30);
+
+    /// Rows of a view that fit, by [`MemoryBudget::bytes_per_row`] (at least one).
+    pub fn rows(self, view: &ResolvedView) -> u64 {
+        (self.0 / bytes_per_row(view)).max(1)
+    }
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget::DEFAULT
+    }
+}
+
+impl FromStr for MemoryBudget {
+    type Err = String;
+    /// Sizes as bytesize reads them: `1GiB`, `512 MiB`, `64MB`, `1000000`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let size = bytesize::ByteSize::from_str(s.trim())
+            .map_err(|e| format!("`{s}` is not a size such as 512MiB or 2GiB: {e}"))?;
+        if size.as_u64() == 0 {
+            return Err("the memory budget must be more than 0 bytes".into());
+        }
+        Ok(MemoryBudget(size.as_u64()))
+    }
+}
+
+impl std::fmt::Display for MemoryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", bytesize::ByteSize(self.0).display().iec())
+    }
+}
+
+/// What one stored row of a view costs held in memory, estimated: its date,
+/// its key (a string of about 16 bytes, in the batch and in the index), its
+/// index entry and hash-map share, and 24 bytes a feature (an `Option` of a
+/// number, or a string's header; short strings' heap counted in).
+fn bytes_per_row(view: &ResolvedView) -> u64 {
+    const ROW: u64 = 4 + 40 + 16 + 48;
+    ROW + 32 * view.features.len() as u64
 }
 
 /// A feature view resolved against its table and entity.
@@ -118,23 +175,26 @@ struct Indexed {
     by_key: HashMap<String, Vec<(NaiveDate, usize)>>,
 }
 
+/// The key column, then the features: what a view reads of its table.
+fn view_read_columns(view: &ResolvedView) -> Vec<(String, ColumnType)> {
+    let mut columns = vec![(view.key.clone(), ColumnType::String)];
+    columns.extend(view.features.iter().cloned());
+    columns
+}
+
+/// Every stored row of a view between `bounds` (dates, inclusive), indexed.
 async fn load(
     db: &Db,
     view: &ResolvedView,
-    from: Option<NaiveDate>,
-    to: NaiveDate,
+    bounds: (Option<NaiveDate>, Option<NaiveDate>),
 ) -> Result<Indexed, FeatureError> {
-    let mut columns = vec![(view.key.clone(), ColumnType::String)];
-    columns.extend(view.features.iter().cloned());
-    // Only snapshots that can qualify: within the TTL before the earliest point in
-    // time, and not after the latest.
-    let (dates, batch) = offline::read_table(
-        db,
-        &view.table,
-        &columns,
-        (from.and_then(|f| f.checked_sub_signed(view.ttl)), Some(to)),
-    )
-    .await?;
+    let (dates, batch) =
+        offline::read_table(db, &view.table, &view_read_columns(view), bounds).await?;
+    index(view, batch, &dates)
+}
+
+/// Indexes rows (key first) by key, each key's rows sorted by date.
+fn index(view: &ResolvedView, batch: Batch, dates: &[NaiveDate]) -> Result<Indexed, FeatureError> {
     let Some((_, Column::Str(keys))) = batch.columns.first() else {
         return Err(FeatureError::Invalid {
             view: view.name.clone(),
@@ -161,52 +221,105 @@ fn as_of_row(rows: &[(NaiveDate, usize)], at: NaiveDate, ttl: chrono::Duration) 
 }
 
 /// Builds the point-in-time feature table: the entity key, its timestamp, then
-/// one column per feature named `view.feature`.
+/// one column per feature named `view.feature`. Within the default budget.
 pub async fn historical(
     db: &Db,
     views: &[ResolvedView],
     entities: &EntityRows,
 ) -> Result<Batch, FeatureError> {
+    historical_within(db, views, entities, MemoryBudget::DEFAULT).await
+}
+
+/// As [`historical`]: each view loaded whole when its rows fit `budget`,
+/// joined in key-ordered chunks when they do not.
+pub async fn historical_within(
+    db: &Db,
+    views: &[ResolvedView],
+    entities: &EntityRows,
+    budget: MemoryBudget,
+) -> Result<Batch, FeatureError> {
+    let mut out = entity_columns(views, entities);
     let (Some(&from), Some(&to)) = (
         entities.timestamps.iter().min(),
         entities.timestamps.iter().max(),
     ) else {
         // No entity rows: nothing to read; the result still has every column.
-        let empty: Vec<Indexed> = views
-            .iter()
-            .map(|v| Indexed {
-                batch: Batch {
-                    columns: std::iter::once((v.key.clone(), ColumnType::String))
-                        .chain(v.features.iter().cloned())
-                        .map(|(n, t)| (n, Column::with_capacity(t, 0)))
-                        .collect(),
-                    lines: Vec::new(),
-                },
-                by_key: HashMap::new(),
-            })
-            .collect();
-        return Ok(join(views, &empty, entities));
+        for v in views {
+            for (feature, ty) in &v.features {
+                out.columns.push((
+                    format!("{}.{feature}", v.name),
+                    Column::with_capacity(*ty, 0),
+                ));
+            }
+        }
+        return Ok(out);
     };
-    let mut loaded = Vec::with_capacity(views.len());
+    // The positions of each key's entity rows, built once for chunked views.
+    let mut positions: Option<HashMap<&str, Vec<usize>>> = None;
     for view in views {
-        loaded.push(load(db, view, Some(from), to).await?);
+        // Only snapshots that can qualify: within the TTL before the earliest
+        // point in time, and not after the latest.
+        let bounds = (from.checked_sub_signed(view.ttl), Some(to));
+        let stored = offline::rows_between(db, &view.table, bounds).await?;
+        if stored as u64 <= budget.rows(view) {
+            let data = load(db, view, bounds).await?;
+            out.columns.extend(view_columns(view, &data, entities));
+        } else {
+            let positions = positions.get_or_insert_with(|| {
+                let mut m: HashMap<&str, Vec<usize>> = HashMap::with_capacity(entities.keys.len());
+                for (i, k) in entities.keys.iter().enumerate() {
+                    m.entry(k.as_str()).or_default().push(i);
+                }
+                m
+            });
+            let columns = chunked_view(db, view, bounds, entities, positions, budget).await?;
+            out.columns.extend(columns);
+        }
     }
-    Ok(join(views, &loaded, entities))
+    Ok(out)
 }
 
 /// Every key present in any of the views at or before `at`, each as of `at`,
 /// joined point-in-time: the training set "every user as of a date". Each view's
-/// table is read once.
+/// table is read once. Within the default budget.
 pub async fn historical_as_of(
     db: &Db,
     views: &[ResolvedView],
     at: NaiveDate,
 ) -> Result<Batch, FeatureError> {
+    historical_as_of_within(db, views, at, MemoryBudget::DEFAULT).await
+}
+
+/// As [`historical_as_of`], within `budget`: when every view fits, each table
+/// is read once; otherwise the keys are read first (one `DISTINCT` query a
+/// view) and the join is [`historical_within`]'s, chunked where needed.
+pub async fn historical_as_of_within(
+    db: &Db,
+    views: &[ResolvedView],
+    at: NaiveDate,
+    budget: MemoryBudget,
+) -> Result<Batch, FeatureError> {
+    let mut fits = true;
+    for view in views {
+        let stored = offline::rows_between(db, &view.table, (None, Some(at))).await?;
+        fits &= stored as u64 <= budget.rows(view);
+    }
+    if !fits {
+        let mut keys = std::collections::BTreeSet::new();
+        for view in views {
+            keys.extend(offline::distinct_keys(db, &view.table, &view.key, at).await?);
+        }
+        let entities = EntityRows {
+            timestamps: vec![at; keys.len()],
+            keys: keys.into_iter().collect(),
+        };
+        return historical_within(db, views, &entities, budget).await;
+    }
     let mut loaded = Vec::with_capacity(views.len());
     for view in views {
         // Every snapshot up to `at`: an entity known then is listed even when its
         // values have expired (they come out null).
-        loaded.push(load(db, view, None, at).await?);
+        loaded.push(load(db, view, (None, Some(at))).await?);
     }
     let mut keys = std::collections::BTreeSet::new();
     for data in &loaded {
@@ -220,13 +333,18 @@ pub async fn historical_as_of(
         timestamps: vec![at; keys.len()],
         keys: keys.into_iter().map(str::to_string).collect(),
     };
-    Ok(join(views, &loaded, &entities))
+    let mut out = entity_columns(views, &entities);
+    for (view, data) in views.iter().zip(&loaded) {
+        out.columns.extend(view_columns(view, data, &entities));
+    }
+    Ok(out)
 }
 
-fn join(views: &[ResolvedView], loaded: &[Indexed], entities: &EntityRows) -> Batch {
+/// The key and timestamp columns of the result.
+fn entity_columns(views: &[ResolvedView], entities: &EntityRows) -> Batch {
     let n = entities.keys.len();
     let key_name = views.first().map_or("key".to_string(), |v| v.key.clone());
-    let mut out = Batch {
+    Batch {
         columns: vec![
             (
                 key_name,
@@ -238,40 +356,108 @@ fn join(views: &[ResolvedView], loaded: &[Indexed], entities: &EntityRows) -> Ba
             ),
         ],
         lines: (1..=n as u64).collect(),
-    };
-    for (view, data) in views.iter().zip(loaded) {
-        let picks: Vec<Option<usize>> = entities
-            .keys
-            .iter()
-            .zip(&entities.timestamps)
-            .map(|(k, at)| {
-                data.by_key
-                    .get(k)
-                    .and_then(|rows| as_of_row(rows, *at, view.ttl))
-            })
-            .collect();
-        for (fi, (feature, _)) in view.features.iter().enumerate() {
-            let source = &data.batch.columns[fi + 1].1;
-            let column = match source {
-                Column::Str(v) => {
-                    Column::Str(picks.iter().map(|p| p.and_then(|i| v[i].clone())).collect())
-                }
-                Column::Int(v) => Column::Int(picks.iter().map(|p| p.and_then(|i| v[i])).collect()),
-                Column::Float(v) => {
-                    Column::Float(picks.iter().map(|p| p.and_then(|i| v[i])).collect())
-                }
-                Column::Bool(v) => {
-                    Column::Bool(picks.iter().map(|p| p.and_then(|i| v[i])).collect())
-                }
-                Column::Date(v) => {
-                    Column::Date(picks.iter().map(|p| p.and_then(|i| v[i])).collect())
-                }
-            };
-            out.columns
-                .push((format!("{}.{feature}", view.name), column));
-        }
+    }
+}
+
+/// One view's feature columns for every entity row, from its loaded rows.
+fn view_columns(
+    view: &ResolvedView,
+    data: &Indexed,
+    entities: &EntityRows,
+) -> Vec<(String, Column)> {
+    let picks: Vec<Option<usize>> = entities
+        .keys
+        .iter()
+        .zip(&entities.timestamps)
+        .map(|(k, at)| {
+            data.by_key
+                .get(k)
+                .and_then(|rows| as_of_row(rows, *at, view.ttl))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(view.features.len());
+    for (fi, (feature, _)) in view.features.iter().enumerate() {
+        let source = &data.batch.columns[fi + 1].1;
+        let column = match source {
+            Column::Str(v) => {
+                Column::Str(picks.iter().map(|p| p.and_then(|i| v[i].clone())).collect())
+            }
+            Column::Int(v) => Column::Int(picks.iter().map(|p| p.and_then(|i| v[i])).collect()),
+            Column::Float(v) => Column::Float(picks.iter().map(|p| p.and_then(|i| v[i])).collect()),
+            Column::Bool(v) => Column::Bool(picks.iter().map(|p| p.and_then(|i| v[i])).collect()),
+            Column::Date(v) => Column::Date(picks.iter().map(|p| p.and_then(|i| v[i])).collect()),
+        };
+        out.push((format!("{}.{feature}", view.name), column));
     }
     out
+}
+
+/// One view's feature columns for every entity row, its stored rows streamed
+/// in key order and joined a chunk (at most `budget`, whole keys) at a time.
+async fn chunked_view(
+    db: &Db,
+    view: &ResolvedView,
+    bounds: (Option<NaiveDate>, Option<NaiveDate>),
+    entities: &EntityRows,
+    positions: &HashMap<&str, Vec<usize>>,
+    budget: MemoryBudget,
+) -> Result<Vec<(String, Column)>, FeatureError> {
+    let n = entities.keys.len();
+    let mut columns: Vec<Column> = view.features.iter().map(|(_, ty)| nulls(*ty, n)).collect();
+    let chunk_rows = usize::try_from(budget.rows(view)).unwrap_or(usize::MAX);
+    offline::read_table_by_key(
+        db,
+        &view.table,
+        &view_read_columns(view),
+        bounds,
+        chunk_rows,
+        |dates, batch| {
+            let data = index(view, batch, &dates)?;
+            for (key, rows) in &data.by_key {
+                let Some(at) = positions.get(key.as_str()) else {
+                    continue;
+                };
+                for &p in at {
+                    if let Some(i) = as_of_row(rows, entities.timestamps[p], view.ttl) {
+                        for (fi, column) in columns.iter_mut().enumerate() {
+                            set_from(column, p, &data.batch.columns[fi + 1].1, i);
+                        }
+                    }
+                }
+            }
+            Ok::<(), FeatureError>(())
+        },
+    )
+    .await?;
+    Ok(view
+        .features
+        .iter()
+        .map(|(f, _)| format!("{}.{f}", view.name))
+        .zip(columns)
+        .collect())
+}
+
+/// `n` nulls of a type.
+fn nulls(ty: ColumnType, n: usize) -> Column {
+    match ty {
+        ColumnType::String => Column::Str(vec![None; n]),
+        ColumnType::Int => Column::Int(vec![None; n]),
+        ColumnType::Float => Column::Float(vec![None; n]),
+        ColumnType::Bool => Column::Bool(vec![None; n]),
+        ColumnType::Date => Column::Date(vec![None; n]),
+    }
+}
+
+/// `dst[p] = src[i]` (both of the view's declared type).
+fn set_from(dst: &mut Column, p: usize, src: &Column, i: usize) {
+    match (dst, src) {
+        (Column::Str(d), Column::Str(s)) => d[p].clone_from(&s[i]),
+        (Column::Int(d), Column::Int(s)) => d[p] = s[i],
+        (Column::Float(d), Column::Float(s)) => d[p] = s[i],
+        (Column::Bool(d), Column::Bool(s)) => d[p] = s[i],
+        (Column::Date(d), Column::Date(s)) => d[p] = s[i],
+        _ => {}
+    }
 }
 
 /// Writes a batch as CSV (booleans `True`/`False`, nulls empty).

@@ -100,6 +100,9 @@ pub struct Workspace {
     /// The part of the graph plans run over (the targets, less the resources
     /// that run on the engine under `--no-containers`); `None`: all of it.
     selection: Option<DependencyGraph>,
+    /// What the point-in-time join may hold of one view before it works in
+    /// key-ordered chunks (`--memory-budget`).
+    memory_budget: crate::features::MemoryBudget,
 }
 
 /// Open stores of a workspace.
@@ -150,6 +153,7 @@ impl Workspace {
             targets: None,
             no_containers: false,
             selection: None,
+            memory_budget: crate::features::MemoryBudget::DEFAULT,
         })
     }
 
@@ -247,6 +251,13 @@ impl Workspace {
         self
     }
 
+    /// The same workspace, its point-in-time joins (training sets) held to
+    /// `budget` per view: a larger view is joined in key-ordered chunks.
+    pub fn with_memory_budget(mut self, budget: crate::features::MemoryBudget) -> Workspace {
+        self.memory_budget = budget;
+        self
+    }
+
     /// The token that interrupts this workspace's applies.
     pub fn stop(&self) -> &Stop {
         &self.stop
@@ -321,6 +332,7 @@ impl Workspace {
             ),
             root: self.set.root.clone(),
             docker: self.docker.clone(),
+            memory_budget: self.memory_budget,
         });
         let graph = self.graph.restrict(&order);
         let report = engine::execute(
@@ -526,6 +538,7 @@ impl Workspace {
                 registry: stores.registry(),
                 root: self.set.root.clone(),
                 docker: self.docker.clone(),
+                memory_budget: self.memory_budget,
             });
             let mut first: Option<Plan> = None;
             let mut total = ApplyReport::default();
@@ -655,6 +668,7 @@ impl Workspace {
                 registry: stores.registry(),
                 root: self.set.root.clone(),
                 docker: self.docker.clone(),
+                memory_budget: self.memory_budget,
             });
             let report = engine::execute(
                 ctx,

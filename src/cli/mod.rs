@@ -224,6 +224,8 @@ struct HistoricalArgs {
     /// Output CSV (default: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    memory: MemoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -360,6 +362,22 @@ struct ApplyArgs {
     /// How long to wait for another apply to finish, e.g. 30s, 1m30s (default: fail at once).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     lock_timeout: Duration,
+    #[command(flatten)]
+    memory: MemoryArgs,
+}
+
+/// How much memory the point-in-time join may hold.
+#[derive(Debug, Args)]
+struct MemoryArgs {
+    /// Memory the point-in-time join (training sets, `features historical`) may
+    /// hold of one feature view, e.g. 512MiB or 4GiB; a larger view is joined
+    /// in key-ordered chunks of this size (same rows, more queries).
+    #[arg(long, env = "RECONCILE_MEMORY_BUDGET", default_value = "1GiB", value_parser = parse_budget)]
+    memory_budget: crate::features::MemoryBudget,
+}
+
+fn parse_budget(s: &str) -> Result<crate::features::MemoryBudget, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -554,7 +572,9 @@ async fn apply(args: ApplyArgs, quiet: bool) -> ExitCode {
     // SIGINT and SIGTERM alike stop the apply safely: running work is rolled
     // back and nothing new starts (under Docker or CI a stop is a SIGTERM).
     let ws = match load_targeted(&args.plan) {
-        Ok(ws) => ws.with_stop(crate::shutdown::on_signals()),
+        Ok(ws) => ws
+            .with_stop(crate::shutdown::on_signals())
+            .with_memory_budget(args.memory.memory_budget),
         Err(c) => return c,
     };
     let parallelism = args
@@ -811,7 +831,13 @@ async fn historical(args: HistoricalArgs) -> ExitCode {
             .open_stores(&args.urls.overrides())
             .await
             .map_err(crate::features::FeatureError::Store)?;
-        let batch = crate::features::historical_as_of(&stores.offline, &views, at).await?;
+        let batch = crate::features::historical_as_of_within(
+            &stores.offline,
+            &views,
+            at,
+            args.memory.memory_budget,
+        )
+        .await?;
         stores.state.db.close().await;
         Ok::<_, crate::features::FeatureError>(batch)
     }

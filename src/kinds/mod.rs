@@ -404,6 +404,8 @@ pub struct ApplyContext {
     pub root: PathBuf,
     /// The Docker engine, connected on first use.
     pub docker: SharedDocker,
+    /// What a point-in-time join may hold of one view (`--memory-budget`).
+    pub memory_budget: crate::features::MemoryBudget,
 }
 
 impl ApplyContext {

@@ -176,34 +176,101 @@ pub async fn write_snapshots(
     writes: &[SnapshotWrite<'_>],
     recreate: bool,
 ) -> Result<(), StoreError> {
-    let create = create_sql(db, layout);
-    let table = quote(&layout.name);
-    let drop = format!("DROP TABLE IF EXISTS {table}");
-    let delete_rows = format!("DELETE FROM {table} WHERE \"as_of\" = $1");
-    // Same statements on both backends; only the bulk insert differs.
-    macro_rules! write_in_tx {
-        ($pool:expr, $insert:ident) => {{
-            let mut tx = $pool.begin_write().await?;
-            if recreate {
-                sqlx::query(trusted(&drop)).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1")
+    let mut w = SnapshotWriter::begin(db, layout, recreate).await?;
+    for s in writes {
+        w.write(s).await?;
+    }
+    w.commit().await
+}
+
+/// One table's write transaction, taking snapshots one at a time: the caller
+/// parses, validates and writes a snapshot, then drops it before reading the
+/// next, so an apply holds one snapshot in memory however many months a table
+/// has. Dropped without [`SnapshotWriter::commit`], everything rolls back.
+pub struct SnapshotWriter {
+    tx: WriteTx,
+    layout: TableLayout,
+    /// Held until commit: SQLite has one writer, and a table's transaction
+    /// can outlast the busy timeout at millions of rows; other tables of this
+    /// process wait here instead of failing with "database is locked".
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+enum WriteTx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// The in-process write gate of one SQLite file.
+fn sqlite_gate(path: &std::path::Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    static GATES: std::sync::LazyLock<
+        std::sync::Mutex<HashMap<std::path::PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut gates = GATES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    gates.entry(path.to_path_buf()).or_default().clone()
+}
+
+impl SnapshotWriter {
+    /// Begins the transaction: with `recreate`, drops the table and its
+    /// manifest first; creates the table if missing and records its schema.
+    pub async fn begin(
+        db: &Db,
+        layout: &TableLayout,
+        recreate: bool,
+    ) -> Result<SnapshotWriter, StoreError> {
+        let create = create_sql(db, layout);
+        let drop = format!("DROP TABLE IF EXISTS {}", quote(&layout.name));
+        macro_rules! prepare {
+            ($tx:expr) => {{
+                if recreate {
+                    sqlx::query(trusted(&drop)).execute(&mut *$tx).await?;
+                    sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1")
+                        .bind(&layout.name)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                sqlx::query(trusted(&create)).execute(&mut *$tx).await?;
+                sqlx::query(UPSERT_TABLE)
                     .bind(&layout.name)
-                    .execute(&mut *tx)
+                    .bind(&layout.schema_hash)
+                    .bind(now_ms())
+                    .execute(&mut *$tx)
                     .await?;
+            }};
+        }
+        let (tx, gate) = match db {
+            Db::Sqlite { pool, path } => {
+                let gate = sqlite_gate(path).lock_owned().await;
+                let mut tx = pool.begin_write().await?;
+                prepare!(tx);
+                (WriteTx::Sqlite(tx), Some(gate))
             }
-            sqlx::query(trusted(&create)).execute(&mut *tx).await?;
-            sqlx::query(UPSERT_TABLE)
-                .bind(&layout.name)
-                .bind(&layout.schema_hash)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-            for w in writes {
+            Db::Postgres { pool, .. } => {
+                let mut tx = pool.begin_write().await?;
+                prepare!(tx);
+                (WriteTx::Postgres(tx), None)
+            }
+        };
+        Ok(SnapshotWriter {
+            tx,
+            layout: layout.clone(),
+            _gate: gate,
+        })
+    }
+
+    /// Replaces one snapshot's rows and its manifest entry.
+    pub async fn write(&mut self, w: &SnapshotWrite<'_>) -> Result<(), StoreError> {
+        let layout = &self.layout;
+        let delete_rows = format!("DELETE FROM {} WHERE \"as_of\" = $1", quote(&layout.name));
+        macro_rules! write_one {
+            ($tx:expr, $insert:ident) => {{
                 sqlx::query(trusted(&delete_rows))
                     .bind(w.as_of)
-                    .execute(&mut *tx)
+                    .execute(&mut **$tx)
                     .await?;
-                $insert(&mut tx, layout, w).await?;
+                $insert($tx, layout, w).await?;
                 let m = &w.manifest;
                 sqlx::query(UPSERT_SNAPSHOT)
                     .bind(&layout.name)
@@ -213,17 +280,25 @@ pub async fn write_snapshots(
                     .bind(m.row_count)
                     .bind(&m.source)
                     .bind(m.loaded_ms)
-                    .execute(&mut *tx)
+                    .execute(&mut **$tx)
                     .await?;
-            }
-            tx.commit().await?;
-        }};
+            }};
+        }
+        match &mut self.tx {
+            WriteTx::Sqlite(tx) => write_one!(tx, insert_sqlite),
+            WriteTx::Postgres(tx) => write_one!(tx, insert_postgres),
+        }
+        Ok(())
     }
-    match db {
-        Db::Sqlite { pool, .. } => write_in_tx!(pool, insert_sqlite),
-        Db::Postgres { pool, .. } => write_in_tx!(pool, insert_postgres),
+
+    /// Commits every snapshot written.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self.tx {
+            WriteTx::Sqlite(tx) => tx.commit().await?,
+            WriteTx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 const UPSERT_TABLE: &str = "INSERT INTO reconcile_tables (table_name, schema_hash, created_ms) VALUES ($1, $2, $3) \
@@ -307,14 +382,15 @@ async fn insert_postgres(
         "INSERT INTO {} ({col_list}) SELECT $1::date, * FROM UNNEST({arrays})",
         quote(&layout.name)
     );
+    // The columns are bound by reference: no copy of the snapshot.
     let mut q = sqlx::query(trusted(&sql)).bind(w.as_of);
     for (_, col) in &w.batch.columns {
         q = match col {
-            Column::Str(v) => q.bind(v.clone()),
-            Column::Int(v) => q.bind(v.clone()),
-            Column::Float(v) => q.bind(v.clone()),
-            Column::Bool(v) => q.bind(v.clone()),
-            Column::Date(v) => q.bind(v.clone()),
+            Column::Str(v) => q.bind(v.as_slice()),
+            Column::Int(v) => q.bind(v.as_slice()),
+            Column::Float(v) => q.bind(v.as_slice()),
+            Column::Bool(v) => q.bind(v.as_slice()),
+            Column::Date(v) => q.bind(v.as_slice()),
         };
     }
     q.execute(&mut **tx).await?;
@@ -467,4 +543,193 @@ pub async fn read_table(
         lines,
     };
     Ok((dates, batch))
+}
+
+/// Rows the manifest records for a table's snapshots between `dates_between`
+/// (inclusive; a missing bound is open): what a read of those dates returns,
+/// known without reading it.
+pub async fn rows_between(
+    db: &Db,
+    table: &str,
+    dates_between: (Option<NaiveDate>, Option<NaiveDate>),
+) -> Result<i64, StoreError> {
+    let snaps: Vec<(String, i64)> = with_pool!(db, p => sqlx::query_as(
+        "SELECT as_of, row_count FROM reconcile_snapshots WHERE table_name = $1")
+        .bind(table).fetch_all(p).await)?;
+    let (from, to) = dates_between;
+    Ok(snaps
+        .into_iter()
+        .filter(|(as_of, _)| {
+            let Ok(d) = as_of.parse::<NaiveDate>() else {
+                return true;
+            };
+            from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t)
+        })
+        .map(|(_, n)| n)
+        .sum())
+}
+
+/// The snapshot dates the manifest holds for a table, oldest first: reads
+/// can then ask for one snapshot at a time.
+pub async fn snapshot_dates(db: &Db, table: &str) -> Result<Vec<NaiveDate>, StoreError> {
+    let dates: Vec<(String,)> = with_pool!(db, p => sqlx::query_as(
+        "SELECT as_of FROM reconcile_snapshots WHERE table_name = $1")
+        .bind(table).fetch_all(p).await)?;
+    let mut dates: Vec<NaiveDate> = dates
+        .into_iter()
+        .filter_map(|(d,)| d.parse().ok())
+        .collect();
+    dates.sort_unstable();
+    Ok(dates)
+}
+
+/// The distinct values of `key` in the snapshots at or before `to`.
+pub async fn distinct_keys(
+    db: &Db,
+    table: &str,
+    key: &str,
+    to: NaiveDate,
+) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "SELECT DISTINCT {} FROM {} WHERE \"as_of\" <= $1 AND {} IS NOT NULL",
+        quote(key),
+        quote(table),
+        quote(key)
+    );
+    let keys: Vec<(String,)> =
+        with_pool!(db, p => sqlx::query_as(trusted(&sql)).bind(to).fetch_all(p).await)?;
+    Ok(keys.into_iter().map(|(k,)| k).collect())
+}
+
+/// Streams `columns` (the first one a text key) of the snapshots between
+/// `dates_between`, ordered by key then date, and hands them to `on_chunk` in
+/// chunks of about `chunk_rows` rows that never split a key: the chunked
+/// point-in-time join holds one chunk, never the table.
+pub async fn read_table_by_key<E: From<StoreError>>(
+    db: &Db,
+    table: &str,
+    columns: &[(String, ColumnType)],
+    dates_between: (Option<NaiveDate>, Option<NaiveDate>),
+    chunk_rows: usize,
+    mut on_chunk: impl FnMut(Vec<NaiveDate>, Batch) -> Result<(), E>,
+) -> Result<(), E> {
+    use futures_util::TryStreamExt;
+    use sqlx::Row;
+    let list = columns
+        .iter()
+        .map(|(c, _)| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (from, to) = dates_between;
+    let bounds: Vec<NaiveDate> = [from, to].into_iter().flatten().collect();
+    let mut conditions = Vec::new();
+    if from.is_some() {
+        conditions.push(format!("\"as_of\" >= ${}", conditions.len() + 1));
+    }
+    if to.is_some() {
+        conditions.push(format!("\"as_of\" <= ${}", conditions.len() + 1));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let key = columns
+        .first()
+        .map_or_else(|| quote("as_of"), |(k, _)| quote(k));
+    let sql = format!(
+        "SELECT \"as_of\", {list} FROM {}{filter} ORDER BY {key}, \"as_of\"",
+        quote(table)
+    );
+    let fresh = || -> Vec<Column> {
+        columns
+            .iter()
+            .map(|(_, ty)| Column::with_capacity(*ty, 0))
+            .collect()
+    };
+    let finish = |dates: Vec<NaiveDate>, cols: Vec<Column>| {
+        let lines = (1..=dates.len() as u64).collect();
+        let batch = Batch {
+            columns: columns.iter().map(|(c, _)| c.clone()).zip(cols).collect(),
+            lines,
+        };
+        (dates, batch)
+    };
+    let mut dates: Vec<NaiveDate> = Vec::new();
+    let mut cols = fresh();
+    let mut last_key: Option<String> = None;
+    macro_rules! stream {
+        ($pool:expr, $date:expr, $bool:expr, $day:expr) => {{
+            let mut q = sqlx::query(trusted(&sql));
+            for b in &bounds {
+                q = q.bind(*b);
+            }
+            let mut rows = q.fetch($pool);
+            while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
+                let key: Option<String> = row.try_get(1).map_err(StoreError::from)?;
+                if dates.len() >= chunk_rows && key != last_key {
+                    let (d, b) = finish(
+                        std::mem::take(&mut dates),
+                        std::mem::replace(&mut cols, fresh()),
+                    );
+                    on_chunk(d, b)?;
+                }
+                dates.push($date(&row).map_err(StoreError::from)?);
+                for (i, col) in cols.iter_mut().enumerate() {
+                    let j = i + 1;
+                    let decoded: Result<(), sqlx::Error> = (|| {
+                        match col {
+                            Column::Str(v) => v.push(row.try_get::<Option<String>, _>(j)?),
+                            Column::Int(v) => v.push(row.try_get::<Option<i64>, _>(j)?),
+                            Column::Float(v) => v.push(row.try_get::<Option<f64>, _>(j)?),
+                            Column::Bool(v) => v.push($bool(&row, j)?),
+                            Column::Date(v) => v.push($day(&row, j)?),
+                        }
+                        Ok(())
+                    })();
+                    decoded.map_err(StoreError::from)?;
+                }
+                last_key = key;
+            }
+        }};
+    }
+    match db {
+        Db::Sqlite { pool, .. } => {
+            let date = |r: &sqlx::sqlite::SqliteRow| -> Result<NaiveDate, sqlx::Error> {
+                let s: String = r.try_get(0)?;
+                s.parse::<NaiveDate>()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            };
+            let boolean =
+                |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<bool>, sqlx::Error> {
+                    Ok(r.try_get::<Option<i64>, _>(j)?.map(|x| x != 0))
+                };
+            let day =
+                |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<NaiveDate>, sqlx::Error> {
+                    r.try_get::<Option<String>, _>(j)?
+                        .map(|s| {
+                            s.parse::<NaiveDate>()
+                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+                        })
+                        .transpose()
+                };
+            stream!(pool, date, boolean, day);
+        }
+        Db::Postgres { pool, .. } => {
+            let date =
+                |r: &sqlx::postgres::PgRow| -> Result<NaiveDate, sqlx::Error> { r.try_get(0) };
+            let boolean = |r: &sqlx::postgres::PgRow,
+                           j: usize|
+             -> Result<Option<bool>, sqlx::Error> { r.try_get(j) };
+            let day = |r: &sqlx::postgres::PgRow,
+                       j: usize|
+             -> Result<Option<NaiveDate>, sqlx::Error> { r.try_get(j) };
+            stream!(pool, date, boolean, day);
+        }
+    }
+    if !dates.is_empty() {
+        let (d, b) = finish(dates, cols);
+        on_chunk(d, b)?;
+    }
+    Ok(())
 }

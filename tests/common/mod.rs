@@ -75,6 +75,11 @@ impl Project {
         Project::copy_of_example(&[])
     }
 
+    /// A copy of the example without the spec files named in `skip`.
+    pub fn copy_of(skip: &[&str]) -> Project {
+        Project::copy_of_example(skip)
+    }
+
     fn copy_of_example(skip: &[&str]) -> Project {
         let dir = tempfile::tempdir().expect("tempdir");
         let specs = dir.path().join("specs");

@@ -315,7 +315,7 @@ async fn head_to_head(
     if let Some(as_of) = training_run::version_as_of(&t.params) {
         run.as_of = as_of;
     }
-    let set = training_run::build_training_set(&ctx.offline, &run).await?;
+    let set = training_run::build_training_set(&ctx.offline, &run, ctx.memory_budget).await?;
     let rows = training_run::validation_rows(&set, &t.params);
     let Some(artifact) = ctx.registry.artifact(&c.model, champion).await? else {
         return Ok(None);

@@ -723,26 +723,37 @@ async fn data_drift(
     for (table, features) in by_table {
         let columns: Vec<(String, ColumnType)> =
             features.iter().map(|w| (w.column.clone(), w.ty)).collect();
-        let (dates, batch) =
-            offline::read_table(&ctx.offline, table, &columns, (None, Some(current))).await?;
-        let latest_at_or_before = |day: NaiveDate| dates.iter().filter(|d| **d <= day).max();
-        let (Some(&ref_day), Some(&cur_day)) =
+        // The two windows' snapshots only, each read on its own: memory is
+        // two snapshots, never every month up to the current one.
+        let dates = offline::snapshot_dates(&ctx.offline, table).await?;
+        let latest_at_or_before = |day: NaiveDate| dates.iter().rfind(|d| **d <= day).copied();
+        let (Some(ref_day), Some(cur_day)) =
             (latest_at_or_before(reference), latest_at_or_before(current))
         else {
             return Err(ApplyError::Validation(format!(
                 "table `{table}` has no snapshot at or before {reference} (reference) and {current} (current)"
             )));
         };
-        let ref_rows: Vec<usize> = (0..dates.len()).filter(|&i| dates[i] == ref_day).collect();
-        let cur_rows: Vec<usize> = (0..dates.len()).filter(|&i| dates[i] == cur_day).collect();
-        for (w, (_, col)) in features.iter().zip(&batch.columns) {
-            let drift = drift::column_drift(
-                &w.label,
-                &col.select(&ref_rows),
-                &col.select(&cur_rows),
-                w.options,
-            )
-            .map_err(|e| ApplyError::Validation(format!("{}: {e}", w.label)))?;
+        let (_, reference_rows) = offline::read_table(
+            &ctx.offline,
+            table,
+            &columns,
+            (Some(ref_day), Some(ref_day)),
+        )
+        .await?;
+        let (_, current_rows) = offline::read_table(
+            &ctx.offline,
+            table,
+            &columns,
+            (Some(cur_day), Some(cur_day)),
+        )
+        .await?;
+        for (w, ((_, reference), (_, current))) in features
+            .iter()
+            .zip(reference_rows.columns.iter().zip(&current_rows.columns))
+        {
+            let drift = drift::column_drift(&w.label, reference, current, w.options)
+                .map_err(|e| ApplyError::Validation(format!("{}: {e}", w.label)))?;
             results.push(drift);
         }
     }
@@ -782,7 +793,7 @@ async fn prediction_drift(
     if logged < p.min_rows {
         return Ok((None, logged));
     }
-    let set = training_run::build_training_set(&ctx.offline, &p.run).await?;
+    let set = training_run::build_training_set(&ctx.offline, &p.run, ctx.memory_budget).await?;
     let params = ctx
         .registry
         .versions(&inputs.model)
@@ -827,7 +838,7 @@ async fn decay_of(
     validation_auc: f64,
     validation_f1: f64,
 ) -> Result<Decay, ApplyError> {
-    let set = training_run::build_training_set(&ctx.offline, &decay.run).await?;
+    let set = training_run::build_training_set(&ctx.offline, &decay.run, ctx.memory_budget).await?;
     let artifact = ctx
         .registry
         .artifact(&inputs.model, version)

@@ -455,8 +455,12 @@ impl ResourceKind for Table {
     }
 }
 
-/// Reads, parses and validates snapshots in parallel, then writes the valid ones
-/// in one transaction. With `recreate`, any failure aborts the whole write.
+/// Reads, parses, validates and writes snapshots one at a time in one
+/// transaction, dropping each before reading the next: memory grows with the
+/// largest snapshot, never with how many a table has. With `recreate`, any
+/// failure aborts the whole write (the remaining files are still checked, so
+/// every problem is reported at once); without, the valid snapshots are
+/// written and the invalid ones reported.
 async fn load_snapshots(
     ctx: &ApplyContext,
     spec: &TableSpec,
@@ -466,53 +470,71 @@ async fn load_snapshots(
 ) -> Result<(usize, usize), ApplyError> {
     // Each file adds its lines to the total as it is read.
     let rows = ctx.progress().units("rows", 0);
-    let mut tasks = Vec::new();
-    for l in loads {
-        let Some(s) = inputs.snapshots.iter().find(|s| s.as_of == l.as_of) else {
-            continue;
-        };
-        let s = s.clone();
-        let spec = spec.clone();
+    let parse = |s: &DesiredSnapshot| {
+        let (s, spec, rows) = (s.clone(), spec.clone(), rows.clone());
         let columns = inputs.layout.columns.clone();
-        let rows = rows.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            parse_and_check(&spec, &columns, &s, &rows)
-        }));
-    }
-    let mut good = Vec::new();
-    let mut problems = Vec::new();
-    for t in tasks {
-        match t.await? {
-            Ok(ok) => good.push(ok),
-            Err(e) => problems.push(e),
-        }
-    }
-    if recreate && !problems.is_empty() {
-        return Err(combine(problems));
-    }
-    let loaded_ms = crate::store::now_ms();
-    let writes: Vec<SnapshotWrite<'_>> = good
+        tokio::task::spawn_blocking(move || parse_and_check(&spec, &columns, &s, &rows))
+    };
+    let files: Vec<&DesiredSnapshot> = loads
         .iter()
-        .map(|(snap, date, batch, file_hash)| SnapshotWrite {
-            as_of: *date,
-            batch,
+        .filter_map(|l| inputs.snapshots.iter().find(|s| s.as_of == l.as_of))
+        .collect();
+    let mut writer: Option<offline::SnapshotWriter> = None;
+    let (mut written, mut rows_written) = (0usize, 0usize);
+    let mut problems = Vec::new();
+    let loaded_ms = crate::store::now_ms();
+    // The next file is parsed while this one is written (two snapshots in
+    // memory at most), so the write transaction stays open for the inserts,
+    // not for the parsing.
+    let mut next = files.first().map(|s| parse(s));
+    for i in 0..files.len() {
+        let Some(parsing) = next.take() else { break };
+        let parsed = parsing.await?;
+        next = files.get(i + 1).map(|s| parse(s));
+        let (snap, date, batch, file_hash) = match parsed {
+            Ok(ok) => ok,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        if recreate && !problems.is_empty() {
+            continue; // nothing will be written: only look for more problems
+        }
+        let mut w = match writer.take() {
+            Some(w) => w,
+            None => offline::SnapshotWriter::begin(&ctx.offline, &inputs.layout, recreate).await?,
+        };
+        w.write(&SnapshotWrite {
+            as_of: date,
+            batch: &batch,
             manifest: StoredSnapshot {
-                file_hash: file_hash.clone(),
+                file_hash,
                 expect_hash: inputs.expect_hash.clone(),
                 row_count: batch.rows() as i64,
                 source: snap.source.clone(),
                 loaded_ms,
             },
         })
-        .collect();
-    let rows: usize = good.iter().map(|g| g.2.rows()).sum();
-    if !writes.is_empty() || recreate {
-        offline::write_snapshots(&ctx.offline, &inputs.layout, &writes, recreate).await?;
+        .await?;
+        writer = Some(w);
+        written += 1;
+        rows_written += batch.rows();
+    }
+    if recreate && !problems.is_empty() {
+        return Err(combine(problems));
+    }
+    if recreate && writer.is_none() {
+        // No snapshot at all: the table is still created anew, empty.
+        writer = Some(offline::SnapshotWriter::begin(&ctx.offline, &inputs.layout, true).await?);
+    }
+    if let Some(w) = writer {
+        w.commit().await?;
     }
     if !problems.is_empty() {
         return Err(combine(problems));
     }
-    Ok((writes.len(), rows))
+    Ok((written, rows_written))
 }
 
 type Parsed = (DesiredSnapshot, NaiveDate, crate::data::Batch, String);
@@ -535,6 +557,8 @@ fn parse_and_check(
         .iter()
         .any(|e| matches!(e, Expectation::ExactColumns(true)));
     let batch = csv::parse_counted(&s.source, &bytes, columns, exact, rows)?;
+    // The file's bytes are not needed past parsing: free them before validating.
+    drop(bytes);
     let report = expect::check(spec, &batch);
     if !report.is_valid() {
         return Err(ApplyError::Validation(format!(

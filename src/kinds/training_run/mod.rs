@@ -25,7 +25,7 @@ use super::{
 };
 use crate::data::Column;
 use crate::diag::SpecDiagnostic;
-use crate::features::{EntityRows, ResolvedView, historical, resolve};
+use crate::features::{EntityRows, MemoryBudget, ResolvedView, historical_within, resolve};
 use crate::hash;
 use crate::ml::train::{TRAINER_VERSION, TrainingSet, train};
 use crate::plan::{Action, PlanOptions, ResourcePlan};
@@ -275,7 +275,7 @@ impl ResourceKind for TrainingRun {
         _plan: &ResourcePlan,
     ) -> Result<Applied, ApplyError> {
         let (spec, inputs) = (d.spec, d.inputs);
-        let set = build_training_set(&ctx.offline, inputs).await?;
+        let set = build_training_set(&ctx.offline, inputs, ctx.memory_budget).await?;
         let set_hash = set.content_hash();
         let identity = hash::hash_parts([
             hash::hash_json(&identity_json(d.spec_json, inputs.as_of)).as_str(),
@@ -502,24 +502,30 @@ fn outputs(
 pub async fn build_training_set(
     db: &crate::store::Db,
     inputs: &RunInputs,
+    budget: MemoryBudget,
 ) -> Result<TrainingSet, ApplyError> {
     let columns = vec![
         (inputs.key.clone(), ColumnType::String),
         (inputs.label_column.clone(), inputs.label_type),
     ];
-    let (dates, batch) = offline::read_table(
-        db,
-        &inputs.label_table,
-        &columns,
-        (None, Some(inputs.as_of)),
-    )
-    .await?;
-    let Some(&latest) = dates.iter().max() else {
+    // Only the latest label snapshot is read, not every month before it.
+    let latest = offline::snapshot_dates(db, &inputs.label_table)
+        .await?
+        .into_iter()
+        .rfind(|d| *d <= inputs.as_of);
+    let Some(latest) = latest else {
         return Err(ApplyError::TrainingSet(format!(
             "table `{}` has no snapshot at or before {}",
             inputs.label_table, inputs.as_of
         )));
     };
+    let (dates, batch) = offline::read_table(
+        db,
+        &inputs.label_table,
+        &columns,
+        (Some(latest), Some(latest)),
+    )
+    .await?;
     let (Some(Column::Str(keys)), Some(labels)) = (
         batch.columns.first().map(|c| &c.1),
         batch.columns.get(1).map(|c| &c.1),
@@ -552,7 +558,7 @@ pub async fn build_training_set(
         timestamps: vec![inputs.as_of; rows.len()],
         keys: rows.iter().map(|(k, _)| k.clone()).collect(),
     };
-    let joined = historical(db, &inputs.views, &entities).await?;
+    let joined = historical_within(db, &inputs.views, &entities, budget).await?;
     let types = inputs
         .views
         .iter()
