@@ -378,9 +378,11 @@ async fn drop_pg(url: &str) {
         sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await,
         url.rsplit('/').next(),
     ) {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name}"
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
 
@@ -410,7 +412,10 @@ async fn drop_redis(url: &str) {
             .await
         && !keys.is_empty()
     {
-        let _ = redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await;
+        let _ = redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut conn)
+            .await;
     }
 }
 
@@ -457,7 +462,10 @@ fn cache_mode(rt: &tokio::runtime::Runtime, ids: Arc<Vec<String>>) {
         let spec = std::fs::read_to_string(&training).expect("training.yaml");
         std::fs::write(
             &training,
-            spec.replace("runtime: embedded", "runtime: embedded\nlogPredictions: false"),
+            spec.replace(
+                "runtime: embedded",
+                "runtime: embedded\nlogPredictions: false",
+            ),
         )
         .expect("write");
         let out = Command::new(env!("CARGO_BIN_EXE_reconcile"))
@@ -466,7 +474,11 @@ fn cache_mode(rt: &tokio::runtime::Runtime, ids: Arc<Vec<String>>) {
             .args(args)
             .output()
             .expect("apply");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let extra: Vec<&str> = args.iter().map(String::as_str).collect();
         let (mut child, addr) = start_full(&specs, &[], &extra);
         row(
@@ -477,7 +489,10 @@ fn cache_mode(rt: &tokio::runtime::Runtime, ids: Arc<Vec<String>>) {
         let _ = child.wait();
         set_cache_bound(&specs, Some(1000));
         let (mut child, addr) = start_full(&specs, &[], &extra);
-        for (route, name) in [(Route::Features, "/features/{id}"), (Route::Predict, "/predict")] {
+        for (route, name) in [
+            (Route::Features, "/features/{id}"),
+            (Route::Predict, "/predict"),
+        ] {
             row(
                 &format!("{backend}: {name}, maxEntities 1000"),
                 &rt.block_on(load(&addr, route, ids.clone())),
@@ -517,7 +532,10 @@ fn past_ram(rt: &tokio::runtime::Runtime, ids: &[String], entities: usize) {
     let spec = std::fs::read_to_string(&training).expect("training.yaml");
     std::fs::write(
         &training,
-        spec.replace("runtime: embedded", "runtime: embedded\nlogPredictions: false"),
+        spec.replace(
+            "runtime: embedded",
+            "runtime: embedded\nlogPredictions: false",
+        ),
     )
     .expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_reconcile"))
@@ -525,7 +543,11 @@ fn past_ram(rt: &tokio::runtime::Runtime, ids: &[String], entities: usize) {
         .arg(&specs)
         .output()
         .expect("apply");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t0 = Instant::now();
     let all_ids: Vec<String> = rt.block_on(async {
         let url = format!("sqlite://{}", specs.join(".reconcile/state.db").display());
@@ -571,7 +593,10 @@ fn past_ram(rt: &tokio::runtime::Runtime, ids: &[String], entities: usize) {
             None => "unbounded".to_string(),
             Some(b) => format!("maxEntities {b}"),
         };
-        row(&format!("/predict over {} users, {label}", all_ids.len()), &figures);
+        row(
+            &format!("/predict over {} users, {label}", all_ids.len()),
+            &figures,
+        );
         println!(
             "{:<44} listening after {:.1} s; resident memory {:.1} MB at start, {:.1} MB after load (peak {:.1} MB){}",
             "",

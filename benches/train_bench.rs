@@ -294,7 +294,12 @@ fn parse_line(l: &str) -> Option<(String, f64, f64)> {
 /// One row at a time, as the endpoint scores: µs per row over the validation
 /// rows (best of 5 passes), the compact 8-byte walk beside the packed one.
 fn single_rows(forest: &RandomForest, data: &Encoded) {
-    let rows: Vec<Vec<f64>> = data.x_valid.rows().into_iter().map(|r| r.to_vec()).collect();
+    let rows: Vec<Vec<f64>> = data
+        .x_valid
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect();
     let time = |f: &dyn Fn(&[f64]) -> f64| {
         let mut best = f64::MAX;
         for _ in 0..5 {

@@ -72,7 +72,10 @@ fn set_bound(p: &Project, bound: Option<usize>) {
         ),
         None => base.clone(),
     };
-    assert!(bound.is_none() || next != base, "the endpoint spec changed shape");
+    assert!(
+        bound.is_none() || next != base,
+        "the endpoint spec changed shape"
+    );
     std::fs::write(&path, next).expect("write training.yaml");
 }
 
@@ -141,7 +144,10 @@ async fn bounded_endpoint_reads_through(backend: &str) {
     let want = {
         let s = serve(&p, &[]);
         let (_, m) = cache_sizes(&c, &s).await;
-        assert_eq!(metric(&m, "reconcile_endpoint_feature_cache_max_entities"), 0.0);
+        assert_eq!(
+            metric(&m, "reconcile_endpoint_feature_cache_max_entities"),
+            0.0
+        );
         batch_answers(&c, &s, &ids).await
     };
     assert_eq!(want.len(), ids.len());
@@ -156,7 +162,14 @@ async fn bounded_endpoint_reads_through(backend: &str) {
         tokio::spawn(async move {
             let mut peak: BTreeMap<String, f64> = BTreeMap::new();
             while !stop.load(Ordering::Relaxed) {
-                let text = c.get(&url).send().await.expect("metrics").text().await.expect("text");
+                let text = c
+                    .get(&url)
+                    .send()
+                    .await
+                    .expect("metrics")
+                    .text()
+                    .await
+                    .expect("text");
                 for l in text.lines() {
                     if let Some(rest) =
                         l.strip_prefix("reconcile_endpoint_feature_cache_entities{view=\"")
@@ -209,13 +222,23 @@ async fn bounded_endpoint_reads_through(backend: &str) {
 
     assert_eq!(single.len(), want.len());
     for (id, answer) in &want {
-        assert_eq!(single.get(id), Some(answer), "/features or /predict of {id}");
+        assert_eq!(
+            single.get(id),
+            Some(answer),
+            "/features or /predict of {id}"
+        );
         assert_eq!(batched.get(id), Some(answer), "/predict/batch of {id}");
     }
-    assert!(samples.load(Ordering::Relaxed) > 3, "too few samples of /metrics");
+    assert!(
+        samples.load(Ordering::Relaxed) > 3,
+        "too few samples of /metrics"
+    );
     assert_eq!(peak.len(), 4, "one gauge per view: {peak:?}");
     for (view, n) in &peak {
-        assert!(*n <= BOUND as f64, "{view} held {n} entities, bound {BOUND}");
+        assert!(
+            *n <= BOUND as f64,
+            "{view} held {n} entities, bound {BOUND}"
+        );
         assert!(*n > 0.0, "{view} never held a row: {peak:?}");
     }
     let (sizes, text) = cache_sizes(&c, &s).await;
@@ -245,7 +268,10 @@ async fn a_new_materialization_replaces_cached_rows(backend: &str) {
     for id in warm {
         let (code, f) = get(&c, s.url(&format!("/features/{id}"))).await;
         assert_eq!(code, 200, "{f}");
-        before.insert(id.clone(), f["features"]["support_90d.support_tickets_90d"].clone());
+        before.insert(
+            id.clone(),
+            f["features"]["support_90d.support_tickets_90d"].clone(),
+        );
     }
     // A March snapshot where every user has 1 000 more tickets.
     let feb = std::fs::read_to_string(p.specs.join("data/2024-02-29/support_agg_90d.csv"))
@@ -270,7 +296,10 @@ async fn a_new_materialization_replaces_cached_rows(backend: &str) {
         if m["watermarks"]["support_90d"] == "2024-03-31" {
             break;
         }
-        assert!(Instant::now() < deadline, "the new watermark was never noticed: {m}");
+        assert!(
+            Instant::now() < deadline,
+            "the new watermark was never noticed: {m}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for id in warm.iter().chain(&ids[BOUND..BOUND + 200]) {
@@ -279,7 +308,10 @@ async fn a_new_materialization_replaces_cached_rows(backend: &str) {
         let tickets = f["features"]["support_90d.support_tickets_90d"]
             .as_i64()
             .unwrap_or_else(|| panic!("{id}: {f}"));
-        assert!(tickets >= 1000, "{id} served a row older than the watermark: {f}");
+        assert!(
+            tickets >= 1000,
+            "{id} served a row older than the watermark: {f}"
+        );
         if let Some(old) = before.get(id).and_then(Value::as_i64) {
             assert_eq!(tickets, old + 1000, "{id}");
         }

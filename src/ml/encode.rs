@@ -388,7 +388,7 @@ mod tests {
             &[
                 Value::Number(10.0),
                 Value::Bool(true),
-                Value::Text("DSL".into()),
+                Value::Text("DSL"),
             ],
             &mut got,
         )
@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(got, want);
         let err = e
             .encode_values(
-                &[Value::Text("x".into()), Value::Null, Value::Null],
+                &[Value::Text("x"), Value::Null, Value::Null],
                 &mut got,
             )
             .unwrap_err();

@@ -456,7 +456,9 @@ impl Compact {
                 if node.split.is_nan() {
                     return None;
                 }
-                thresholds.get_mut(node.feature as usize)?.push(key(node.split));
+                thresholds
+                    .get_mut(node.feature as usize)?
+                    .push(key(node.split));
             }
         }
         for t in &mut thresholds {

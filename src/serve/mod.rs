@@ -39,8 +39,8 @@ pub mod v2;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -230,7 +230,12 @@ impl ViewCache {
         }
     }
 
-    fn bounded(meta: OnlineView, features: Vec<String>, bound: NonZeroUsize, held: Gauge) -> ViewCache {
+    fn bounded(
+        meta: OnlineView,
+        features: Vec<String>,
+        bound: NonZeroUsize,
+        held: Gauge,
+    ) -> ViewCache {
         held.set(0);
         ViewCache {
             meta,
@@ -434,7 +439,10 @@ impl Serving {
         if misses.is_empty() {
             return Ok(out);
         }
-        let mut miss_views: Vec<&str> = misses.iter().map(|&(_, vi)| model.views[vi].as_str()).collect();
+        let mut miss_views: Vec<&str> = misses
+            .iter()
+            .map(|&(_, vi)| model.views[vi].as_str())
+            .collect();
         miss_views.sort_unstable();
         miss_views.dedup();
         let mut miss_keys: Vec<&str> = misses.iter().map(|&(ki, _)| keys[ki]).collect();
@@ -686,7 +694,11 @@ impl Serving {
                             self.name,
                             m.watermark,
                             m.entity_count,
-                            if built.is_bounded() { "read through" } else { "in memory" }
+                            if built.is_bounded() {
+                                "read through"
+                            } else {
+                                "in memory"
+                            }
                         );
                         updated.insert(view.clone(), Arc::new(built));
                         changed = true;
@@ -694,7 +706,8 @@ impl Serving {
                 }
             }
             if changed || updated.len() != cache.len() {
-                let gone: Vec<&String> = cache.keys().filter(|v| !updated.contains_key(*v)).collect();
+                let gone: Vec<&String> =
+                    cache.keys().filter(|v| !updated.contains_key(*v)).collect();
                 for view in gone {
                     self.metrics.remove_cache_gauge(view);
                 }
