@@ -385,20 +385,13 @@ mod tests {
         let want = e.encode_batch(&batch, &[0]).unwrap();
         let mut got = vec![0.0; e.width()];
         e.encode_values(
-            &[
-                Value::Number(10.0),
-                Value::Bool(true),
-                Value::Text("DSL"),
-            ],
+            &[Value::Number(10.0), Value::Bool(true), Value::Text("DSL")],
             &mut got,
         )
         .unwrap();
         assert_eq!(got, want);
         let err = e
-            .encode_values(
-                &[Value::Text("x"), Value::Null, Value::Null],
-                &mut got,
-            )
+            .encode_values(&[Value::Text("x"), Value::Null, Value::Null], &mut got)
             .unwrap_err();
         assert!(matches!(err, EncodeError::WrongType { .. }));
     }
