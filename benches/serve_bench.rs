@@ -6,6 +6,15 @@
 //! written/dropped counters. The load comes from a small hyper client in this
 //! process (and from wrk too, when it is installed), on the same cores.
 //!
+//! `cargo bench --bench serve_bench -- cache` prints the read-through figures:
+//! per online store (SQLite; PostgreSQL and Redis on 127.0.0.1 when they
+//! answer) `/predict` unbounded, then `/features` and `/predict` with
+//! `cache: {maxEntities: 1000}` over ids spread on all 7 043 users (so ~86 % of
+//! lookups read through), with hits and misses from `/metrics`; then resident
+//! memory with the online store grown to `--entities N` (default 700 000)
+//! synthetic users: unbounded, and bounded at 10 000 after requests over all
+//! of them.
+//!
 //! `cargo bench --bench serve_bench -- connections` prints only the connection
 //! figures: resident memory idle, with 1 000 concurrent keep-alive connections
 //! (each answered once), after they left, under a flood of idle sockets past
@@ -300,11 +309,318 @@ fn connections(specs: &Path, rt: &tokio::runtime::Runtime, trim: bool) {
     let _ = child.wait();
 }
 
+/// Writes `cache: {maxEntities: n}` into the endpoint spec (`None`: removes it).
+fn set_cache_bound(specs: &Path, bound: Option<usize>) {
+    let path = specs.join("training.yaml");
+    let spec = std::fs::read_to_string(&path).expect("training.yaml");
+    let base: String = spec
+        .lines()
+        .filter(|l| !l.starts_with("cache:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let next = match bound {
+        Some(n) => base.replace(
+            "runtime: embedded\n",
+            &format!("runtime: embedded\ncache: {{ maxEntities: {n} }}\n"),
+        ),
+        None => base,
+    };
+    std::fs::write(&path, next).expect("write training.yaml");
+}
+
+/// The served version as `/models` describes it: run, version, shape.
+async fn served_model(addr: &str) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/models")
+        .header("host", addr)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let r = s.send_request(req).await.expect("models");
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    format!(
+        "{} version {} (run {}, {}), {}",
+        m["name"].as_str().unwrap_or("?"),
+        m["version"],
+        m["run"].as_str().unwrap_or("?"),
+        m["algorithm"].as_str().unwrap_or("?"),
+        m["shape"]
+    )
+}
+
+async fn fresh_pg() -> Option<String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .map_err(|e| println!("NOTICE: PostgreSQL figures skipped: {e}"))
+        .ok()?;
+    let name = format!("reconcile_serve_bench_{}", std::process::id());
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .ok()?;
+    }
+    Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
+}
+
+async fn drop_pg(url: &str) {
+    use sqlx::Connection;
+    if let (Ok(mut conn), Some(name)) = (
+        sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await,
+        url.rsplit('/').next(),
+    ) {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name}"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+async fn fresh_redis() -> Option<String> {
+    let url = format!(
+        "redis://127.0.0.1:6379/0?prefix=reconcile_serve_bench_{}",
+        std::process::id()
+    );
+    match reconcile::store::online::OnlineStore::open(&url, Path::new(".")).await {
+        Ok(_) => Some(url),
+        Err(e) => {
+            println!("NOTICE: Redis figures skipped: {e}");
+            None
+        }
+    }
+}
+
+async fn drop_redis(url: &str) {
+    let Some(prefix) = url.split("prefix=").nth(1) else {
+        return;
+    };
+    if let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/0")
+        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        && let Ok(keys) = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+        && !keys.is_empty()
+    {
+        let _ = redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut conn)
+            .await;
+    }
+}
+
+/// A line of figures from `/metrics`: the cache's size, hits and misses.
+async fn cache_counters(addr: &str) -> String {
+    format!(
+        "hits {:.0}, misses {:.0}",
+        counter(addr, "reconcile_endpoint_feature_cache_hits_total").await,
+        counter(addr, "reconcile_endpoint_feature_cache_misses_total").await,
+    )
+}
+
+fn row(name: &str, (rps, lat, errors): &(f64, Vec<u32>, usize)) {
+    println!(
+        "{name:<44} {rps:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {errors}",
+        pct(lat, 0.5),
+        pct(lat, 0.99)
+    );
+}
+
+/// Read-through figures per online store, then resident memory past RAM.
+fn cache_mode(rt: &tokio::runtime::Runtime, ids: Arc<Vec<String>>) {
+    println!(
+        "endpoint read-through ({} cores, {CONNECTIONS} connections, {SECONDS} s per route, ids over all {} users, load generator on the same cores)\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ids.len()
+    );
+    let backends: Vec<(&str, Vec<String>)> = {
+        let mut b = vec![("SQLite", Vec::new())];
+        if let Some(url) = rt.block_on(fresh_pg()) {
+            b.push(("PostgreSQL", vec!["--state".to_string(), url]));
+        }
+        if let Some(url) = rt.block_on(fresh_redis()) {
+            b.push(("Redis", vec!["--online".to_string(), url]));
+        }
+        b
+    };
+    for (backend, args) in &backends {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let specs = dir.path().join("specs");
+        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("specs"), &specs);
+        // Without the prediction log: the figures are the cache's.
+        let training = specs.join("training.yaml");
+        let spec = std::fs::read_to_string(&training).expect("training.yaml");
+        std::fs::write(
+            &training,
+            spec.replace(
+                "runtime: embedded",
+                "runtime: embedded\nlogPredictions: false",
+            ),
+        )
+        .expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_reconcile"))
+            .args(["apply", "-q"])
+            .arg(&specs)
+            .args(args)
+            .output()
+            .expect("apply");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (mut child, addr) = start_full(&specs, &[], &extra);
+        row(
+            &format!("{backend}: /predict, all in memory"),
+            &rt.block_on(load(&addr, Route::Predict, ids.clone())),
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        set_cache_bound(&specs, Some(1000));
+        let (mut child, addr) = start_full(&specs, &[], &extra);
+        for (route, name) in [
+            (Route::Features, "/features/{id}"),
+            (Route::Predict, "/predict"),
+        ] {
+            row(
+                &format!("{backend}: {name}, maxEntities 1000"),
+                &rt.block_on(load(&addr, route, ids.clone())),
+            );
+        }
+        println!(
+            "{:<44} {}; resident memory {:.1} MB",
+            "",
+            rt.block_on(cache_counters(&addr)),
+            rss_kb(child.id(), "VmRSS:") as f64 / 1024.0
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Some(url) = args.get(1) {
+            if url.starts_with("postgres") {
+                rt.block_on(drop_pg(url));
+            } else {
+                rt.block_on(drop_redis(url));
+            }
+        }
+    }
+    let entities: usize = std::env::args()
+        .skip_while(|a| a != "--entities")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(700_000);
+    past_ram(rt, &ids, entities);
+}
+
+/// The online store grown to `entities` users (copies of the 7 043 under new
+/// keys, in every view), served unbounded and then with a bound of 10 000.
+fn past_ram(rt: &tokio::runtime::Runtime, ids: &[String], entities: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let specs = dir.path().join("specs");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("specs"), &specs);
+    let training = specs.join("training.yaml");
+    let spec = std::fs::read_to_string(&training).expect("training.yaml");
+    std::fs::write(
+        &training,
+        spec.replace(
+            "runtime: embedded",
+            "runtime: embedded\nlogPredictions: false",
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(["apply", "-q"])
+        .arg(&specs)
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = Instant::now();
+    let all_ids: Vec<String> = rt.block_on(async {
+        let url = format!("sqlite://{}", specs.join(".reconcile/state.db").display());
+        let online = reconcile::store::online::OnlineStore::open(&url, dir.path())
+            .await
+            .expect("online store");
+        let records = online.observe().await.expect("observe");
+        let copies = entities.div_ceil(ids.len()).saturating_sub(1);
+        for (view, record) in &records {
+            let rows = online.read_all(view).await.expect("read");
+            for c in 0..copies {
+                let mut batch = reconcile::store::online::OnlineRows::default();
+                for (k, v) in &rows {
+                    batch.keys.push(format!("{k}-x{c}"));
+                    batch.as_of.push(record.watermark.clone());
+                    batch.features.push(v.to_string());
+                }
+                online
+                    .write_view(view, record, &batch, false)
+                    .await
+                    .expect("write");
+            }
+        }
+        ids.iter()
+            .cloned()
+            .chain((0..copies).flat_map(|c| ids.iter().map(move |k| format!("{k}-x{c}"))))
+            .collect()
+    });
+    let all_ids = Arc::new(all_ids);
+    println!(
+        "\nonline store grown to {} users in each of 4 views ({:.1} s)",
+        all_ids.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    for bound in [None, Some(10_000)] {
+        set_cache_bound(&specs, bound);
+        let t0 = Instant::now();
+        let (mut child, addr) = start(&specs);
+        let ready = t0.elapsed();
+        let at_start = rss_kb(child.id(), "VmRSS:");
+        let figures = rt.block_on(load(&addr, Route::Predict, all_ids.clone()));
+        let label = match bound {
+            None => "unbounded".to_string(),
+            Some(b) => format!("maxEntities {b}"),
+        };
+        row(
+            &format!("/predict over {} users, {label}", all_ids.len()),
+            &figures,
+        );
+        println!(
+            "{:<44} listening after {:.1} s; resident memory {:.1} MB at start, {:.1} MB after load (peak {:.1} MB){}",
+            "",
+            ready.as_secs_f64(),
+            at_start as f64 / 1024.0,
+            rss_kb(child.id(), "VmRSS:") as f64 / 1024.0,
+            rss_kb(child.id(), "VmHWM:") as f64 / 1024.0,
+            if bound.is_some() {
+                format!("; {}", rt.block_on(cache_counters(&addr)))
+            } else {
+                String::new()
+            }
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let only_connections = std::env::args().any(|a| a == "connections");
+    let only_cache = std::env::args().any(|a| a == "cache");
     let dir = tempfile::tempdir().expect("tempdir");
     let specs: PathBuf = dir.path().join("specs");
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("specs"), &specs);
@@ -330,6 +646,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if only_cache {
+        cache_mode(&rt, ids);
+        return;
+    }
     if only_connections {
         println!("endpoint connections: resident memory of `reconcile serve` (default limits)\n");
         for trim in [true, false, true, false] {
@@ -403,8 +723,16 @@ fn main() {
             5.6,
         ),
     ];
+    println!("{:<34} {}", "served", rt.block_on(served_model(&addr)));
+    let mut health_rps = f64::NAN;
+    let mut predict_line = (f64::NAN, f64::NAN);
     for (route, name, target, peer, peer_rps) in rows {
         let (rps, lat, errors) = rt.block_on(load(&addr, route, ids.clone()));
+        match route {
+            Route::Health => health_rps = rps,
+            Route::Predict => predict_line = (rps, pct(&lat, 0.99)),
+            Route::Features => {}
+        }
         println!(
             "{name:<34} {rps:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {errors}   target {target}   python stack: {peer}  (ratio {:.0}×)",
             pct(&lat, 0.5),
@@ -412,6 +740,14 @@ fn main() {
             rps / peer_rps
         );
     }
+    println!(
+        "{:<34} {:.3} (/predict {:.0} ÷ /health {:.0}; /predict p99 {:.3} ms)   target ≥ 0.5, p99 < 1 ms",
+        "/predict to /health ratio",
+        predict_line.0 / health_rps,
+        predict_line.0,
+        health_rps,
+        predict_line.1
+    );
     let rss = rss_kb(child.id(), "VmRSS:");
     let peak = rss_kb(child.id(), "VmHWM:");
     println!(

@@ -50,10 +50,24 @@ pub struct EndpointSpec {
     /// canonical spec when on, so existing specs keep their hash.
     #[serde(default = "default_log_predictions", skip_serializing_if = "is_true")]
     pub log_predictions: bool,
+    /// A bound on the online features held in memory. Without it (or while
+    /// every view holds at most `maxEntities` entities) each view is read whole
+    /// into memory; past it, a view's rows are read through from the online
+    /// store into a least-recently-used cache of `maxEntities` entities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
     /// Extra ordering edges: `name` or `Kind/name`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
     pub depends_on: Vec<SpannedStr>,
+}
+
+/// The bound of an endpoint's in-memory feature cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheSpec {
+    /// Most entities whose rows one feature view keeps in memory (at least 1).
+    pub max_entities: usize,
 }
 
 fn default_host() -> String {
@@ -227,5 +241,15 @@ fn check_endpoint(r: &Resource, e: &EndpointSpec, diags: &mut Vec<SpecDiagnostic
             &e.name,
             format!("maxBatch {} is not between 1 and 100000", e.max_batch),
         ));
+    }
+    if e.cache.is_some_and(|c| c.max_entities == 0) {
+        diags.push(
+            r.diag_at(
+                DiagCode::InvalidValue,
+                &e.name,
+                "cache.maxEntities 0 would hold no entity in memory",
+            )
+            .with_hint("write a bound of at least 1, or leave `cache` out to hold every entity"),
+        );
     }
 }

@@ -82,9 +82,10 @@ pub struct Encoder {
     pub columns: Vec<String>,
 }
 
-/// A single value of a feature, as the endpoint receives it from the online store.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+/// A single value of a feature, as the endpoint receives it from the online
+/// store; text is borrowed, so encoding a served row copies no string.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
     /// Null or absent.
     Null,
     /// A number (ints, floats, dates as days).
@@ -92,7 +93,7 @@ pub enum Value {
     /// A boolean.
     Bool(bool),
     /// Text.
-    Text(String),
+    Text(&'a str),
 }
 
 fn numeric(c: &Column, i: usize) -> Option<f64> {
@@ -203,9 +204,7 @@ impl Encoder {
             let mut at = 0;
             for (f, c) in self.inputs.iter().zip(&cols) {
                 let value = match c {
-                    Column::Str(v) => v[i]
-                        .as_deref()
-                        .map_or(Value::Null, |s| Value::Text(s.into())),
+                    Column::Str(v) => v[i].as_deref().map_or(Value::Null, Value::Text),
                     other => numeric(other, i).map_or(Value::Null, Value::Number),
                 };
                 at += write(f, &value, &mut row[at..]);
@@ -215,42 +214,53 @@ impl Encoder {
     }
 
     /// Encodes one row given as values in input order (the serving path).
-    pub fn encode_values(&self, values: &[Value], out: &mut [f64]) -> Result<(), EncodeError> {
+    pub fn encode_values(&self, values: &[Value<'_>], out: &mut [f64]) -> Result<(), EncodeError> {
         let mut at = 0;
         for (f, v) in self.inputs.iter().zip(values) {
-            let v = match (f.ty, v) {
-                (_, Value::Null) => Value::Null,
-                (ColumnType::String, Value::Text(_)) => v.clone(),
-                (ColumnType::Bool, Value::Bool(b)) => Value::Number(f64::from(u8::from(*b))),
-                (ColumnType::Int | ColumnType::Float, Value::Number(_)) => v.clone(),
-                (ColumnType::Date, Value::Text(s)) => {
-                    match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                        Ok(d) => Value::Number(days(d)),
-                        Err(_) => {
-                            return Err(EncodeError::WrongType {
-                                feature: f.name.clone(),
-                                expected: "date",
-                                got: s.clone(),
-                            });
-                        }
-                    }
-                }
-                (ty, other) => {
-                    return Err(EncodeError::WrongType {
-                        feature: f.name.clone(),
-                        expected: ty.as_str(),
-                        got: format!("{other:?}"),
-                    });
-                }
-            };
-            at += write(f, &v, &mut out[at..]);
+            at += Encoder::encode_input(f, *v, &mut out[at..])?;
         }
         Ok(())
+    }
+
+    /// Encodes the value of one input feature into the start of `out` (checked
+    /// against its declared type); returns how many columns it wrote. The
+    /// serving path calls it input by input, so no row of values is built.
+    pub fn encode_input(
+        f: &InputFeature,
+        v: Value<'_>,
+        out: &mut [f64],
+    ) -> Result<usize, EncodeError> {
+        let v = match (f.ty, v) {
+            (_, Value::Null) => Value::Null,
+            (ColumnType::String, Value::Text(_)) => v,
+            (ColumnType::Bool, Value::Bool(b)) => Value::Number(f64::from(u8::from(b))),
+            (ColumnType::Int | ColumnType::Float, Value::Number(_)) => v,
+            (ColumnType::Date, Value::Text(s)) => {
+                match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                    Ok(d) => Value::Number(days(d)),
+                    Err(_) => {
+                        return Err(EncodeError::WrongType {
+                            feature: f.name.clone(),
+                            expected: "date",
+                            got: s.to_string(),
+                        });
+                    }
+                }
+            }
+            (ty, other) => {
+                return Err(EncodeError::WrongType {
+                    feature: f.name.clone(),
+                    expected: ty.as_str(),
+                    got: format!("{other:?}"),
+                });
+            }
+        };
+        Ok(write(f, &v, out))
     }
 }
 
 /// Writes one feature's encoded columns; returns how many.
-fn write(f: &InputFeature, value: &Value, out: &mut [f64]) -> usize {
+fn write(f: &InputFeature, value: &Value<'_>, out: &mut [f64]) -> usize {
     match &f.rule {
         Rule::Numeric { fill, indicator } => {
             let x = match value {
@@ -274,7 +284,7 @@ fn write(f: &InputFeature, value: &Value, out: &mut [f64]) -> usize {
             out[..n].fill(0.0);
             match value {
                 Value::Text(s) => {
-                    if let Ok(k) = categories.binary_search(s) {
+                    if let Ok(k) = categories.binary_search_by(|c| c.as_str().cmp(s)) {
                         out[k] = 1.0;
                     }
                 }
@@ -375,20 +385,13 @@ mod tests {
         let want = e.encode_batch(&batch, &[0]).unwrap();
         let mut got = vec![0.0; e.width()];
         e.encode_values(
-            &[
-                Value::Number(10.0),
-                Value::Bool(true),
-                Value::Text("DSL".into()),
-            ],
+            &[Value::Number(10.0), Value::Bool(true), Value::Text("DSL")],
             &mut got,
         )
         .unwrap();
         assert_eq!(got, want);
         let err = e
-            .encode_values(
-                &[Value::Text("x".into()), Value::Null, Value::Null],
-                &mut got,
-            )
+            .encode_values(&[Value::Text("x"), Value::Null, Value::Null], &mut got)
             .unwrap_err();
         assert!(matches!(err, EncodeError::WrongType { .. }));
     }

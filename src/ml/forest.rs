@@ -356,10 +356,7 @@ impl RandomForestParams {
                 },
             )
             .collect();
-        Ok(RandomForest {
-            n_features: features,
-            trees,
-        })
+        Ok(RandomForest::new(features, trees))
     }
 }
 
@@ -385,6 +382,10 @@ impl Fit<Array2<f64>, Array1<usize>, ForestError> for RandomForestParams {
 pub struct RandomForest {
     n_features: usize,
     trees: Vec<Packed>,
+    /// The same trees in 8-byte nodes for scoring one row (none when a limit
+    /// of that layout is exceeded); derived from `trees`, never stored.
+    #[serde(skip)]
+    compact: Option<Compact>,
 }
 
 /// The serialised shape of [`RandomForest`], checked before it is trusted.
@@ -405,10 +406,157 @@ impl TryFrom<ForestData> for RandomForest {
             tree.check(data.n_features)
                 .map_err(|e| format!("tree {t}: {e}"))?;
         }
-        Ok(RandomForest {
-            n_features: data.n_features,
-            trees: data.trees,
+        Ok(RandomForest::new(data.n_features, data.trees))
+    }
+}
+
+/// A split of [`Compact`]: 8 bytes, half a [`Node`], so twice as many of a
+/// tree's nodes share a cache line. The threshold is replaced by its rank
+/// among the distinct thresholds of its feature: `x <= t_k` exactly when
+/// fewer than `k + 1` thresholds are below `x`, so comparing ranks decides as
+/// comparing values does (NaN ranks 0 and goes left, as `x > t` is false).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CompactNode {
+    /// Split feature, or [`COMPACT_LEAF`].
+    feature: u16,
+    /// Rank of the threshold among its feature's distinct thresholds.
+    rank: u16,
+    /// Left child (index into the forest's nodes; the right one follows), or
+    /// for a leaf the bits of its `f32` class-1 share.
+    next: u32,
+}
+
+const COMPACT_LEAF: u16 = u16::MAX;
+
+/// Every tree of a forest in [`CompactNode`]s, one array, with per feature the
+/// thresholds ranks are taken among. Built when a forest is loaded or fitted.
+#[derive(Debug, Clone, PartialEq)]
+struct Compact {
+    /// Per feature, the distinct thresholds its splits use, ascending.
+    thresholds: Vec<Vec<f64>>,
+    nodes: Vec<CompactNode>,
+    /// Index of each tree's root in `nodes`.
+    roots: Vec<u32>,
+}
+
+impl Compact {
+    /// The compact form of `trees`, or `None` past its limits (65 535 features
+    /// or distinct thresholds of one feature, 2³² nodes, a leaf value not an
+    /// `f32`): such a forest is scored by its [`Packed`] trees.
+    fn build(n_features: usize, trees: &[Packed]) -> Option<Compact> {
+        if n_features >= usize::from(COMPACT_LEAF) {
+            return None;
+        }
+        let mut thresholds: Vec<Vec<f64>> = vec![Vec::new(); n_features];
+        // -0.0 splits as 0.0 does; a NaN threshold (never trained, only
+        // crafted) has no rank, so such a forest keeps the packed walk.
+        let key = |x: f64| if x == 0.0 { 0.0 } else { x };
+        for node in trees.iter().flat_map(|t| &t.nodes) {
+            if node.feature != LEAF {
+                if node.split.is_nan() {
+                    return None;
+                }
+                thresholds
+                    .get_mut(node.feature as usize)?
+                    .push(key(node.split));
+            }
+        }
+        for t in &mut thresholds {
+            t.sort_by(f64::total_cmp);
+            t.dedup();
+            if t.len() >= usize::from(u16::MAX) {
+                return None;
+            }
+        }
+        let total: usize = trees.iter().map(|t| t.nodes.len()).sum();
+        u32::try_from(total).ok()?;
+        let mut nodes = Vec::with_capacity(total);
+        let mut roots = Vec::with_capacity(trees.len());
+        for tree in trees {
+            let base = nodes.len();
+            roots.push(base as u32);
+            for node in &tree.nodes {
+                if node.feature == LEAF {
+                    let value = node.split as f32;
+                    if f64::from(value).to_bits() != node.split.to_bits() {
+                        return None;
+                    }
+                    nodes.push(CompactNode {
+                        feature: COMPACT_LEAF,
+                        rank: 0,
+                        next: value.to_bits(),
+                    });
+                } else {
+                    let t = &thresholds[node.feature as usize];
+                    let rank = t.binary_search_by(|v| v.total_cmp(&key(node.split))).ok()?;
+                    nodes.push(CompactNode {
+                        feature: node.feature as u16,
+                        rank: rank as u16,
+                        next: (base + node.left as usize) as u32,
+                    });
+                }
+            }
+        }
+        Some(Compact {
+            thresholds,
+            nodes,
+            roots,
         })
+    }
+
+    /// The rank of each feature's value of `row` among its thresholds (a
+    /// missing column is NaN, rank 0).
+    fn ranks(&self, row: &[f64], out: &mut [u16]) {
+        for (f, (t, r)) in self.thresholds.iter().zip(out.iter_mut()).enumerate() {
+            let x = row.get(f).copied().unwrap_or(f64::NAN);
+            *r = t.partition_point(|t| *t < x) as u16;
+        }
+    }
+
+    /// The sum over trees, in tree order, of the leaf `ranks` falls in.
+    fn leaf_sum(&self, ranks: &[u16]) -> f64 {
+        // Walk LANES trees in lockstep: their node loads are independent, so
+        // the CPU overlaps the cache misses one walk would wait on in turn.
+        const LANES: usize = 16;
+        let nodes = &self.nodes[..];
+        let mut sum = 0.0;
+        let mut groups = self.roots.chunks_exact(LANES);
+        for group in &mut groups {
+            let mut at = [0u32; LANES];
+            at.copy_from_slice(group);
+            let mut leaves = [0.0f32; LANES];
+            let mut open = (1u32 << LANES) - 1;
+            while open != 0 {
+                for lane in 0..LANES {
+                    if open & (1 << lane) == 0 {
+                        continue;
+                    }
+                    let node = nodes[at[lane] as usize];
+                    if node.feature == COMPACT_LEAF {
+                        leaves[lane] = f32::from_bits(node.next);
+                        open &= !(1 << lane);
+                    } else {
+                        let r = ranks[usize::from(node.feature)];
+                        at[lane] = node.next + u32::from(r > node.rank);
+                    }
+                }
+            }
+            for v in leaves {
+                sum += f64::from(v);
+            }
+        }
+        for &root in groups.remainder() {
+            let mut i = root as usize;
+            loop {
+                let node = nodes[i];
+                if node.feature == COMPACT_LEAF {
+                    sum += f64::from(f32::from_bits(node.next));
+                    break;
+                }
+                i = (node.next + u32::from(ranks[usize::from(node.feature)] > node.rank)) as usize;
+            }
+        }
+        sum
     }
 }
 
@@ -544,9 +692,40 @@ impl Packed {
 }
 
 impl RandomForest {
+    fn new(n_features: usize, trees: Vec<Packed>) -> RandomForest {
+        let compact = Compact::build(n_features, &trees);
+        RandomForest {
+            n_features,
+            trees,
+            compact,
+        }
+    }
+
     /// P(label 1) of one row: the mean over trees of the leaf's weighted
-    /// class-1 fraction (scikit-learn's `predict_proba(x)[:, 1]`).
+    /// class-1 fraction (scikit-learn's `predict_proba(x)[:, 1]`). Walks the
+    /// compact trees when the forest has them, with the same result.
     pub fn predict_proba_row(&self, row: &[f64]) -> f64 {
+        const STACK: usize = 256;
+        match &self.compact {
+            Some(c) if c.thresholds.len() <= STACK => {
+                let mut ranks = [0u16; STACK];
+                let ranks = &mut ranks[..c.thresholds.len()];
+                c.ranks(row, ranks);
+                c.leaf_sum(ranks) / self.trees.len() as f64
+            }
+            Some(c) => {
+                let mut ranks = vec![0u16; c.thresholds.len()];
+                c.ranks(row, &mut ranks);
+                c.leaf_sum(&ranks) / self.trees.len() as f64
+            }
+            None => self.packed_proba_row(row),
+        }
+    }
+
+    /// [`RandomForest::predict_proba_row`] over the 16-byte packed trees: what
+    /// scores a forest past the compact layout's limits; public so the train
+    /// bench can set the two walks side by side.
+    pub fn packed_proba_row(&self, row: &[f64]) -> f64 {
         // Walk LANES trees in lockstep: their node loads are independent, so the
         // CPU overlaps the cache misses that one walk would wait on in turn.
         // Leaf values are summed in tree order, as `predict_proba` does.
@@ -628,6 +807,30 @@ impl RandomForest {
     /// Total nodes over all trees (a measure of model size).
     pub fn n_nodes(&self) -> usize {
         self.trees.iter().map(|t| t.nodes.len()).sum()
+    }
+
+    /// The deepest leaf of any tree, and the mean depth of a leaf (unweighted):
+    /// what one row's walk costs, as the endpoint reports it.
+    pub fn depths(&self) -> (usize, f64) {
+        let (mut max, mut sum, mut leaves) = (0usize, 0usize, 0usize);
+        for t in &self.trees {
+            let mut depth = vec![0usize; t.nodes.len()];
+            for (i, node) in t.nodes.iter().enumerate() {
+                if node.feature == LEAF {
+                    max = max.max(depth[i]);
+                    sum += depth[i];
+                    leaves += 1;
+                } else {
+                    let (left, below) = (node.left as usize, depth[i] + 1);
+                    for child in [left, left + 1] {
+                        if let Some(d) = depth.get_mut(child) {
+                            *d = below;
+                        }
+                    }
+                }
+            }
+        }
+        (max, sum as f64 / leaves.max(1) as f64)
     }
 }
 
@@ -1235,6 +1438,51 @@ mod tests {
         }
         let other = RandomForestParams { seed: 7, ..params };
         assert_ne!(postcard::to_stdvec(&other.fit(&data)?)?, a);
+        Ok(())
+    }
+
+    #[test]
+    fn compact_trees_score_every_row_as_the_packed_ones_do() -> TestResult {
+        let (x, y) = noisy(500, 9);
+        let forest = RandomForestParams {
+            trees: 37, // two groups of lanes and a remainder
+            balanced: true,
+            ..Default::default()
+        }
+        .fit(&Dataset::new(x.clone(), y))?;
+        let compact = forest.compact.as_ref().ok_or("no compact form")?;
+        assert_eq!(compact.nodes.len(), forest.n_nodes());
+        // Rows at every threshold, just beside it, and NaN, ±0, ±∞, short rows.
+        let mut rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
+        for (f, ts) in compact.thresholds.iter().enumerate() {
+            for &t in ts {
+                for v in [t, t.next_down(), t.next_up()] {
+                    let mut r = rows[f % rows.len()].clone();
+                    r[f] = v;
+                    rows.push(r);
+                }
+            }
+        }
+        for v in [f64::NAN, 0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY] {
+            rows.push(vec![v; 6]);
+        }
+        rows.push(vec![0.7, 0.6]);
+        rows.push(Vec::new());
+        for r in &rows {
+            assert_eq!(
+                forest.predict_proba_row(r).to_bits(),
+                forest.packed_proba_row(r).to_bits(),
+                "{r:?}"
+            );
+        }
+        // And as the batch path scores them.
+        let batch = forest.predict_proba(x.view());
+        for (i, row) in x.rows().into_iter().enumerate() {
+            assert_eq!(forest.predict_proba_row(&row.to_vec()), batch[i]);
+        }
+        // A deserialized forest has it too.
+        let back: RandomForest = postcard::from_bytes(&postcard::to_stdvec(&forest)?)?;
+        assert_eq!(back.compact, forest.compact);
         Ok(())
     }
 

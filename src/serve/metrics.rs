@@ -83,6 +83,13 @@ pub struct FeatureLabels {
     pub feature: String,
 }
 
+/// Labels of a feature view's cache size.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViewLabels {
+    /// The feature view (one the served model reads: a set the specs fix).
+    pub view: String,
+}
+
 /// Labels of the model-version info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
@@ -276,6 +283,14 @@ pub struct Metrics {
     pub connections_rejected: Counter,
     /// Connections the server closed on a timeout, by which.
     pub connections_timed_out: Family<TimeoutLabels, Counter>,
+    /// Entities whose rows each view holds in memory (never above the bound).
+    pub cache_entities: Family<ViewLabels, Gauge>,
+    /// The bound on entities per view (`cache.maxEntities`; 0: none).
+    pub cache_bound: Gauge,
+    /// Lookups a bounded view answered from memory.
+    pub cache_hits: Counter,
+    /// Lookups a bounded view read through from the online store.
+    pub cache_misses: Counter,
     served: Mutex<Option<ModelLabels>>,
     recording: std::sync::atomic::AtomicBool,
 }
@@ -409,7 +424,34 @@ impl Metrics {
             "Predicted probability of class 1",
             probability.clone(),
         );
+        let cache_entities = Family::<ViewLabels, Gauge>::default();
+        let cache_bound = Gauge::default();
+        let (cache_hits, cache_misses) = (Counter::default(), Counter::default());
+        ep.register(
+            "feature_cache_entities",
+            "Entities whose online features a view holds in memory",
+            cache_entities.clone(),
+        );
+        ep.register(
+            "feature_cache_max_entities",
+            "Most entities a view holds in memory (cache.maxEntities; 0: every entity)",
+            cache_bound.clone(),
+        );
+        ep.register(
+            "feature_cache_hits",
+            "Lookups of a bounded view answered from memory",
+            cache_hits.clone(),
+        );
+        ep.register(
+            "feature_cache_misses",
+            "Lookups of a bounded view read through from the online store",
+            cache_misses.clone(),
+        );
         Metrics {
+            cache_entities,
+            cache_bound,
+            cache_hits,
+            cache_misses,
             registry,
             requests,
             latency,
@@ -472,6 +514,22 @@ impl Metrics {
         if let Some(old) = served.take() {
             self.model_info.get_or_create(&old).set(0);
         }
+    }
+
+    /// The size gauge of `view`'s cache (a handle: setting it needs no lookup).
+    pub fn cache_gauge(&self, view: &str) -> Gauge {
+        self.cache_entities
+            .get_or_create(&ViewLabels {
+                view: view.to_string(),
+            })
+            .clone()
+    }
+
+    /// Removes the size gauge of a view no longer served.
+    pub fn remove_cache_gauge(&self, view: &str) {
+        self.cache_entities.remove(&ViewLabels {
+            view: view.to_string(),
+        });
     }
 
     /// The text exposition.

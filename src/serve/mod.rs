@@ -9,6 +9,11 @@
 //! - features are served from an in-memory copy of the online store, reloaded per
 //!   view when the view's record (watermark, source hash) changes; a request never
 //!   waits on a database, which is what keeps p99 in microseconds;
+//! - with a bound (`cache: {maxEntities: N}` on the Endpoint), a view holding more
+//!   entities than N is not loaded: its rows are read through from the online
+//!   store (one keyed read per request over every view it misses) into an LRU of
+//!   N entities, emptied whenever the view's record changes, so a row read
+//!   through is never older than the materialization the server last noticed;
 //! - every answered prediction is queued with a non-blocking `try_send` for the
 //!   prediction log ([`log`]), which a writer task batches into the offline
 //!   store; a full queue drops (and counts) rather than waits;
@@ -33,11 +38,13 @@ pub mod v2;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use prometheus_client::metrics::gauge::Gauge;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -97,6 +104,8 @@ pub struct LoadedModel {
     slots: Vec<(usize, usize)>,
     /// `view.feature` of each input, as responses name them.
     names: Vec<String>,
+    /// Input indices in the order of their names (responses list features so).
+    by_name: Vec<usize>,
     /// When it became Production (ms since the epoch), from the promotion history.
     pub promoted_ms: Option<i64>,
     /// The model name, shared by every logged prediction of this version.
@@ -141,7 +150,9 @@ impl LoadedModel {
                 (vi, fi)
             })
             .collect();
-        let names = inputs.iter().map(|(v, f)| format!("{v}.{f}")).collect();
+        let names: Vec<String> = inputs.iter().map(|(v, f)| format!("{v}.{f}")).collect();
+        let mut by_name: Vec<usize> = (0..names.len()).collect();
+        by_name.sort_by(|&a, &b| names[a].cmp(&names[b]));
         let log_model = Arc::from(info.model.as_str());
         Ok(LoadedModel {
             log_model,
@@ -151,37 +162,162 @@ impl LoadedModel {
             views,
             slots,
             names,
+            by_name,
             promoted_ms: None,
         })
     }
 }
 
-/// One view's online rows, in memory, with the record they were read at: per
-/// entity only the values the served model uses, in `features` order (no
-/// per-row JSON objects: a fraction of the memory).
+/// One entity's values in one view: those the served model uses, in the
+/// view's feature order (no per-row JSON object: a fraction of the memory).
+pub type Row = Arc<[Value]>;
+
+/// The values of `features` out of one stored JSON object.
+fn row_of(features: &[String], mut v: Value) -> Row {
+    features
+        .iter()
+        .map(|f| v.get_mut(f).map(Value::take).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// Where a view's rows are held.
+enum Rows {
+    /// Every entity of the view: no bound, or the view holds no more entities
+    /// than the bound. A request never waits on a database.
+    Full(HashMap<Box<str>, Row>),
+    /// At most the bound, least recently used first out; a miss is read
+    /// through from the online store (`None`: the store has no row for the
+    /// key, remembered as well so an unknown id does not read again).
+    Bounded(Mutex<lru::LruCache<Box<str>, Option<Row>>>),
+}
+
+/// One view's online rows in memory, with the record they were read at. A new
+/// record (another materialization) replaces the whole `ViewCache`, so a
+/// bounded one never holds rows older than the record it is stamped with.
 pub struct ViewCache {
     meta: OnlineView,
     features: Vec<String>,
-    rows: HashMap<Box<str>, Box<[Value]>>,
+    rows: Rows,
+    /// Entities held, as `/metrics` shows it.
+    held: Gauge,
+}
+
+/// What the cache knows of one key.
+enum Cached {
+    /// The row, or the knowledge that the store has none.
+    Known(Option<Row>),
+    /// Not held: read it through.
+    Miss,
 }
 
 impl ViewCache {
-    fn build(meta: OnlineView, features: Vec<String>, rows: HashMap<String, Value>) -> ViewCache {
-        let rows = rows
+    fn full(
+        meta: OnlineView,
+        features: Vec<String>,
+        rows: HashMap<String, Value>,
+        held: Gauge,
+    ) -> ViewCache {
+        let rows: HashMap<Box<str>, Row> = rows
             .into_iter()
-            .map(|(k, mut v)| {
-                let values: Box<[Value]> = features
-                    .iter()
-                    .map(|f| v.get_mut(f).map(Value::take).unwrap_or(Value::Null))
-                    .collect();
-                (k.into_boxed_str(), values)
-            })
+            .map(|(k, v)| (k.into_boxed_str(), row_of(&features, v)))
             .collect();
+        held.set(rows.len() as i64);
         ViewCache {
             meta,
             features,
-            rows,
+            rows: Rows::Full(rows),
+            held,
         }
+    }
+
+    fn bounded(
+        meta: OnlineView,
+        features: Vec<String>,
+        bound: NonZeroUsize,
+        held: Gauge,
+    ) -> ViewCache {
+        held.set(0);
+        ViewCache {
+            meta,
+            features,
+            rows: Rows::Bounded(Mutex::new(lru::LruCache::new(bound))),
+            held,
+        }
+    }
+
+    fn get(&self, key: &str) -> Cached {
+        match &self.rows {
+            Rows::Full(rows) => Cached::Known(rows.get(key).cloned()),
+            Rows::Bounded(lru) => match lock(lru).get(key) {
+                Some(row) => Cached::Known(row.clone()),
+                None => Cached::Miss,
+            },
+        }
+    }
+
+    /// Remembers what the store answered for `key` (bounded caches only).
+    fn insert(&self, key: &str, row: Option<Row>) {
+        if let Rows::Bounded(lru) = &self.rows {
+            let mut lru = lock(lru);
+            lru.put(key.into(), row);
+            self.held.set(lru.len() as i64);
+        }
+    }
+
+    /// Whether rows are read through (the view holds more than the bound).
+    fn is_bounded(&self) -> bool {
+        matches!(self.rows, Rows::Bounded(_))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One entity's rows for a model: one per view of `LoadedModel::views`, `None`
+/// where that view holds nothing for it.
+pub type EntityRows = Box<[Option<Row>]>;
+
+/// The feature values a prediction used, `view.feature` → value, serialized
+/// straight from the cached rows (nothing copied per request).
+#[derive(Clone)]
+pub struct FeatureValues {
+    model: Arc<LoadedModel>,
+    rows: EntityRows,
+}
+
+impl FeatureValues {
+    fn present(&self) -> impl Iterator<Item = (&String, &Value)> {
+        let m = &self.model;
+        m.by_name.iter().filter_map(|&i| {
+            let (vi, fi) = m.slots[i];
+            let row = self.rows[vi].as_ref()?;
+            Some((&m.names[i], row.get(fi).unwrap_or(&Value::Null)))
+        })
+    }
+
+    /// True when the online store holds none of the features.
+    pub fn is_empty(&self) -> bool {
+        self.rows.iter().all(Option::is_none)
+    }
+
+    /// The values as a JSON object.
+    pub fn to_map(&self) -> serde_json::Map<String, Value> {
+        self.present()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for FeatureValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.present()).finish()
+    }
+}
+
+impl serde::Serialize for FeatureValues {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.present())
     }
 }
 
@@ -199,6 +335,8 @@ pub struct Serving {
     pub model: ArcSwapOption<LoadedModel>,
     /// Online feature values per view.
     pub features: ArcSwap<HashMap<String, Arc<ViewCache>>>,
+    /// Most entities a view keeps in memory (`cache.maxEntities`; none: all).
+    pub cache_bound: Option<NonZeroUsize>,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
     /// When the online store last answered (ms since the epoch; 0 = never).
@@ -220,7 +358,8 @@ pub struct Prediction {
     /// Features the online store does not hold for this entity (encoded as nulls).
     pub missing_features: Vec<String>,
     /// Feature values used, `view.feature` → value.
-    pub features: serde_json::Map<String, Value>,
+    #[schema(value_type = Object)]
+    pub features: FeatureValues,
 }
 
 /// Why a prediction could not be made.
@@ -235,77 +374,150 @@ pub enum PredictError {
     },
     /// A stored value does not fit the model's declared type.
     Encode(String),
+    /// The online store did not answer a read-through.
+    Store(String),
 }
 
-fn to_feature_value(v: &Value) -> FeatureValue {
+fn to_feature_value(v: &Value) -> FeatureValue<'_> {
     match v {
         Value::Bool(b) => FeatureValue::Bool(*b),
         Value::Number(n) => n.as_f64().map_or(FeatureValue::Null, FeatureValue::Number),
-        Value::String(s) => FeatureValue::Text(s.clone()),
+        Value::String(s) => FeatureValue::Text(s),
         _ => FeatureValue::Null,
     }
 }
 
+/// The names of the inputs whose view holds no row for the entity.
+fn missing(model: &LoadedModel, rows: &[Option<Row>]) -> Vec<String> {
+    if rows.iter().all(Option::is_some) {
+        return Vec::new();
+    }
+    model
+        .names
+        .iter()
+        .zip(&model.slots)
+        .filter(|(_, (vi, _))| rows[*vi].is_none())
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Encoded rows up to this width are built on the stack.
+const STACK_ROW: usize = 128;
+
 impl Serving {
+    /// The rows of each of `keys` for `model`: from memory, and for what a
+    /// bounded view does not hold, from the online store in one keyed read
+    /// (every view and key missed at once), remembered for the next request.
+    pub async fn rows(
+        &self,
+        model: &LoadedModel,
+        keys: &[&str],
+    ) -> Result<Vec<EntityRows>, StoreError> {
+        let cache = self.features.load_full();
+        let views: Vec<Option<&Arc<ViewCache>>> =
+            model.views.iter().map(|v| cache.get(v)).collect();
+        let mut out: Vec<EntityRows> = Vec::with_capacity(keys.len());
+        let mut misses: Vec<(usize, usize)> = Vec::new();
+        for (ki, key) in keys.iter().enumerate() {
+            let mut rows = vec![None; views.len()].into_boxed_slice();
+            for (vi, view) in views.iter().enumerate() {
+                let Some(view) = view else { continue };
+                match view.get(key) {
+                    Cached::Known(row) => rows[vi] = row,
+                    Cached::Miss => misses.push((ki, vi)),
+                }
+            }
+            out.push(rows);
+        }
+        if self.metrics.recording() && views.iter().flatten().any(|v| v.is_bounded()) {
+            let lookups = keys.len() * views.iter().flatten().filter(|v| v.is_bounded()).count();
+            self.metrics.cache_misses.inc_by(misses.len() as u64);
+            self.metrics
+                .cache_hits
+                .inc_by(lookups.saturating_sub(misses.len()) as u64);
+        }
+        if misses.is_empty() {
+            return Ok(out);
+        }
+        let mut miss_views: Vec<&str> = misses
+            .iter()
+            .map(|&(_, vi)| model.views[vi].as_str())
+            .collect();
+        miss_views.sort_unstable();
+        miss_views.dedup();
+        let mut miss_keys: Vec<&str> = misses.iter().map(|&(ki, _)| keys[ki]).collect();
+        miss_keys.sort_unstable();
+        miss_keys.dedup();
+        let found = self.online.read_keys(&miss_views, &miss_keys).await?;
+        let mut found: HashMap<(String, String), Value> = found
+            .into_iter()
+            .map(|(v, k, values)| ((v, k), values))
+            .collect();
+        for (ki, vi) in misses {
+            let Some(view) = views[vi] else { continue };
+            let stored = found.remove(&(model.views[vi].clone(), keys[ki].to_string()));
+            let row = stored.map(|v| row_of(&view.features, v));
+            view.insert(keys[ki], row.clone());
+            out[ki][vi] = row;
+        }
+        Ok(out)
+    }
+
+    /// The rows of one entity (see [`Serving::rows`]).
+    pub async fn entity(&self, model: &LoadedModel, key: &str) -> Result<EntityRows, StoreError> {
+        let mut rows = self.rows(model, &[key]).await?;
+        Ok(rows
+            .pop()
+            .unwrap_or_else(|| vec![None; model.views.len()].into_boxed_slice()))
+    }
+
     /// The features of one entity for the served model: values and the names missing.
     pub fn features_of(
         &self,
-        model: &LoadedModel,
-        key: &str,
-    ) -> (serde_json::Map<String, Value>, Vec<String>) {
-        let (values, missing, _) = self.lookup(model, key);
-        (values, missing)
+        model: &Arc<LoadedModel>,
+        rows: EntityRows,
+    ) -> (FeatureValues, Vec<String>) {
+        let missing = missing(model, &rows);
+        (
+            FeatureValues {
+                model: model.clone(),
+                rows,
+            },
+            missing,
+        )
     }
 
-    /// One pass over the cache: the response's feature map, the missing names and
-    /// the encoder's input values, in input order.
-    fn lookup(
+    /// Scores one entity with the served version, from its rows (see
+    /// [`Serving::rows`]). Nothing is allocated for the encoded row.
+    pub fn predict(
         &self,
-        model: &LoadedModel,
+        model: &Arc<LoadedModel>,
         key: &str,
-    ) -> (
-        serde_json::Map<String, Value>,
-        Vec<String>,
-        Vec<FeatureValue>,
-    ) {
-        let cache = self.features.load();
-        let rows: Vec<Option<&[Value]>> = model
-            .views
-            .iter()
-            .map(|v| cache.get(v).and_then(|c| c.rows.get(key)).map(|r| &r[..]))
-            .collect();
-        let mut map = serde_json::Map::with_capacity(model.inputs.len());
-        let mut missing = Vec::new();
-        let mut values = Vec::with_capacity(model.inputs.len());
-        for (name, &(vi, fi)) in model.names.iter().zip(&model.slots) {
-            match rows[vi] {
-                Some(r) => {
-                    let v = r.get(fi).cloned().unwrap_or(Value::Null);
-                    values.push(to_feature_value(&v));
-                    map.insert(name.clone(), v);
-                }
-                None => {
-                    values.push(FeatureValue::Null);
-                    missing.push(name.clone());
-                }
-            }
-        }
-        (map, missing, values)
-    }
-
-    /// Scores one entity with the served version.
-    pub fn predict(&self, model: &LoadedModel, key: &str) -> Result<Prediction, PredictError> {
-        let (features, missing, values) = self.lookup(model, key);
+        rows: EntityRows,
+    ) -> Result<Prediction, PredictError> {
+        let missing = missing(model, &rows);
         if missing.len() == model.inputs.len() {
             return Err(PredictError::Unknown { missing });
         }
-        let mut row = vec![0.0; model.artifact.encoder.width()];
-        model
-            .artifact
-            .encoder
-            .encode_values(&values, &mut row)
-            .map_err(|e| PredictError::Encode(e.to_string()))?;
-        let probability = model.artifact.predict_row(&row);
+        let width = model.artifact.encoder.width();
+        let mut stack = [0.0f64; STACK_ROW];
+        let mut heap = Vec::new();
+        let row: &mut [f64] = if width <= STACK_ROW {
+            &mut stack[..width]
+        } else {
+            heap.resize(width, 0.0);
+            &mut heap
+        };
+        let mut at = 0;
+        for (f, &(vi, fi)) in model.artifact.encoder.inputs.iter().zip(&model.slots) {
+            let value = rows[vi]
+                .as_ref()
+                .and_then(|r| r.get(fi))
+                .map_or(FeatureValue::Null, to_feature_value);
+            at += crate::ml::encode::Encoder::encode_input(f, value, &mut row[at..])
+                .map_err(|e| PredictError::Encode(e.to_string()))?;
+        }
+        let probability = model.artifact.predict_row(row);
         let prediction = u8::from(probability >= 0.5);
         let recording = self.metrics.recording();
         if recording {
@@ -338,8 +550,20 @@ impl Serving {
             prediction,
             probability,
             missing_features: missing,
-            features,
+            features: FeatureValues {
+                model: model.clone(),
+                rows,
+            },
         })
+    }
+
+    /// Each served view's watermark, as held in memory now.
+    pub fn watermarks(&self) -> std::collections::BTreeMap<String, String> {
+        self.features
+            .load()
+            .iter()
+            .map(|(v, c)| (v.clone(), c.meta.watermark.clone()))
+            .collect()
     }
 
     /// Ready: a model is loaded and the online store answered recently.
@@ -435,19 +659,58 @@ impl Serving {
                     continue;
                 };
                 let features = model.view_features(view);
+                let bounded = self
+                    .cache_bound
+                    .filter(|b| usize::try_from(m.entity_count).unwrap_or(usize::MAX) > b.get());
                 match cache.get(view) {
-                    Some(c) if c.meta == *m && c.features == features => {
+                    Some(c)
+                        if c.meta == *m
+                            && c.features == features
+                            && c.is_bounded() == bounded.is_some() =>
+                    {
                         updated.insert(view.clone(), c.clone());
                     }
                     _ => {
-                        let rows = self.online.read_all(view).await?;
-                        let built = ViewCache::build(m.clone(), features, rows);
+                        let held = self.metrics.cache_gauge(view);
+                        let built = match bounded {
+                            // Past the bound: nothing is read now; rows come
+                            // through on demand.
+                            Some(bound) => ViewCache::bounded(m.clone(), features, bound, held),
+                            None => {
+                                let rows = self.online.read_all(view).await?;
+                                if let Some(bound) =
+                                    self.cache_bound.filter(|b| rows.len() > b.get())
+                                {
+                                    // The record undercounted (an incremental
+                                    // Redis write): keep the bound anyway.
+                                    ViewCache::bounded(m.clone(), features, bound, held)
+                                } else {
+                                    ViewCache::full(m.clone(), features, rows, held)
+                                }
+                            }
+                        };
+                        tracing::debug!(
+                            "{}: view {view} at {} ({} entities, {})",
+                            self.name,
+                            m.watermark,
+                            m.entity_count,
+                            if built.is_bounded() {
+                                "read through"
+                            } else {
+                                "in memory"
+                            }
+                        );
                         updated.insert(view.clone(), Arc::new(built));
                         changed = true;
                     }
                 }
             }
             if changed || updated.len() != cache.len() {
+                let gone: Vec<&String> =
+                    cache.keys().filter(|v| !updated.contains_key(*v)).collect();
+                for view in gone {
+                    self.metrics.remove_cache_gauge(view);
+                }
                 self.features.store(Arc::new(updated));
             }
         }
@@ -547,6 +810,7 @@ pub async fn prepare(
         max_batch: spec.max_batch,
         model: ArcSwapOption::empty(),
         features: ArcSwap::from_pointee(HashMap::new()),
+        cache_bound: spec.cache.and_then(|c| NonZeroUsize::new(c.max_entities)),
         metrics: metrics::Metrics::new(),
         online_ok_ms: AtomicI64::new(0),
         registry,
@@ -554,6 +818,10 @@ pub async fn prepare(
         log,
         monitors,
     });
+    serving
+        .metrics
+        .cache_bound
+        .set(serving.cache_bound.map_or(0, |b| b.get() as i64));
     serving.refresh().await?;
     if let Err(e) = serving.refresh_drift().await {
         tracing::warn!("{}: cannot read monitor evaluations: {e}", serving.name);

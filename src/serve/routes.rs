@@ -290,7 +290,8 @@ async fn features(
     Segment(id): Segment,
 ) -> Result<Json<Value>, ApiError> {
     let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
-    let (values, missing) = s.features_of(&model, &id);
+    let rows = s.entity(&model, &id).await.map_err(store_error)?;
+    let (values, missing) = s.features_of(&model, rows);
     if values.is_empty() {
         return Err(unknown(&s, &id, missing));
     }
@@ -301,12 +302,23 @@ async fn features(
     })))
 }
 
+/// A read-through the online store did not answer: 503, the cause named
+/// (store errors are redacted where they are made).
+pub(super) fn store_error(e: crate::store::StoreError) -> ApiError {
+    tracing::warn!("online store read failed: {e}");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the online store did not answer: {e}"),
+    )
+}
+
 /// The JSON error of a failed prediction (shared with the V2 routes).
 pub(super) fn predict_error(s: &Serving, id: &str, e: PredictError) -> ApiError {
     match e {
         PredictError::NoModel => no_model(s),
         PredictError::Unknown { missing } => unknown(s, id, missing),
         PredictError::Encode(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+        PredictError::Store(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
     }
 }
 
@@ -336,8 +348,9 @@ async fn predict(
         }
     };
     let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
+    let rows = s.entity(&model, &id).await.map_err(store_error)?;
     let result = s
-        .predict(&model, &id)
+        .predict(&model, &id, rows)
         .map_err(|e| predict_error(&s, &id, e))?;
     let mut key = serde_json::Map::new();
     key.insert(s.key_name.clone(), Value::String(id));
@@ -377,12 +390,15 @@ async fn predict_batch(
         ));
     }
     let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
+    let keys: Vec<&str> = req.ids.iter().map(String::as_str).collect();
+    let rows = s.rows(&model, &keys).await.map_err(store_error)?;
     let score = {
         let (s, model) = (s.clone(), model.clone());
         move || {
             req.ids
                 .into_iter()
-                .map(|id| match s.predict(&model, &id) {
+                .zip(rows)
+                .map(|(id, rows)| match s.predict(&model, &id, rows) {
                     Ok(p) => BatchItem {
                         id,
                         result: Some(p),
@@ -430,7 +446,26 @@ async fn models(State(s): State<Arc<Serving>>) -> Result<Json<Value>, ApiError> 
         "registered": crate::store::format_ms(i.created_ms),
         "promoted": model.promoted_ms.map(crate::store::format_ms),
         "features": model.inputs.iter().map(|(v, f)| format!("{v}.{f}")).collect::<Vec<_>>(),
+        "watermarks": s.watermarks(),
+        "shape": shape(&model.artifact.estimator),
     })))
+}
+
+/// What one prediction walks: a forest's trees, nodes and depths, or a linear
+/// model's weights.
+fn shape(e: &crate::ml::train::Estimator) -> Value {
+    match e {
+        crate::ml::train::Estimator::Forest(f) => {
+            let (max_depth, mean_depth) = f.depths();
+            json!({
+                "trees": f.n_trees(),
+                "nodes": f.n_nodes(),
+                "maxDepth": max_depth,
+                "meanLeafDepth": (mean_depth * 10.0).round() / 10.0,
+            })
+        }
+        crate::ml::train::Estimator::Linear { weights, .. } => json!({ "weights": weights.len() }),
+    }
 }
 
 /// Prometheus metrics (text exposition format).

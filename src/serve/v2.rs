@@ -341,13 +341,20 @@ async fn infer_handler(
         return error(StatusCode::SERVICE_UNAVAILABLE, s.no_production());
     };
     let n = keys.len();
+    let rows = {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        match s.rows(&model, &keys).await {
+            Ok(r) => r,
+            Err(e) => return super::routes::store_error(e).into_response(),
+        }
+    };
     let score = {
         let (s, model) = (s.clone(), model.clone());
         move || {
             let mut probability = Vec::with_capacity(n);
             let mut class = Vec::with_capacity(n);
-            for key in &keys {
-                match s.predict(&model, key) {
+            for (key, rows) in keys.iter().zip(rows) {
+                match s.predict(&model, key, rows) {
                     Ok(p) => {
                         probability.push(p.probability);
                         class.push(i64::from(p.prediction));

@@ -428,6 +428,44 @@ async fn read_many_sql(
         .collect())
 }
 
+/// Feature values of `keys` in each of `views`, in one round trip: the keyed
+/// read an endpoint's read-through cache makes on a miss. Absent pairs are absent.
+async fn read_keys_sql(
+    db: &Db,
+    views: &[&str],
+    keys: &[&str],
+) -> Result<Vec<(String, String, Value)>, StoreError> {
+    let rows: Vec<(String, String, String)> = match db {
+        Db::Sqlite { pool, .. } => {
+            let views = serde_json::to_string(views).unwrap_or_else(|_| "[]".into());
+            let keys = serde_json::to_string(keys).unwrap_or_else(|_| "[]".into());
+            sqlx::query_as(
+                "SELECT view, entity_key, features FROM reconcile_online \
+                 WHERE view IN (SELECT value FROM json_each($1)) \
+                 AND entity_key IN (SELECT value FROM json_each($2))",
+            )
+            .bind(views)
+            .bind(keys)
+            .fetch_all(pool)
+            .await?
+        }
+        Db::Postgres { pool, .. } => {
+            sqlx::query_as(
+                "SELECT view, entity_key, features FROM reconcile_online \
+                 WHERE view = ANY($1) AND entity_key = ANY($2)",
+            )
+            .bind(views)
+            .bind(keys)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(v, k, f)| (v, k, serde_json::from_str(&f).unwrap_or(Value::Null)))
+        .collect())
+}
+
 async fn read_all_sql(db: &Db, view: &str) -> Result<HashMap<String, Value>, StoreError> {
     const Q: &str = "SELECT entity_key, features FROM reconcile_online WHERE view = $1";
     let rows: Vec<(String, String)> =
@@ -529,6 +567,23 @@ impl OnlineStore {
         match self {
             OnlineStore::Sql(db) => read_many_sql(db, view, keys).await,
             OnlineStore::Redis(r) => r.read_many(view, keys).await,
+        }
+    }
+
+    /// Feature values of `keys` in each of `views`, as `(view, key, values)`, in
+    /// one round trip (one query; one Redis pipeline): the keyed read behind an
+    /// endpoint's read-through cache. Pairs the store does not hold are absent.
+    pub async fn read_keys(
+        &self,
+        views: &[&str],
+        keys: &[&str],
+    ) -> Result<Vec<(String, String, Value)>, StoreError> {
+        if views.is_empty() || keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            OnlineStore::Sql(db) => read_keys_sql(db, views, keys).await,
+            OnlineStore::Redis(r) => r.read_keys(views, keys).await,
         }
     }
 
@@ -713,6 +768,30 @@ impl RedisOnline {
             .query_async::<()>(&mut conn)
             .await
             .map_err(redis_err)
+    }
+
+    async fn read_keys(
+        &self,
+        views: &[&str],
+        keys: &[&str],
+    ) -> Result<Vec<(String, String, Value)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for view in views {
+            pipe.cmd("HMGET").arg(self.rows_key(view)).arg(keys);
+        }
+        let found: Vec<Vec<Option<String>>> =
+            pipe.query_async(&mut conn).await.map_err(redis_err)?;
+        let mut out = Vec::new();
+        for (view, values) in views.iter().zip(found) {
+            for (key, v) in keys.iter().zip(values) {
+                if let Some(json) = v {
+                    let value = serde_json::from_str(&json).unwrap_or(Value::Null);
+                    out.push((view.to_string(), key.to_string(), value));
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn read_many(
