@@ -10,7 +10,6 @@
 
 pub mod cli;
 pub mod colour;
-pub mod compose;
 pub mod container;
 pub mod controller;
 pub mod data;
@@ -20,6 +19,7 @@ pub mod docker_auth;
 pub mod drift;
 pub mod duration;
 pub mod engine;
+pub mod export;
 pub mod features;
 pub mod gitops;
 pub mod graph;

@@ -1,5 +1,5 @@
 //! `reconcile compose`: writes the project's containers as a docker compose
-//! file (see [`crate::compose`]), to a file or to standard output, and with
+//! file (see [`crate::export::compose`]), to a file or to standard output, and with
 //! `--build-images` builds the image the file names that no registry has:
 //! `reconcile-serve:latest`, this very binary (docker Endpoints run it).
 
@@ -48,7 +48,7 @@ pub async fn run(args: ComposeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let yaml = match crate::compose::render(&ws.set, &out_dir) {
+    let yaml = match crate::export::compose::render(&ws.set, &out_dir) {
         Ok(y) => y,
         Err(e) => {
             eprintln!("error: {e}");
@@ -67,7 +67,7 @@ pub async fn run(args: ComposeArgs) -> ExitCode {
     }
     if args.build_images {
         let serve_image = format!("{}:latest", crate::container::SERVE_IMAGE);
-        let names_it = crate::compose::compose_file(&ws.set, &out_dir).is_ok_and(|f| {
+        let names_it = crate::export::compose::compose_file(&ws.set, &out_dir).is_ok_and(|f| {
             f.services
                 .values()
                 .any(|s| s.image.as_deref() == Some(serve_image.as_str()))

@@ -2,6 +2,7 @@
 //! The only place that prints for humans besides `progress`.
 
 mod compose;
+mod export;
 mod gitops;
 mod init;
 mod models;
@@ -119,6 +120,10 @@ enum Command {
     /// runs the rest beside them); `--build-images` builds the endpoint image.
     #[command(after_help = EXIT_READ)]
     Compose(compose::ComposeArgs),
+    /// Write the project's containers for another tool: `export kubernetes`
+    /// (manifests for kubectl, and the project image's Dockerfile).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Write the Prometheus config, alert rules and Grafana dashboards derived
     /// from the specs' endpoints, monitors and Observability settings.
     #[command(after_help = EXIT_READ)]
@@ -509,6 +514,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Gitops(args) => gitops::run(args, quiet).await,
         Command::Probe(args) => probe::run(args).await,
         Command::Compose(args) => compose::run(args).await,
+        Command::Export(cmd) => export::run(cmd),
         Command::Observability(args) => observability::run(args),
         Command::Graph(args) => graph(args),
         Command::Init(args) => init::run(args),

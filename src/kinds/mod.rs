@@ -217,6 +217,18 @@ pub trait ResourceKind: Sized + Send + Sync + 'static {
         None
     }
 
+    /// What this resource generates into [`ResourceKind::generates`]'s folder
+    /// (path with `/`, relative to it → content), rendered without writing: an
+    /// export to where no project folder exists (a Kubernetes ConfigMap)
+    /// carries the files themselves. `None` for a kind that generates nothing.
+    fn generated_files(
+        _r: &Resource,
+        _spec: &Self::Spec,
+        _set: &SpecSet,
+    ) -> Option<Result<GeneratedFiles, GenerateError>> {
+        None
+    }
+
     /// The files beyond its spec document that this resource reads, as
     /// absolute glob patterns, so watch mode knows which file events concern
     /// it (a snapshot CSV, a folder of dated snapshots, a build context).
@@ -237,6 +249,28 @@ pub fn generators_at<'a>(
     resources
         .iter()
         .filter(move |r| generated_folder(r, root).is_some_and(|folder| path.starts_with(folder)))
+}
+
+/// Files a resource generates: path (with `/`, relative to its folder) → content.
+pub type GeneratedFiles = std::collections::BTreeMap<String, String>;
+
+/// Why a resource could not render what it generates.
+pub type GenerateError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The resource generating into a folder that `path` lies in, with that folder
+/// and what it generates (see [`ResourceKind::generated_files`]).
+pub fn generated_at<'a>(
+    set: &'a SpecSet,
+    path: &Path,
+) -> Option<(&'a Resource, PathBuf, Result<GeneratedFiles, GenerateError>)> {
+    set.resources.iter().find_map(|r| {
+        let folder = generated_folder(r, &set.root)?;
+        if !path.starts_with(&folder) {
+            return None;
+        }
+        let files = generated_files(r, set)?;
+        Some((r, folder, files))
+    })
 }
 
 /// The absolute pattern of `rel` (a path or a glob) written in a spec whose

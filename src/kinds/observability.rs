@@ -270,6 +270,18 @@ impl ResourceKind for Observability {
         confine(root, r.base_dir(), &spec.out.value).ok()
     }
 
+    fn generated_files(
+        _r: &Resource,
+        spec: &ObservabilitySpec,
+        set: &SpecSet,
+    ) -> Option<Result<super::GeneratedFiles, super::GenerateError>> {
+        Some(
+            crate::observe::render(set, &Settings::from_spec(spec))
+                .map(|tree| tree.files)
+                .map_err(Into::into),
+        )
+    }
+
     fn diff(d: &Desired<'_, Self>, observed: &Observed, _opts: &PlanOptions) -> ResourcePlan {
         let mut plan = record::diff(d.id, d.spec_hash, d.spec_json, observed);
         if plan.action == Action::NoOp && !d.inputs.differences.is_empty() {

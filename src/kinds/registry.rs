@@ -195,6 +195,16 @@ macro_rules! kinds {
             }
         }
 
+        /// What a resource generates, rendered without writing, if it generates anything.
+        pub fn generated_files(
+            r: &Resource,
+            set: &SpecSet,
+        ) -> Option<Result<GeneratedFiles, GenerateError>> {
+            match &r.spec {
+                $( Spec::$variant(s) => <$module::$ty as ResourceKind>::generated_files(r, s, set), )*
+            }
+        }
+
         /// The folder a resource generates files into, if it does.
         pub fn generated_folder(r: &Resource, root: &std::path::Path) -> Option<std::path::PathBuf> {
             match &r.spec {

@@ -1,8 +1,8 @@
 //! `reconcile compose`: the project's containers as a docker compose file, for
 //! people who run them with compose instead of the controller. Services are
 //! written as declared; Endpoints with `runtime: docker` as the service
-//! [`crate::container::endpoint_service`] synthesizes, so the two ways of running
-//! the project never disagree about a container.
+//! [`crate::container::endpoint_service`] synthesizes ([`super::containers`]),
+//! so the two ways of running the project never disagree about a container.
 //!
 //! Pure: a function of the loaded specs and the folder the file will live in
 //! (relative paths are rebased onto it). Nothing is read or resolved; `${VAR}`
@@ -21,14 +21,11 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::container::endpoint_service;
-use crate::kinds::Member;
-use crate::kinds::endpoint::{Endpoint, Runtime};
-use crate::kinds::service::Service;
+use super::{Container, container_dependencies, containers};
 use crate::kinds::service::spec::{
     MountSource, ServiceSpec, parse_duration, parse_memory, parse_port, parse_volume,
 };
-use crate::spec::{Kind, Resource, SpecSet};
+use crate::spec::SpecSet;
 
 /// Why a compose file could not be written. Validated specs only fail here on
 /// what compose cannot express.
@@ -191,28 +188,6 @@ pub const LABEL_EXPORT_PROJECT: &str = "reconcile.export.project";
 /// container was exported from.
 pub const LABEL_EXPORT_RESOURCE: &str = "reconcile.export.resource";
 
-/// A container of the project: the resource it comes from and its service spec.
-struct Container<'a> {
-    resource: &'a Resource,
-    spec: ServiceSpec,
-}
-
-/// The project's containers in spec order: Services, and Endpoints with
-/// `runtime: docker` as synthesized services.
-fn containers(set: &SpecSet) -> Vec<Container<'_>> {
-    set.resources
-        .iter()
-        .filter_map(|r| {
-            let spec = match (Service::spec_of(&r.spec), Endpoint::spec_of(&r.spec)) {
-                (Some(s), _) => s.clone(),
-                (_, Some(e)) if e.runtime == Runtime::Docker => endpoint_service(set, e),
-                _ => return None,
-            };
-            Some(Container { resource: r, spec })
-        })
-        .collect()
-}
-
 /// Builds the compose model of a project. `out_dir` is the absolute folder the
 /// file will be written to; bind mounts and build contexts are made relative to it.
 pub fn compose_file(set: &SpecSet, out_dir: &Path) -> Result<ComposeFile, ComposeError> {
@@ -373,33 +348,17 @@ fn depends_on(
     s: &ServiceSpec,
     all: &[Container<'_>],
 ) -> IndexMap<String, DependsOn> {
-    let mut out = IndexMap::new();
-    for d in &s.depends_on {
-        let (kind, name) = match d.value.split_once('/') {
-            Some((k, n)) => match Kind::parse(k) {
-                Some(k) => (Some(k), n),
-                None => continue,
-            },
-            None => (None, d.value.as_str()),
-        };
-        // Resolved as validation resolves references: a bare name must be unique.
-        let mut named = set
-            .resources
-            .iter()
-            .filter(|r| r.id.name == name && kind.is_none_or(|k| r.id.kind == k));
-        let (Some(target), None) = (named.next(), named.next()) else {
-            continue;
-        };
-        if let Some(dep) = all.iter().find(|c| c.resource.id == target.id) {
+    container_dependencies(set, s, all)
+        .into_iter()
+        .map(|dep| {
             let condition = if dep.spec.health.is_some() {
                 Condition::ServiceHealthy
             } else {
                 Condition::ServiceStarted
             };
-            out.insert(dep.spec.name.value.clone(), DependsOn { condition });
-        }
-    }
-    out
+            (dep.spec.name.value.clone(), DependsOn { condition })
+        })
+        .collect()
 }
 
 /// Writes strings double-quoted: a YAML 1.1 reader takes an unquoted `22:22` for
@@ -461,7 +420,7 @@ fn go_duration(d: std::time::Duration) -> String {
 }
 
 /// Drops `.` and folds `..` without touching the filesystem.
-fn normalize(p: &Path) -> PathBuf {
+pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
