@@ -435,25 +435,20 @@ pub async fn count_rows(db: &Db, table: &str, as_of: &str) -> Result<i64, StoreE
     Ok(n)
 }
 
-/// Reads `columns` of every snapshot of a table, with `as_of` first, as a typed
-/// batch (one query). The point-in-time join runs on this in memory, so its cost
-/// does not depend on a query planner's row estimates.
-pub async fn read_table(
-    db: &Db,
+/// The `SELECT` of a table's columns with their `as_of`, between optional
+/// dates, and the dates to bind, in order. Bounds are bound as dates on both
+/// backends (SQLite stores them as ISO text, which compares in date order); a
+/// missing bound is left out of the query.
+fn select_dated(
     table: &str,
     columns: &[(String, ColumnType)],
-    dates_between: (Option<NaiveDate>, Option<NaiveDate>),
-) -> Result<(Vec<NaiveDate>, Batch), StoreError> {
-    use futures_util::TryStreamExt;
-    use sqlx::Row;
+    (from, to): (Option<NaiveDate>, Option<NaiveDate>),
+) -> (String, Vec<NaiveDate>) {
     let list = columns
         .iter()
         .map(|(c, _)| quote(c))
         .collect::<Vec<_>>()
         .join(", ");
-    // Bounds are bound as dates on both backends (SQLite stores them as ISO text,
-    // which compares in date order); a missing bound is left out of the query.
-    let (from, to) = dates_between;
     let bounds: Vec<NaiveDate> = [from, to].into_iter().flatten().collect();
     let mut conditions = Vec::new();
     if from.is_some() {
@@ -467,7 +462,24 @@ pub async fn read_table(
     } else {
         format!(" WHERE {}", conditions.join(" AND "))
     };
-    let sql = format!("SELECT \"as_of\", {list} FROM {}{filter}", quote(table));
+    (
+        format!("SELECT \"as_of\", {list} FROM {}{filter}", quote(table)),
+        bounds,
+    )
+}
+
+/// Reads `columns` of every snapshot of a table, with `as_of` first, as a typed
+/// batch (one query). The point-in-time join runs on this in memory, so its cost
+/// does not depend on a query planner's row estimates.
+pub async fn read_table(
+    db: &Db,
+    table: &str,
+    columns: &[(String, ColumnType)],
+    dates_between: (Option<NaiveDate>, Option<NaiveDate>),
+) -> Result<(Vec<NaiveDate>, Batch), StoreError> {
+    use futures_util::TryStreamExt;
+    use sqlx::Row;
+    let (sql, bounds) = select_dated(table, columns, dates_between);
     let mut dates = Vec::new();
     let mut cols: Vec<Column> = columns
         .iter()
@@ -615,32 +627,11 @@ pub async fn read_table_by_key<E: From<StoreError>>(
 ) -> Result<(), E> {
     use futures_util::TryStreamExt;
     use sqlx::Row;
-    let list = columns
-        .iter()
-        .map(|(c, _)| quote(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (from, to) = dates_between;
-    let bounds: Vec<NaiveDate> = [from, to].into_iter().flatten().collect();
-    let mut conditions = Vec::new();
-    if from.is_some() {
-        conditions.push(format!("\"as_of\" >= ${}", conditions.len() + 1));
-    }
-    if to.is_some() {
-        conditions.push(format!("\"as_of\" <= ${}", conditions.len() + 1));
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
+    let (select, bounds) = select_dated(table, columns, dates_between);
     let key = columns
         .first()
         .map_or_else(|| quote("as_of"), |(k, _)| quote(k));
-    let sql = format!(
-        "SELECT \"as_of\", {list} FROM {}{filter} ORDER BY {key}, \"as_of\"",
-        quote(table)
-    );
+    let sql = format!("{select} ORDER BY {key}, \"as_of\"");
     let fresh = || -> Vec<Column> {
         columns
             .iter()
