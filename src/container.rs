@@ -8,7 +8,7 @@
 
 use indexmap::IndexMap;
 
-use crate::kinds::endpoint::EndpointSpec;
+use crate::kinds::endpoint::{EndpointSpec, Runtime};
 use crate::kinds::service::Service;
 use crate::kinds::service::spec::{
     HealthCommand, HealthSpec, RestartPolicy, ServiceSpec, parse_port, spanned,
@@ -125,6 +125,27 @@ pub fn endpoint_service(set: &SpecSet, e: &EndpointSpec) -> ServiceSpec {
         .map(|p| format!("{PROJECT_MOUNT}/{}", p.display()))
         .unwrap_or_else(|| PROJECT_MOUNT.to_string());
     let port = e.port.to_string();
+    let swarm = crate::kinds::service::deploy::WorkloadRuntime::Swarm;
+    let on_swarm = match e.runtime {
+        Runtime::Swarm => true,
+        Runtime::Docker => set.project.runtime == Some(swarm),
+        Runtime::Embedded => false,
+    };
+    // On a swarm a published port listens on every node's interfaces (the
+    // routing mesh), so an endpoint is published only when its host says
+    // every interface; in DNS round-robin mode a port is published per node,
+    // which replicas sharing a node cannot all bind. Otherwise it is reached
+    // on the overlay network by its name.
+    let dnsrr = e
+        .deploy
+        .as_ref()
+        .is_some_and(|d| d.endpoint_mode == crate::kinds::service::deploy::EndpointMode::Dnsrr);
+    let every_interface = matches!(e.host.as_str(), "0.0.0.0" | "::");
+    let ports = if on_swarm && (dnsrr || !every_interface) {
+        Vec::new()
+    } else {
+        vec![spanned(format!("{}:{port}:{port}", e.host))]
+    };
     let mut env: IndexMap<String, SpannedStr> = IndexMap::new();
     env.insert(IN_NETWORK_ENV.to_string(), spanned("1"));
     for url in project_store_urls(set) {
@@ -159,7 +180,7 @@ pub fn endpoint_service(set: &SpecSet, e: &EndpointSpec) -> ServiceSpec {
             port.clone(),
         ]),
         env,
-        ports: vec![spanned(format!("{}:{port}:{port}", e.host))],
+        ports,
         volumes: vec![spanned(format!("{}:{PROJECT_MOUNT}", set.root.display()))],
         restart: RestartPolicy::UnlessStopped,
         resources: None,
@@ -175,6 +196,8 @@ pub fn endpoint_service(set: &SpecSet, e: &EndpointSpec) -> ServiceSpec {
             start_period: spanned("0s"),
         }),
         depends_on,
+        runtime: on_swarm.then_some(swarm),
+        deploy: e.deploy.clone(),
     }
 }
 

@@ -239,7 +239,8 @@ pub fn diff(desired: &DesiredState, observed: &Observed, opts: &PlanOptions) -> 
         .collect();
     let wanted: std::collections::HashSet<&ResourceId> =
         desired.resources.iter().map(|d| &d.id).collect();
-    let owned = observed.docker.owned();
+    let mut owned = observed.docker.owned();
+    owned.extend(observed.swarm.owned());
     let mut gone: Vec<&ResourceId> = observed
         .records
         .keys()

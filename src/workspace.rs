@@ -268,9 +268,10 @@ impl Workspace {
         let mut observed = kinds::observe(&stores.state, &stores.offline, &stores.online).await?;
         if !self.no_containers && kinds::needs_engine(&self.set, &observed) {
             let project = &self.set.project.name.value;
-            (observed.docker, observed.docker_objects) = tokio::join!(
+            (observed.docker, observed.docker_objects, observed.swarm) = tokio::join!(
                 self.docker.observe(project),
-                self.docker.observe_objects(project)
+                self.docker.observe_objects(project),
+                self.docker.observe_swarm(project)
             );
         }
         Ok(observed)
@@ -298,13 +299,15 @@ impl Workspace {
             return Ok(Vec::new());
         }
         let project = &self.set.project.name.value;
-        let (docker, docker_objects) = tokio::join!(
+        let (docker, docker_objects, swarm) = tokio::join!(
             self.docker.observe(project),
-            self.docker.observe_objects(project)
+            self.docker.observe_objects(project),
+            self.docker.observe_swarm(project)
         );
         let observed = Observed {
             docker,
             docker_objects,
+            swarm,
             ..Observed::default()
         };
         let desired =

@@ -20,6 +20,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, PersistentVolumeClaim, Probe, Service,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 const EXAMPLE: &str = "examples/streamflow-docker";
 const COMMITTED: &str = "k8s";
@@ -591,4 +593,63 @@ fn output_folders_that_cannot_hold_manifests_are_refused() {
     let o = export_of(p.path(), &hidden);
     assert!(o.status.success(), "{}", common::text(&o));
     assert!(hidden.join("demo.yaml").exists());
+}
+
+/// A swarm `deploy` block maps onto the Deployment: replicas, the rolling
+/// update (start-first surges, stop-first takes pods down first), the
+/// monitor window as minReadySeconds, limits and requests, node labels as a
+/// node selector, and the constraints Kubernetes has no field for noted.
+#[test]
+fn a_deploy_block_maps_onto_the_deployment() {
+    let svc = "kind: Service\nname: web\nimage: nginx:1\nruntime: swarm\n\
+               deploy:\n  replicas: 3\n  update: { parallelism: 2, order: start-first, monitor: 7s }\n  \
+               resources: { limits: { cpus: 0.5, memory: 256m }, reservations: { cpus: 0.25, memory: 64m } }\n  \
+               placement: { constraints: [\"node.labels.zone==eu\", \"node.role==manager\"] }\n\
+               ---\nkind: Service\nname: db\nimage: postgres:16\nruntime: swarm\n\
+               deploy: { replicas: 2, update: { parallelism: 1, order: stop-first } }\n";
+    let p = project(&[("project.yaml", PROJECT), ("svc.yaml", svc)]);
+    let out_root = tempfile::tempdir().expect("tempdir");
+    let out = out_root.path().join("k8s");
+    let o = export_of(p.path(), &out);
+    assert!(o.status.success(), "{}", common::text(&o));
+    let objects = parse(&std::fs::read_to_string(out.join("demo.yaml")).expect("manifests"));
+    let web = &objects.deployments["web"];
+    let spec = &web.spec;
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.min_ready_seconds, Some(7));
+    let rolling = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .expect("rolling update");
+    assert_eq!(rolling.max_surge, Some(IntOrString::Int(2)));
+    assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+    let resources = container(web).resources.as_ref().expect("resources");
+    let q = |m: &Option<BTreeMap<String, Quantity>>, k: &str| {
+        m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
+    };
+    assert_eq!(q(&resources.limits, "cpu").as_deref(), Some("500m"));
+    assert_eq!(q(&resources.requests, "cpu").as_deref(), Some("250m"));
+    assert_eq!(q(&resources.requests, "memory").as_deref(), Some("64Mi"));
+    let pod = spec.template.spec.as_ref().expect("pod");
+    assert_eq!(
+        pod.node_selector.as_ref().and_then(|n| n.get("zone")).map(String::as_str),
+        Some("eu")
+    );
+    let note = web
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("reconcile.export/placement"))
+        .expect("unmapped constraints are noted");
+    assert!(note.contains("node.role==manager"), "{note}");
+    let db = objects.deployments["db"]
+        .spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .expect("rolling update");
+    assert_eq!(db.max_surge, Some(IntOrString::Int(0)));
+    assert_eq!(db.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(objects.deployments["db"].spec.replicas, Some(2));
 }

@@ -6,7 +6,9 @@
 //! What is written, per container of [`super::containers`] (Services, and
 //! docker Endpoints as the service the controller runs):
 //!
-//! * a `Deployment` (one replica; `RollingUpdate` with no unavailable pod, or
+//! * a `Deployment` (`deploy.replicas`, one by default; `RollingUpdate` from
+//!   `deploy.update` — start-first surges, stop-first takes pods down first —
+//!   else with no unavailable pod, or
 //!   `Recreate` when it mounts a volume claim, which two pods must not share);
 //!   readiness and liveness probes from `health`, limits from `resources`;
 //! * a `Service` of type `ClusterIP` for its ports, under the container's name,
@@ -55,6 +57,7 @@ use thiserror::Error;
 
 use super::{Container, compose::rebase, containers};
 use crate::container::{BINARY_PATH, IN_NETWORK_ENV, PROJECT_MOUNT, SERVE_IMAGE};
+use crate::kinds::service::deploy::{UpdateOrder, duration_of};
 use crate::kinds::service::spec::{
     HealthCommand, MountSource, ServiceSpec, parse_duration, parse_memory, parse_port, parse_volume,
 };
@@ -68,6 +71,9 @@ pub const ANNOTATION_RESOURCE: &str = "reconcile.export/resource";
 /// The annotation on a Deployment or Job whose image no registry holds: how to
 /// build it and what to push.
 pub const ANNOTATION_BUILD: &str = "reconcile.export/build";
+/// The annotation on a Deployment whose swarm placement constraints have no
+/// Kubernetes field (only `node.labels.*==…` maps, to a node selector).
+pub const ANNOTATION_PLACEMENT: &str = "reconcile.export/placement";
 /// The size a `ConfigMap` may hold (etcd's limit is about 1.5 MiB per object;
 /// Kubernetes documents 1 MiB for the data).
 pub const CONFIG_MAP_LIMIT: usize = 1 << 20;
@@ -562,24 +568,39 @@ impl Cx<'_> {
                 (Some(probe), Some(live))
             }
         };
-        let resources = match &s.resources {
-            None => None,
-            Some(r) => {
-                let mut limits = BTreeMap::new();
-                if let Some(cpus) = r.cpus {
-                    limits.insert("cpu".to_string(), cpu_quantity(cpus));
-                }
-                if let Some(m) = &r.memory {
-                    let bytes = parse_memory(&m.value)
-                        .ok_or_else(|| invalid(format!("`{}` is not a memory size", m.value)))?;
-                    limits.insert("memory".to_string(), memory_quantity(bytes));
-                }
-                (!limits.is_empty()).then(|| ResourceRequirements {
-                    limits: Some(limits),
-                    ..ResourceRequirements::default()
-                })
+        // Limits: `deploy.resources.limits`, else the Service's `resources`;
+        // requests: `deploy.resources.reservations`.
+        let quantities = |cpus: Option<f64>, memory: Option<&crate::spec::SpannedStr>| {
+            let mut q = BTreeMap::new();
+            if let Some(cpus) = cpus {
+                q.insert("cpu".to_string(), cpu_quantity(cpus));
             }
+            if let Some(m) = memory {
+                let bytes = parse_memory(&m.value)
+                    .ok_or_else(|| invalid(format!("`{}` is not a memory size", m.value)))?;
+                q.insert("memory".to_string(), memory_quantity(bytes));
+            }
+            Ok::<_, KubernetesError>(q)
         };
+        let deploy_resources = s.deploy.as_ref().and_then(|d| d.resources.as_ref());
+        let limits = match deploy_resources.and_then(|r| r.limits.as_ref()) {
+            Some(l) => quantities(l.cpus, l.memory.as_ref())?,
+            None => match &s.resources {
+                Some(r) => quantities(r.cpus, r.memory.as_ref())?,
+                None => BTreeMap::new(),
+            },
+        };
+        let requests = match deploy_resources.and_then(|r| r.reservations.as_ref()) {
+            Some(r) => quantities(r.cpus, r.memory.as_ref())?,
+            None => BTreeMap::new(),
+        };
+        let resources = (!limits.is_empty() || !requests.is_empty()).then(|| {
+            ResourceRequirements {
+                limits: (!limits.is_empty()).then_some(limits),
+                requests: (!requests.is_empty()).then_some(requests),
+                ..ResourceRequirements::default()
+            }
+        });
         let (image, build, pull) = if c.endpoint {
             (
                 self.image.clone(),
@@ -759,14 +780,50 @@ impl Cx<'_> {
                 .get_or_insert_with(BTreeMap::new)
                 .insert(ANNOTATION_BUILD.to_string(), note.clone());
         }
+        let deploy = c.spec.deploy.clone().unwrap_or_default();
+        // `deploy.update`: start-first surges `parallelism` new pods before
+        // old ones stop; stop-first takes `parallelism` down first. Without
+        // it, one new pod at a time and none unavailable.
+        let (surge, unavailable) = match &deploy.update {
+            Some(u) if u.order == UpdateOrder::StopFirst => (0, u.parallelism),
+            Some(u) => (u.parallelism, 0),
+            None => (1, 0),
+        };
+        let min_ready = deploy
+            .update
+            .as_ref()
+            .and_then(|u| duration_of(u.monitor.as_ref()))
+            .map(|d| d.as_secs() as i32)
+            .filter(|s| *s > 0);
+        // Node labels map to a node selector; the engine's other constraints
+        // (role, hostname) have no Deployment field and are noted instead.
+        let mut node_selector = BTreeMap::new();
+        let mut unmapped = Vec::new();
+        for c in deploy.placement.iter().flat_map(|p| p.constraints.iter()) {
+            match c.split_once("==") {
+                Some((k, v)) if k.trim().starts_with("node.labels.") => {
+                    node_selector.insert(
+                        k.trim().trim_start_matches("node.labels.").to_string(),
+                        v.trim().to_string(),
+                    );
+                }
+                _ => unmapped.push(c.clone()),
+            }
+        }
+        if !unmapped.is_empty() {
+            meta.annotations.get_or_insert_with(BTreeMap::new).insert(
+                ANNOTATION_PLACEMENT.to_string(),
+                format!("swarm constraints with no Kubernetes field: {}", unmapped.join(", ")),
+            );
+        }
         // Two pods must not share a volume claim (a database's files): the old
         // one stops before the new one starts.
         let strategy = if pod.claims.is_empty() {
             DeploymentStrategy {
                 type_: Some("RollingUpdate".to_string()),
                 rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(surge as i32)),
+                    max_unavailable: Some(IntOrString::Int(unavailable as i32)),
                 }),
             }
         } else {
@@ -778,7 +835,8 @@ impl Cx<'_> {
         Deployment {
             metadata: meta,
             spec: DeploymentSpec {
-                replicas: Some(1),
+                replicas: Some(deploy.replicas as i32),
+                min_ready_seconds: min_ready,
                 selector: LabelSelector {
                     match_labels: Some(self.selector(name)),
                     ..LabelSelector::default()
@@ -792,6 +850,7 @@ impl Cx<'_> {
                     spec: Some(PodSpec {
                         containers: vec![pod.container],
                         volumes: (!pod.volumes.is_empty()).then_some(pod.volumes),
+                        node_selector: (!node_selector.is_empty()).then_some(node_selector),
                         ..PodSpec::default()
                     }),
                 },

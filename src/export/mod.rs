@@ -11,7 +11,7 @@ pub mod kubernetes;
 
 use crate::container::endpoint_service;
 use crate::kinds::Member;
-use crate::kinds::endpoint::{Endpoint, Runtime};
+use crate::kinds::endpoint::Endpoint;
 use crate::kinds::service::Service;
 use crate::kinds::service::spec::ServiceSpec;
 use crate::spec::{Kind, Resource, SpecSet};
@@ -35,7 +35,7 @@ pub fn containers(set: &SpecSet) -> Vec<Container<'_>> {
         .filter_map(|r| {
             let (spec, endpoint) = match (Service::spec_of(&r.spec), Endpoint::spec_of(&r.spec)) {
                 (Some(s), _) => (s.clone(), false),
-                (_, Some(e)) if e.runtime == Runtime::Docker => (endpoint_service(set, e), true),
+                (_, Some(e)) if e.runtime.in_container() => (endpoint_service(set, e), true),
                 _ => return None,
             };
             Some(Container {

@@ -60,6 +60,11 @@ pub struct EndpointSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
     pub depends_on: Vec<SpannedStr>,
+    /// With `runtime: swarm` (or `docker` in a Project whose runtime is
+    /// `swarm`): replicas, rolling updates, placement. Every replica follows
+    /// the registry, so a promotion reaches them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<crate::kinds::service::deploy::DeploySpec>,
 }
 
 /// The bound of an endpoint's in-memory feature cache.
@@ -96,6 +101,16 @@ pub enum Runtime {
     /// In a container on the project network, built from this binary and
     /// running `reconcile serve`; the controller keeps it running.
     Docker,
+    /// As a Swarm service of `deploy.replicas` such containers on the
+    /// project's overlay network.
+    Swarm,
+}
+
+impl Runtime {
+    /// Whether it runs in a container (on the local engine or a swarm).
+    pub fn in_container(self) -> bool {
+        matches!(self, Runtime::Docker | Runtime::Swarm)
+    }
 }
 
 /// What an endpoint desires, by runtime.
@@ -128,12 +143,22 @@ impl ResourceKind for Endpoint {
     }
 
     fn check(
-        _cx: &CheckContext<'_>,
+        cx: &CheckContext<'_>,
         r: &Resource,
         spec: &EndpointSpec,
         diags: &mut Vec<SpecDiagnostic>,
     ) {
         check_endpoint(r, spec, diags);
+        if let Some(deploy) = &spec.deploy {
+            let on_swarm = match spec.runtime {
+                Runtime::Swarm => true,
+                Runtime::Docker => {
+                    cx.project_runtime() == crate::kinds::service::deploy::WorkloadRuntime::Swarm
+                }
+                Runtime::Embedded => false,
+            };
+            crate::kinds::service::deploy::check_deploy(r, &spec.name, deploy, on_swarm, diags);
+        }
     }
 
     fn desire(
@@ -144,7 +169,7 @@ impl ResourceKind for Endpoint {
     ) -> Result<EndpointInputs, ApplyError> {
         Ok(match spec.runtime {
             Runtime::Embedded => EndpointInputs::Embedded,
-            Runtime::Docker => {
+            Runtime::Docker | Runtime::Swarm => {
                 let service = crate::container::endpoint_service(set, spec);
                 EndpointInputs::Container(Box::new(containers::desire(
                     r,
@@ -203,15 +228,18 @@ impl ResourceKind for Endpoint {
     }
 
     async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
-        containers::apply_removal::<Self>(&ctx.docker, plan).await
+        containers::apply_removal::<Self>(&ctx.docker, &ctx.state.project, plan).await
     }
 
     fn uses_engine(spec: &EndpointSpec) -> bool {
-        spec.runtime == Runtime::Docker
+        spec.runtime.in_container()
     }
 
     fn recorded_uses_engine(spec_json: &serde_json::Value) -> bool {
-        spec_json.get("runtime").and_then(|v| v.as_str()) == Some("docker")
+        matches!(
+            spec_json.get("runtime").and_then(|v| v.as_str()),
+            Some("docker" | "swarm")
+        )
     }
 }
 

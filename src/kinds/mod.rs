@@ -94,6 +94,16 @@ pub struct CheckContext<'a> {
 }
 
 impl<'a> CheckContext<'a> {
+    /// Where the Project runs container workloads unless they say otherwise.
+    pub fn project_runtime(&self) -> service::deploy::WorkloadRuntime {
+        self.index
+            .all()
+            .iter()
+            .find_map(|r| project::Project::spec_of(&r.spec))
+            .and_then(|p| p.runtime)
+            .unwrap_or_default()
+    }
+
     /// The spec of kind `K` that `at` names, if it resolves (problems with the
     /// reference itself are reported once, by the generic reference check).
     pub fn resolve<K: Member>(&self, from: &Resource, at: &SpannedStr) -> Option<&'a K::Spec> {
@@ -421,6 +431,8 @@ pub struct Observed {
     pub docker: DockerView,
     /// The project's networks and volumes (observed with the containers).
     pub docker_objects: Option<crate::runtime::containers::ProjectObjects>,
+    /// The project's swarm services (observed with the containers).
+    pub swarm: crate::runtime::swarm::SwarmView,
 }
 
 /// Everything an apply needs to act.
@@ -614,6 +626,7 @@ pub async fn observe(
         registry,
         docker: DockerView::NotObserved,
         docker_objects: None,
+        swarm: crate::runtime::swarm::SwarmView::NotObserved,
     })
 }
 

@@ -33,6 +33,11 @@ pub struct ProjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub online: Option<SpannedStr>,
+    /// Where container workloads run unless they say otherwise: `docker` (the
+    /// local engine, the default) or `swarm` (Swarm services on the engine's
+    /// swarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<super::service::deploy::WorkloadRuntime>,
 }
 
 impl ProjectSpec {
@@ -53,6 +58,7 @@ impl ProjectSpec {
             state: None,
             offline: None,
             online: None,
+            runtime: None,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct ProjectObjects {
     pub networks: HashSet<String>,
     /// Named volumes labelled with the project.
     pub volumes: HashSet<String>,
+    /// Swarm secrets labelled with the project (empty without a swarm).
+    pub secrets: HashSet<String>,
 }
 
 /// Operations on the project-wide objects containers share: run before any
@@ -66,6 +68,12 @@ pub struct ProjectObjects {
 pub enum ObjectOp {
     /// Create the project network.
     CreateNetwork {
+        /// Its name.
+        name: String,
+    },
+    /// Create the project network as an attachable overlay (a workload runs
+    /// on the swarm).
+    CreateOverlayNetwork {
         /// Its name.
         name: String,
     },
@@ -86,6 +94,11 @@ pub enum ObjectOp {
         /// Its engine name.
         name: String,
     },
+    /// Remove the project's swarm secrets no service uses any more.
+    RemoveSecrets {
+        /// How many.
+        count: usize,
+    },
 }
 
 impl ObjectOp {
@@ -94,6 +107,12 @@ impl ObjectOp {
         use crate::plan::Action;
         match self {
             ObjectOp::CreateNetwork { name } => (Action::Create, format!("network {name}")),
+            ObjectOp::CreateOverlayNetwork { name } => {
+                (Action::Create, format!("overlay network {name}"))
+            }
+            ObjectOp::RemoveSecrets { count } => {
+                (Action::Delete, format!("{count} swarm secret(s) of the project"))
+            }
             ObjectOp::CreateVolume { name } => (Action::Create, format!("volume {name}")),
             ObjectOp::RemoveNetwork { name } => (Action::Delete, format!("network {name}")),
             ObjectOp::RemoveBuiltImages => (Action::Delete, "images built for the project".into()),
@@ -120,8 +139,11 @@ pub fn plan_objects(
     };
     let mut ops = Vec::new();
     if objects.is_none_or(|o| !o.networks.contains(&first.network)) {
-        ops.push(ObjectOp::CreateNetwork {
-            name: first.network.clone(),
+        let name = first.network.clone();
+        ops.push(if first.overlay {
+            ObjectOp::CreateOverlayNetwork { name }
+        } else {
+            ObjectOp::CreateNetwork { name }
         });
     }
     let mut volumes: Vec<&String> = containers
@@ -159,6 +181,11 @@ pub fn plan_teardown(
         ops.push(ObjectOp::RemoveNetwork { name: network });
     }
     ops.push(ObjectOp::RemoveBuiltImages);
+    if !objects.secrets.is_empty() {
+        ops.push(ObjectOp::RemoveSecrets {
+            count: objects.secrets.len(),
+        });
+    }
     if purge {
         let mut volumes: Vec<&String> = objects.volumes.iter().collect();
         volumes.sort();
@@ -179,7 +206,21 @@ pub async fn apply_object(
 ) -> Result<String, DockerError> {
     let engine = rt.connect().await?;
     match op {
-        ObjectOp::CreateNetwork { name } => engine.ensure_network(name, project).await?,
+        ObjectOp::CreateNetwork { name } => engine.ensure_network(name, project, false).await?,
+        ObjectOp::CreateOverlayNetwork { name } => {
+            if let crate::docker::swarm::SwarmRole::Not(why) = engine.swarm_role().await? {
+                return Err(DockerError::Api {
+                    what: format!("creating overlay network {name} for the swarm runtime"),
+                    message: why,
+                });
+            }
+            engine.ensure_network(name, project, true).await?
+        }
+        ObjectOp::RemoveSecrets { .. } => {
+            for (id, _, _) in engine.list_secrets(project).await? {
+                engine.remove_secret(&id, Duration::from_secs(30)).await?;
+            }
+        }
         ObjectOp::CreateVolume { name } => engine.ensure_volume(name, project).await?,
         ObjectOp::RemoveNetwork { name } => engine.remove_network(name).await?,
         ObjectOp::RemoveBuiltImages => {
@@ -216,6 +257,19 @@ pub enum ContainerOp {
         /// Container id.
         id: String,
     },
+    /// Create the swarm service, then wait until its replicas run.
+    CreateService,
+    /// Roll the swarm service to the desired spec (or back to its replicas),
+    /// then wait until it converged; a rollback is a failure.
+    UpdateService {
+        /// Service id.
+        id: String,
+    },
+    /// Remove a swarm service and its secrets.
+    RemoveService {
+        /// Service id.
+        id: String,
+    },
 }
 
 /// Without a health check, a container counts as ready once it stayed up this long.
@@ -246,6 +300,10 @@ pub struct DesiredContainer {
     pub waits_for: Vec<Dependency>,
     /// Hash of what the spec does not show (build context, binary).
     pub content_hash: String,
+    /// Runs on the swarm, deployed so; on the local engine when `None`.
+    pub swarm: Option<crate::kinds::service::deploy::DeploySpec>,
+    /// The project network is an overlay (some workload runs on the swarm).
+    pub overlay: bool,
 }
 
 /// A service dependency to wait for.
@@ -257,6 +315,8 @@ pub struct Dependency {
     pub container: String,
     /// Its health timing, if it has a check.
     pub health: Option<HealthTiming>,
+    /// It runs as a swarm service (`container` is the service's name).
+    pub swarm: bool,
 }
 
 impl DesiredContainer {
@@ -268,7 +328,13 @@ impl DesiredContainer {
             .iter()
             .map(|m| format!("{:?}:{}:{}", m.from, m.target, m.read_only))
             .collect();
-        crate::hash::hash_parts([self.content_hash.as_str(), mounts.join("\n").as_str()])
+        let mounts = mounts.join("\n");
+        if self.swarm.is_some() {
+            // Moving between runtimes is a change of its own.
+            crate::hash::hash_parts([self.content_hash.as_str(), mounts.as_str(), "swarm"])
+        } else {
+            crate::hash::hash_parts([self.content_hash.as_str(), mounts.as_str()])
+        }
     }
 }
 
@@ -430,6 +496,7 @@ pub fn desire(
                 id: other.id.clone(),
                 container: dep.container_name.clone(),
                 health: dep.spec.health.as_ref().map(|h| h.timing()),
+                swarm: dep.swarm.is_some(),
             })
         })
         .collect();
@@ -440,9 +507,13 @@ pub fn desire(
         parts.extend(generated);
         crate::hash::hash_parts(parts.iter().map(String::as_str))
     };
+    let swarm = super::swarm::service_on_swarm(set, &spec)
+        .then(|| spec.deploy.clone().unwrap_or_default());
     Ok(DesiredContainer {
         container_name: container_name(&project, &spec.name.value),
         network: network_name(&project),
+        overlay: super::swarm::project_uses_swarm(set),
+        swarm,
         spec,
         image,
         project,
@@ -547,6 +618,30 @@ pub fn plan<K: Member<Op = ContainerOp>>(
     inputs: &DesiredContainer,
     observed: &Observed,
 ) -> ResourcePlan {
+    if inputs.swarm.is_some() {
+        return super::swarm::plan(d, inputs, observed);
+    }
+    let mut plan = plan_container(d, inputs, observed);
+    // A swarm service left from when it ran on the swarm goes first.
+    if let Some(s) = observed.swarm.service(d.id) {
+        plan.reasons.push(format!(
+            "it ran as swarm service {}; that service is removed",
+            s.name
+        ));
+        if plan.operations.is_empty() {
+            plan.action = Action::Update;
+        }
+        plan.operations
+            .insert(0, K::op(ContainerOp::RemoveService { id: s.id.clone() }));
+    }
+    plan
+}
+
+fn plan_container<K: Member<Op = ContainerOp>>(
+    d: &Desired<'_, K>,
+    inputs: &DesiredContainer,
+    observed: &Observed,
+) -> ResourcePlan {
     let mut plan = ResourcePlan::noop(d.id.clone());
     let image = inputs.image.reference(&inputs.content_hash);
     let record = observed.records.get(d.id);
@@ -639,18 +734,33 @@ pub fn plan_removal<K: Member<Op = ContainerOp>>(
     id: &ResourceId,
     observed: &Observed,
 ) -> Option<ResourcePlan> {
-    let c = observed.docker.container(id)?;
+    let container = observed.docker.container(id);
+    let service = observed.swarm.service(id);
+    if container.is_none() && service.is_none() {
+        return None;
+    }
+    let mut reasons = Vec::new();
+    let mut operations = Vec::new();
+    if let Some(c) = container {
+        reasons.push(format!(
+            "no longer in the specs; remove container {} (volumes are kept)",
+            c.name
+        ));
+        operations.push(K::op(ContainerOp::RemoveContainer { id: c.id.clone() }));
+    }
+    if let Some(s) = service {
+        reasons.push(format!(
+            "no longer in the specs; remove swarm service {} and its secrets (volumes are kept)",
+            s.name
+        ));
+        operations.push(K::op(ContainerOp::RemoveService { id: s.id.clone() }));
+    }
+    operations.push(CommonOp::Forget.into());
     Some(ResourcePlan {
         id: id.clone(),
         action: Action::Delete,
-        reasons: vec![format!(
-            "no longer in the specs; remove container {} (volumes are kept)",
-            c.name
-        )],
-        operations: vec![
-            K::op(ContainerOp::RemoveContainer { id: c.id.clone() }),
-            CommonOp::Forget.into(),
-        ],
+        reasons,
+        operations,
         warnings: Vec::new(),
     })
 }
@@ -691,15 +801,46 @@ impl DockerRuntime {
             .map_err(|e| ApplyError::Docker(e.clone()))
     }
 
-    /// The project's networks and volumes, or `None` when the engine cannot say.
+    /// The project's networks, volumes and swarm secrets, or `None` when the
+    /// engine cannot say.
     pub async fn observe_objects(&self, project: &str) -> Option<ProjectObjects> {
         let engine = self.engine().await.ok()?;
-        let (networks, volumes) =
-            tokio::try_join!(engine.list_networks(project), engine.list_volumes(project)).ok()?;
+        let (networks, volumes, role) = tokio::try_join!(
+            engine.list_networks(project),
+            engine.list_volumes(project),
+            engine.swarm_role()
+        )
+        .ok()?;
+        let secrets = if role == crate::docker::swarm::SwarmRole::Manager {
+            engine.list_secrets(project).await.ok()?
+        } else {
+            Vec::new()
+        };
         Some(ProjectObjects {
             networks: networks.into_iter().collect(),
             volumes: volumes.into_iter().collect(),
+            secrets: secrets.into_iter().map(|(_, name, _)| name).collect(),
         })
+    }
+
+    /// One labelled list of the project's swarm services.
+    pub async fn observe_swarm(&self, project: &str) -> super::swarm::SwarmView {
+        use super::swarm::SwarmView;
+        let engine = match self.engine().await {
+            Ok(e) => e,
+            Err(e) => return SwarmView::Unreachable(e.to_string()),
+        };
+        match engine.swarm_role().await {
+            Ok(crate::docker::swarm::SwarmRole::Manager) => {}
+            Ok(crate::docker::swarm::SwarmRole::Not(why)) => return SwarmView::NotManager(why),
+            Err(e) => return SwarmView::Unreachable(e.to_string()),
+        }
+        match engine.list_services(project).await {
+            Ok(list) => {
+                SwarmView::Seen(list.into_iter().map(|s| (s.resource.clone(), s)).collect())
+            }
+            Err(e) => SwarmView::Unreachable(e.to_string()),
+        }
     }
 
     /// One labelled list of the project's containers.
@@ -716,7 +857,7 @@ impl DockerRuntime {
         }
     }
 
-    async fn ensure_network(
+    pub(super) async fn ensure_network(
         &self,
         engine: &Engine,
         inputs: &DesiredContainer,
@@ -724,7 +865,7 @@ impl DockerRuntime {
         self.network
             .get_or_try_init(|| async {
                 engine
-                    .ensure_network(&inputs.network, &inputs.project)
+                    .ensure_network(&inputs.network, &inputs.project, inputs.overlay)
                     .await
                     .map_err(ApplyError::from)
             })
@@ -732,7 +873,7 @@ impl DockerRuntime {
         Ok(())
     }
 
-    async fn ensure_volumes(
+    pub(super) async fn ensure_volumes(
         &self,
         engine: &Engine,
         inputs: &DesiredContainer,
@@ -749,7 +890,7 @@ impl DockerRuntime {
         Ok(())
     }
 
-    async fn prepare_image(
+    pub(super) async fn prepare_image(
         &self,
         engine: &Engine,
         inputs: &DesiredContainer,
@@ -893,18 +1034,23 @@ fn config(
             .as_ref()
             .and_then(|r| r.memory.as_ref())
             .and_then(|m| parse_memory(&m.value)),
-        health: s.health.as_ref().map(|h| {
-            let t = h.timing();
-            HealthConfigSpec {
-                test: h.command.docker_test(),
-                interval: t.interval,
-                timeout: t.timeout,
-                retries: t.retries,
-                start_period: t.start_period,
-            }
-        }),
+        health: health_config(s),
         network: inputs.network.clone(),
         aliases: vec![s.name.value.clone()],
+    })
+}
+
+/// The engine's health check of a service spec (containers and swarm tasks).
+pub(super) fn health_config(s: &ServiceSpec) -> Option<HealthConfigSpec> {
+    s.health.as_ref().map(|h| {
+        let t = h.timing();
+        HealthConfigSpec {
+            test: h.command.docker_test(),
+            interval: t.interval,
+            timeout: t.timeout,
+            retries: t.retries,
+            start_period: t.start_period,
+        }
     })
 }
 
@@ -991,6 +1137,9 @@ pub async fn apply<K: Member<Op = ContainerOp>>(
     inputs: &DesiredContainer,
     plan: &ResourcePlan,
 ) -> Result<Applied, ApplyError> {
+    if inputs.swarm.is_some() {
+        return super::swarm::apply::<K>(rt, id, spec_hash, inputs, plan).await;
+    }
     let engine = rt.engine().await?;
     let mut image = inputs.image.reference(&inputs.content_hash);
     let mut started = false;
@@ -1018,6 +1167,11 @@ pub async fn apply<K: Member<Op = ContainerOp>>(
             }
             // Removal is planned only for resources the specs no longer name.
             ContainerOp::RemoveContainer { id } => engine.remove(id).await?,
+            ContainerOp::RemoveService { id: service } => {
+                super::swarm::remove(engine, &inputs.project, id, service).await?
+            }
+            // Planned only for swarm workloads (handled above).
+            ContainerOp::CreateService | ContainerOp::UpdateService { .. } => {}
         }
     }
     let health = inputs.spec.health.as_ref().map(|h| h.timing());
@@ -1055,19 +1209,12 @@ pub async fn apply<K: Member<Op = ContainerOp>>(
     })
 }
 
-async fn wait_for_dependencies(
+pub(super) async fn wait_for_dependencies(
     engine: &Engine,
     inputs: &DesiredContainer,
 ) -> Result<(), ApplyError> {
     for dep in &inputs.waits_for {
-        wait_ready(
-            engine,
-            &dep.container,
-            &format!("dependency {}", dep.id),
-            dep.health,
-            false,
-        )
-        .await?;
+        super::swarm::wait_dependency(engine, dep).await?;
     }
     Ok(())
 }
@@ -1075,6 +1222,7 @@ async fn wait_for_dependencies(
 /// Removes the container of a resource of kind `K` no longer in the specs.
 pub async fn apply_removal<K: Member<Op = ContainerOp>>(
     rt: &DockerRuntime,
+    project: &str,
     plan: &ResourcePlan,
 ) -> Result<Applied, ApplyError> {
     if ops_of::<K>(plan).next().is_none() {
@@ -1083,13 +1231,20 @@ pub async fn apply_removal<K: Member<Op = ContainerOp>>(
     let engine = rt.engine().await?;
     let mut removed = Vec::new();
     for op in ops_of::<K>(plan) {
-        if let ContainerOp::RemoveContainer { id } = op {
-            engine.remove(id).await?;
-            removed.push(id.chars().take(12).collect::<String>());
+        match op {
+            ContainerOp::RemoveContainer { id } => {
+                engine.remove(id).await?;
+                removed.push(format!("container {}", id.chars().take(12).collect::<String>()));
+            }
+            ContainerOp::RemoveService { id: service } => {
+                super::swarm::remove(engine, project, &plan.id, service).await?;
+                removed.push(format!("swarm service {}", service.chars().take(12).collect::<String>()));
+            }
+            _ => {}
         }
     }
     Ok(Applied {
-        message: format!("removed container {}", removed.join(", ")),
+        message: format!("removed {}", removed.join(", ")),
         outputs: serde_json::Value::Null,
     })
 }
@@ -1159,6 +1314,17 @@ pub async fn reach_store(
     let id = ResourceId::new(Service::KIND, on.service.clone());
     let project = &set.project.name.value;
     let fail = |why: String| StoreError::OnService(format!("the store on {id}: {why}"));
+    if set
+        .spec::<Service>(&on.service)
+        .is_some_and(|s| super::swarm::service_on_swarm(set, s))
+    {
+        return Err(fail(
+            "it runs on the swarm, and reconcile reaches a store through one container's \
+             published port; give that Service `runtime: docker` (it joins the overlay \
+             network, so swarm services still reach it by name)"
+                .into(),
+        ));
+    }
     let engine = rt.engine().await.map_err(|e| fail(e.to_string()))?;
     let name = container_name(project, &on.service);
     let health = set

@@ -93,13 +93,25 @@ fn interpolate_encoded(
 }
 
 /// Resolves references from the process environment. Every value resolved is
-/// remembered for [`redact_secrets`].
+/// remembered for [`redact_secrets`]. An unset `VAR` with `VAR_FILE` set reads
+/// that file (one trailing newline dropped): how a swarm delivers secrets to
+/// a task, and the convention of the official images.
 pub fn interpolate(s: &str) -> Result<String, UnsetVar> {
     interpolate_with(s, lookup_env)
 }
 
 fn lookup_env(name: &str) -> Option<String> {
-    let value = std::env::var(name).ok()?;
+    let value = match std::env::var(name) {
+        Ok(v) => v,
+        Err(_) => {
+            let path = std::env::var_os(format!("{name}_FILE"))?;
+            let mut v = std::fs::read_to_string(path).ok()?;
+            if v.ends_with('\n') {
+                v.pop();
+            }
+            v
+        }
+    };
     remember(&value);
     Some(value)
 }

@@ -45,3 +45,97 @@ pub fn redis_context(dir: &Path) {
     )
     .expect("dockerfile");
 }
+
+/// Writes into `dir` a build context for a PostgreSQL server image made from
+/// this machine's PostgreSQL (its binaries, share files, the two modules
+/// `initdb` loads, the libraries they link, the system time zones) plus
+/// busybox. The container initializes a throwaway cluster in /tmp on start,
+/// trusts every client (it lives on a test's own network) and listens on 5432.
+pub fn postgres_context(dir: &Path) {
+    let version = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (.ci/run installs it)")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .expect("a PostgreSQL version");
+    let lib = PathBuf::from(format!("/usr/lib/postgresql/{version}"));
+    let root = dir.join("root");
+    let mut elves = vec![
+        lib.join("bin/postgres"),
+        lib.join("bin/initdb"),
+        lib.join("bin/pg_isready"),
+        lib.join("lib/plpgsql.so"),
+        lib.join("lib/dict_snowball.so"),
+    ];
+    let mut files = elves.clone();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(elf) = elves.pop() {
+        let tree = lddtree::DependencyAnalyzer::new(PathBuf::from("/"))
+            .analyze(&elf)
+            .unwrap_or_else(|e| panic!("resolve {}'s libraries: {e}", elf.display()));
+        for l in tree.libraries.values() {
+            if seen.insert(l.path.clone()) {
+                files.push(l.path.clone());
+            }
+        }
+        if let Some(interp) = &tree.interpreter
+            && seen.insert(PathBuf::from(interp))
+        {
+            files.push(PathBuf::from(interp));
+        }
+    }
+    for f in files {
+        let at = root.join(f.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(at.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(std::fs::canonicalize(&f).expect("real file"), &at).expect("copy file");
+    }
+    for tree in [
+        PathBuf::from(format!("/usr/share/postgresql/{version}")),
+        PathBuf::from("/usr/share/zoneinfo"),
+    ] {
+        copy_tree(&tree, &root.join(tree.strip_prefix("/").expect("absolute")));
+    }
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy(busybox(), root.join("bin/busybox")).expect("copy busybox");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\npostgres:x:999:999::/tmp:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(root.join("etc/group"), "root:x:0:\npostgres:x:999:\n").expect("group");
+    let start = format!(
+        "initdb -D /tmp/pg -U postgres --auth=trust -E UTF8 --locale=C >/tmp/initdb.log 2>&1 \
+         || {{ cat /tmp/initdb.log; exit 1; }}; \
+         echo 'host all all 0.0.0.0/0 trust' >> /tmp/pg/pg_hba.conf; \
+         exec /usr/lib/postgresql/{version}/bin/postgres -D /tmp/pg -c listen_addresses=* \
+         -c unix_socket_directories=/tmp -c jit=off -c fsync=off"
+    );
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY root/ /\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             RUN [\"/bin/sh\", \"-c\", \"mkdir -p /tmp && chmod 1777 /tmp\"]\n\
+             ENV PATH=/usr/lib/postgresql/{version}/bin:/bin\nUSER postgres\n\
+             ENTRYPOINT [\"/bin/sh\", \"-c\", \"{start}\"]\n"
+        ),
+    )
+    .expect("dockerfile");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        let meta = std::fs::metadata(&path);
+        match meta {
+            Ok(m) if m.is_dir() => copy_tree(&path, &target),
+            Ok(_) => {
+                std::fs::copy(&path, &target).expect("copy file");
+            }
+            // A dangling link in the system tree: nothing to copy.
+            Err(_) => {}
+        }
+    }
+}

@@ -19,6 +19,35 @@ pub fn check_service(
 ) {
     let root = cx.root;
     check_resource_name(r, &s.name, diags);
+    let runtime = s.runtime.unwrap_or_else(|| cx.project_runtime());
+    if runtime == super::deploy::WorkloadRuntime::Swarm {
+        for p in &s.ports {
+            if let Ok(port) = parse_port(&p.value)
+                && port.host_ip.as_deref().is_some_and(|ip| ip != "0.0.0.0" && ip != "::")
+            {
+                diags.push(
+                    r.diag_at(
+                        DiagCode::InvalidValue,
+                        p,
+                        format!(
+                            "port `{}` binds one address, and a swarm publishes ports on every interface of every node",
+                            p.value
+                        ),
+                    )
+                    .with_hint("write the port without an address (`8080:80`), or leave it unpublished: other services reach it by name on the overlay network"),
+                );
+            }
+        }
+    }
+    if let Some(deploy) = &s.deploy {
+        super::deploy::check_deploy(
+            r,
+            &s.name,
+            deploy,
+            runtime == super::deploy::WorkloadRuntime::Swarm,
+            diags,
+        );
+    }
     match (&s.image, &s.build) {
         (None, None) => diags.push(
             r.diag_at(

@@ -4,6 +4,7 @@
 //! ([`crate::runtime::containers`]).
 
 pub mod check;
+pub mod deploy;
 pub mod spec;
 
 use super::{
@@ -91,7 +92,7 @@ impl ResourceKind for Service {
     }
 
     async fn apply_removed(ctx: &ApplyContext, plan: &ResourcePlan) -> Result<Applied, ApplyError> {
-        containers::apply_removal::<Self>(&ctx.docker, plan).await
+        containers::apply_removal::<Self>(&ctx.docker, &ctx.state.project, plan).await
     }
 
     fn uses_engine(_spec: &ServiceSpec) -> bool {

@@ -64,6 +64,13 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
     pub depends_on: Vec<SpannedStr>,
+    /// Where it runs: `docker` (one container on the local engine) or `swarm`
+    /// (a Swarm service); the Project's `runtime` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<super::deploy::WorkloadRuntime>,
+    /// How it is deployed on a swarm: replicas, rolling updates, placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<super::deploy::DeploySpec>,
 }
 
 /// Where an image is built from.

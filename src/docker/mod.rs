@@ -23,6 +23,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use thiserror::Error;
 
+pub mod swarm;
+
 /// Label naming the project that owns an object.
 pub const LABEL_PROJECT: &str = "reconcile.project";
 /// Label naming the resource (`Service/web`) a container realises.
@@ -212,6 +214,33 @@ pub struct ContainerConfig {
     pub aliases: Vec<String>,
 }
 
+/// A mount as the engine takes it (containers and swarm tasks alike).
+fn engine_mount(m: &MountConfig) -> Mount {
+    let (typ, source) = match &m.from {
+        MountFrom::Volume(v) => (MountType::VOLUME, v.clone()),
+        MountFrom::Bind(p) => (MountType::BIND, p.clone()),
+    };
+    Mount {
+        target: Some(m.target.clone()),
+        source: Some(source),
+        typ: Some(typ),
+        read_only: Some(m.read_only),
+        ..Default::default()
+    }
+}
+
+/// A health check as the engine takes it (containers and swarm tasks alike).
+fn engine_health(h: &HealthConfigSpec) -> HealthConfig {
+    HealthConfig {
+        test: Some(h.test.clone()),
+        interval: Some(nanos(h.interval)),
+        timeout: Some(nanos(h.timeout)),
+        retries: Some(i64::from(h.retries)),
+        start_period: Some(nanos(h.start_period)),
+        start_interval: None,
+    }
+}
+
 fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
@@ -294,8 +323,15 @@ impl Engine {
             .collect())
     }
 
-    /// Creates the project's network unless it exists.
-    pub async fn ensure_network(&self, name: &str, project: &str) -> Result<(), DockerError> {
+    /// Creates the project's network unless it exists: a bridge, or with
+    /// `overlay` an attachable overlay network spanning the swarm (plain
+    /// containers can join it too, so a project may mix both runtimes).
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        project: &str,
+        overlay: bool,
+    ) -> Result<(), DockerError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
         let existing = self
             .docker
@@ -305,13 +341,25 @@ impl Engine {
             .await
             .map_err(|e| DockerError::api(format!("listing networks named {name}"), e))?;
         // The name filter matches substrings; only an exact name counts.
-        if existing.iter().any(|n| n.name.as_deref() == Some(name)) {
+        let driver = if overlay { "overlay" } else { "bridge" };
+        if let Some(n) = existing.iter().find(|n| n.name.as_deref() == Some(name)) {
+            let has = n.driver.as_deref().unwrap_or("bridge");
+            if has != driver {
+                return Err(DockerError::Api {
+                    what: format!("network {name}"),
+                    message: format!(
+                        "it is a {has} network and the project's workloads now need {driver}; \
+                         run `reconcile destroy` (volumes are kept) and apply again"
+                    ),
+                });
+            }
             return Ok(());
         }
         self.docker
             .create_network(NetworkCreateRequest {
                 name: name.to_string(),
-                driver: Some("bridge".into()),
+                driver: Some(driver.into()),
+                attachable: overlay.then_some(true),
                 labels: Some(HashMap::from([(LABEL_PROJECT.into(), project.into())])),
                 ..Default::default()
             })
@@ -542,23 +590,7 @@ impl Engine {
                     host_port: p.host_port.map(|h| h.to_string()),
                 });
         }
-        let mounts = c
-            .mounts
-            .iter()
-            .map(|m| {
-                let (typ, source) = match &m.from {
-                    MountFrom::Volume(v) => (MountType::VOLUME, v.clone()),
-                    MountFrom::Bind(p) => (MountType::BIND, p.clone()),
-                };
-                Mount {
-                    target: Some(m.target.clone()),
-                    source: Some(source),
-                    typ: Some(typ),
-                    read_only: Some(m.read_only),
-                    ..Default::default()
-                }
-            })
-            .collect();
+        let mounts = c.mounts.iter().map(engine_mount).collect();
         let restart = match c.restart.as_str() {
             "always" => RestartPolicyNameEnum::ALWAYS,
             "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
@@ -584,14 +616,7 @@ impl Engine {
             env: Some(c.env.clone()),
             labels: Some(c.labels.clone()),
             exposed_ports: Some(c.ports.iter().map(|p| p.container.clone()).collect()),
-            healthcheck: c.health.as_ref().map(|h| HealthConfig {
-                test: Some(h.test.clone()),
-                interval: Some(nanos(h.interval)),
-                timeout: Some(nanos(h.timeout)),
-                retries: Some(i64::from(h.retries)),
-                start_period: Some(nanos(h.start_period)),
-                start_interval: None,
-            }),
+            healthcheck: c.health.as_ref().map(engine_health),
             host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
