@@ -173,7 +173,11 @@ impl SwarmProject {
 
 impl Drop for SwarmProject {
     fn drop(&mut self) {
-        let _ = self.run(&["destroy", "--yes", "--purge"]);
+        // Validation wants every `${VAR}` set, also to destroy.
+        let _ = self.run_env(
+            &["destroy", "--yes", "--purge"],
+            &[("SWARM_TEST_TOKEN", "cleanup")],
+        );
     }
 }
 
@@ -369,12 +373,20 @@ deploy: {{ replicas: 2, endpointMode: dnsrr }}
     }
 
     // Destroy leaves no service, secret or network behind.
-    let out = p.run(&["destroy", "--yes", "--purge"]);
+    let out = p.run_env(
+        &["destroy", "--yes", "--purge"],
+        &[("SWARM_TEST_TOKEN", "another-secret-value")],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let filter = format!("label=reconcile.project={}", p.name);
     assert!(docker_text(&["service", "ls", "-q", "--filter", &filter]).is_empty());
     assert!(secrets(&p).is_empty());
-    assert!(docker_text(&["network", "ls", "-q", "--filter", &filter]).is_empty());
+    let networks = docker_text(&["network", "ls", "--filter", &filter]);
+    assert!(
+        !networks.contains(&format!("reconcile-{}", p.name)),
+        "{networks}\n{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -382,13 +382,38 @@ impl Engine {
         Ok(list.into_iter().filter_map(|n| n.name).collect())
     }
 
-    /// Removes the network if it exists.
+    /// Removes the network if it exists. The tasks of a swarm service just
+    /// removed leave it asynchronously: while it still has endpoints, the
+    /// removal is tried again for up to 30 s.
     pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
-        match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(DockerError::api(format!("removing network {name}"), e)),
+        let start = std::time::Instant::now();
+        loop {
+            match self.docker.remove_network(name).await {
+                Ok(()) => break,
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e)
+                    if e.to_string().contains("active endpoints")
+                        && start.elapsed() < Duration::from_secs(30) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(DockerError::api(format!("removing network {name}"), e)),
+            }
         }
+        // A swarm-scoped network is removed by the manager and then on the
+        // node: wait until the node no longer lists it, so "removed" is true
+        // when this returns.
+        while start.elapsed() < Duration::from_secs(45) {
+            match self
+                .docker
+                .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+                .await
+            {
+                Err(e) if is_not_found(&e) => return Ok(()),
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        Ok(())
     }
 
     /// Creates a named volume labelled with the project (idempotent in the engine).

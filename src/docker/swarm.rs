@@ -60,6 +60,8 @@ pub struct SwarmServiceObs {
     pub update_message: Option<String>,
     /// When that update started (tells a new update from the previous one).
     pub update_started: Option<String>,
+    /// Names of the secrets its tasks mount.
+    pub secrets: Vec<String>,
 }
 
 /// One task of a service.
@@ -288,6 +290,13 @@ impl SwarmServiceConfig {
 fn service_obs(s: bollard::models::Service) -> Option<SwarmServiceObs> {
     let spec = s.spec?;
     let labels = spec.labels.unwrap_or_default();
+    let secrets = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.secrets.as_ref())
+        .map(|list| list.iter().filter_map(|x| x.secret_name.clone()).collect())
+        .unwrap_or_default();
     let status = s.service_status.unwrap_or_default();
     let update = s.update_status.unwrap_or_default();
     Some(SwarmServiceObs {
@@ -309,6 +318,7 @@ fn service_obs(s: bollard::models::Service) -> Option<SwarmServiceObs> {
             .filter(|st| !st.is_empty()),
         update_message: update.message.filter(|m| !m.is_empty()),
         update_started: update.started_at.map(|d| d.to_string()),
+        secrets,
     })
 }
 

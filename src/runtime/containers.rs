@@ -304,6 +304,9 @@ pub struct DesiredContainer {
     pub swarm: Option<crate::kinds::service::deploy::DeploySpec>,
     /// The project network is an overlay (some workload runs on the swarm).
     pub overlay: bool,
+    /// On the swarm, the secret each `${VAR}` env value becomes, by env key
+    /// (`None` while a variable is unset here: nothing to compare).
+    pub secrets: Vec<(String, Option<String>)>,
 }
 
 /// A service dependency to wait for.
@@ -509,11 +512,17 @@ pub fn desire(
     };
     let swarm = super::swarm::service_on_swarm(set, &spec)
         .then(|| spec.deploy.clone().unwrap_or_default());
+    let secrets = if swarm.is_some() {
+        super::swarm::desired_secrets(&project, &spec)
+    } else {
+        Vec::new()
+    };
     Ok(DesiredContainer {
         container_name: container_name(&project, &spec.name.value),
         network: network_name(&project),
         overlay: super::swarm::project_uses_swarm(set),
         swarm,
+        secrets,
         spec,
         image,
         project,

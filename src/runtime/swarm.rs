@@ -210,6 +210,18 @@ pub fn plan<K: Member<Op = ContainerOp>>(
                         deploy.replicas
                     ));
                 }
+                let changed_secrets: Vec<&str> = inputs
+                    .secrets
+                    .iter()
+                    .filter(|(_, name)| name.as_ref().is_some_and(|n| !s.secrets.contains(n)))
+                    .map(|(key, _)| key.as_str())
+                    .collect();
+                if s.hash == d.spec_hash && !changed_secrets.is_empty() {
+                    reasons.push(format!(
+                        "the value behind env {} changed: a new secret; rolling update",
+                        changed_secrets.join(", ")
+                    ));
+                }
                 if s.hash == d.spec_hash
                     && matches!(s.update_state.as_deref(), Some("paused" | "rollback_paused"))
                 {
@@ -358,6 +370,21 @@ async fn ensure_secrets(
         });
     }
     Ok(out)
+}
+
+/// The secret each `${VAR}` env value of a swarm workload becomes, by key;
+/// `None` while a variable is unset in this process.
+pub fn desired_secrets(project: &str, spec: &ServiceSpec) -> Vec<(String, Option<String>)> {
+    spec.env
+        .iter()
+        .filter(|(_, v)| !crate::spec::env::references(&v.value).is_empty())
+        .map(|(key, v)| {
+            let name = crate::spec::env::interpolate(&v.value)
+                .ok()
+                .map(|value| secret_name(project, &spec.name.value, key, &value));
+            (key.clone(), name)
+        })
+        .collect()
 }
 
 /// `<project>-<service>-<key>-<digest>`, within the engine's 64 characters.
