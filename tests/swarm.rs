@@ -440,10 +440,10 @@ fn deploy_outside_the_swarm_and_an_address_bound_port_are_spec_errors() {
 /// `/stop` exists, then the counts.
 const CLIENT: &str = r#"ok=0; fail=0
 while [ ! -f /stop ]; do
-  if wget -q -O /dev/null -T 10 --header 'Content-Type: application/json' --post-data '{"user_id":"7590-VHVEG"}' http://churn-api:8000/predict; then
+  if out=$(wget -O /dev/null --header 'Content-Type: application/json' --post-data '{"user_id":"7590-VHVEG"}' http://churn-api:8000/predict 2>&1); then
     ok=$((ok+1))
   else
-    fail=$((fail+1)); echo "failed request at $(date)"
+    fail=$((fail+1)); echo "failed request at $(date) after $ok: $out"
   fi
 done
 echo "ok=$ok fail=$fail""#;
@@ -590,7 +590,19 @@ fn three_endpoint_replicas_follow_a_promotion_with_no_failed_request() {
     assert!(ok >= 20, "{logs}");
     let mut served = Vec::new();
     for ip in &replicas {
-        let metrics = replica_get(&client, ip, "/metrics");
+        // The client has exited: a one-off container of its image asks.
+        let metrics = docker_text(&[
+            "run",
+            "--rm",
+            "--network",
+            &format!("reconcile-{}", p.name),
+            &client,
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{ip}:8000/metrics"),
+        ]);
         let n: u64 = metrics
             .lines()
             .filter(|l| {
