@@ -148,7 +148,10 @@ fn client_image() -> String {
         let mut stdin = child.stdin.take().expect("stdin");
         stdin.write_all(&ctx.tar).expect("send context");
     }
-    assert!(child.wait().expect("docker build").success(), "client image build failed");
+    assert!(
+        child.wait().expect("docker build").success(),
+        "client image build failed"
+    );
     tag
 }
 
@@ -199,7 +202,9 @@ fn client(addr: &str) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let ids: Arc<Vec<String>> = Arc::new(vec!["7590-VHVEG".into(), "5575-GNVDE".into()]);
     let (rps, lat, errors) = rt.block_on(load(addr, ids));
-    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))] as f64 / 1000.0;
+    let p = |q: f64| {
+        lat[((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))] as f64 / 1000.0
+    };
     println!(
         "{rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {errors} errors",
         p(0.5),
@@ -214,7 +219,9 @@ async fn load(addr: &str, ids: Arc<Vec<String>>) -> (f64, Vec<u32>, usize) {
         let (addr, ids) = (addr.to_string(), ids.clone());
         tasks.push(tokio::spawn(async move {
             // Each connection resolves the name: round robin picks its replica.
-            let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+            let stream = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
             stream.set_nodelay(true).expect("nodelay");
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await

@@ -633,7 +633,10 @@ fn a_deploy_block_maps_onto_the_deployment() {
     assert_eq!(q(&resources.requests, "memory").as_deref(), Some("64Mi"));
     let pod = spec.template.spec.as_ref().expect("pod");
     assert_eq!(
-        pod.node_selector.as_ref().and_then(|n| n.get("zone")).map(String::as_str),
+        pod.node_selector
+            .as_ref()
+            .and_then(|n| n.get("zone"))
+            .map(String::as_str),
         Some("eu")
     );
     let note = web

@@ -233,8 +233,17 @@ fn three_replicas_roll_one_at_a_time_roll_back_and_heal_drift() {
     let plan = p.run(&["plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     // Service labels name the owner; the tasks' containers carry none of ours.
-    let labels = docker_text(&["service", "inspect", "-f", "{{json .Spec.Labels}}", &p.service("web")]);
-    assert!(labels.contains("\"reconcile.resource\":\"Service/web\""), "{labels}");
+    let labels = docker_text(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{json .Spec.Labels}}",
+        &p.service("web"),
+    ]);
+    assert!(
+        labels.contains("\"reconcile.resource\":\"Service/web\""),
+        "{labels}"
+    );
     let task = &p.task_containers("web")[0];
     let task_labels = docker_text(&["inspect", "-f", "{{json .Config.Labels}}", task]);
     assert!(!task_labels.contains("reconcile.resource"), "{task_labels}");
@@ -462,7 +471,15 @@ fn replica_addresses(client: &str) -> Vec<String> {
 }
 
 fn replica_get(client: &str, ip: &str, path: &str) -> String {
-    docker_text(&["exec", client, "wget", "-q", "-O", "-", &format!("http://{ip}:8000{path}")])
+    docker_text(&[
+        "exec",
+        client,
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{ip}:8000{path}"),
+    ])
 }
 
 /// The Production version a replica serves, from its `/ready`.
@@ -524,7 +541,13 @@ fn three_endpoint_replicas_follow_a_promotion_with_no_failed_request() {
 
     // A client on the overlay network.
     let client = format!("{}-client", p.name);
-    docker_text(&["build", "-q", "-t", &client, &specs.join("web").display().to_string()]);
+    docker_text(&[
+        "build",
+        "-q",
+        "-t",
+        &client,
+        &specs.join("web").display().to_string(),
+    ]);
     docker_text(&[
         "run",
         "-d",
@@ -547,7 +570,10 @@ fn three_endpoint_replicas_follow_a_promotion_with_no_failed_request() {
     let _client = Remove(client.clone());
     let replicas = replica_addresses(&client);
     assert_eq!(replicas.len(), 3, "{replicas:?}");
-    let before: Vec<u64> = replicas.iter().map(|ip| served_version(&client, ip)).collect();
+    let before: Vec<u64> = replicas
+        .iter()
+        .map(|ip| served_version(&client, ip))
+        .collect();
     assert!(before.iter().all(|v| *v == before[0]), "{before:?}");
     std::thread::sleep(std::time::Duration::from_secs(2));
 
@@ -564,7 +590,10 @@ fn three_endpoint_replicas_follow_a_promotion_with_no_failed_request() {
     assert!(out.status.success(), "{}", text(&out));
     let start = std::time::Instant::now();
     let after = loop {
-        let now: Vec<u64> = replicas.iter().map(|ip| served_version(&client, ip)).collect();
+        let now: Vec<u64> = replicas
+            .iter()
+            .map(|ip| served_version(&client, ip))
+            .collect();
         if now.iter().all(|v| *v != before[0]) || start.elapsed().as_secs() > 20 {
             break now;
         }

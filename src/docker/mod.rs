@@ -406,7 +406,10 @@ impl Engine {
         while start.elapsed() < Duration::from_secs(45) {
             match self
                 .docker
-                .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+                .inspect_network(
+                    name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
                 .await
             {
                 Err(e) if is_not_found(&e) => return Ok(()),

@@ -115,6 +115,19 @@ pub struct UpdateConfig {
     pub max_failure_ratio: Option<f64>,
 }
 
+/// A swarm restart policy, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartConfig {
+    /// `none`, `on-failure` or `any`.
+    pub condition: String,
+    /// Wait between restarts.
+    pub delay: Option<Duration>,
+    /// Restarts before giving up.
+    pub max_attempts: Option<u64>,
+    /// Window in which restarts count.
+    pub window: Option<Duration>,
+}
+
 /// Everything needed to create or update a service; secrets are referenced,
 /// never inlined.
 #[derive(Debug, Clone, Default)]
@@ -151,8 +164,8 @@ pub struct SwarmServiceConfig {
     pub update: Option<UpdateConfig>,
     /// Rollback policy.
     pub rollback: Option<UpdateConfig>,
-    /// Restart: condition, delay, attempts, window.
-    pub restart: Option<(String, Option<Duration>, Option<u64>, Option<Duration>)>,
+    /// When the swarm restarts a task.
+    pub restart: Option<RestartConfig>,
     /// Limits: nano-CPUs, memory bytes.
     pub limits: (Option<i64>, Option<i64>),
     /// Reservations: nano-CPUs, memory bytes.
@@ -236,13 +249,11 @@ impl SwarmServiceConfig {
                     }),
                     ..Default::default()
                 }),
-                restart_policy: self.restart.as_ref().map(|(condition, delay, max, window)| {
-                    TaskSpecRestartPolicy {
-                        condition: parsed(condition),
-                        delay: delay.map(nanos),
-                        max_attempts: max.map(|m| m as i64),
-                        window: window.map(nanos),
-                    }
+                restart_policy: self.restart.as_ref().map(|r| TaskSpecRestartPolicy {
+                    condition: parsed(&r.condition),
+                    delay: r.delay.map(nanos),
+                    max_attempts: r.max_attempts.map(|m| m as i64),
+                    window: r.window.map(nanos),
                 }),
                 placement: Some(TaskSpecPlacement {
                     constraints: Some(self.constraints.clone()),
@@ -341,8 +352,7 @@ impl Engine {
                 "this engine is a swarm worker; point DOCKER_HOST at a manager".into(),
             ),
             ("", _) | ("inactive", _) => SwarmRole::Not(
-                "this engine is not part of a swarm; run `docker swarm init` (or join one)"
-                    .into(),
+                "this engine is not part of a swarm; run `docker swarm init` (or join one)".into(),
             ),
             (other, _) => SwarmRole::Not(format!(
                 "the swarm is {other}{}",
@@ -367,7 +377,10 @@ impl Engine {
     }
 
     /// One service by name or id, `None` when it does not exist.
-    pub async fn inspect_service(&self, name: &str) -> Result<Option<SwarmServiceObs>, DockerError> {
+    pub async fn inspect_service(
+        &self,
+        name: &str,
+    ) -> Result<Option<SwarmServiceObs>, DockerError> {
         match self
             .docker
             .inspect_service(name, None::<InspectServiceOptions>)
@@ -426,7 +439,9 @@ impl Engine {
         let filters = HashMap::from([("service".to_string(), vec![service.to_string()])]);
         let list = self
             .docker
-            .list_tasks(Some(ListTasksOptionsBuilder::new().filters(&filters).build()))
+            .list_tasks(Some(
+                ListTasksOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| DockerError::api(format!("listing the tasks of {service}"), e))?;
         let mut tasks: Vec<TaskObs> = list
@@ -461,7 +476,9 @@ impl Engine {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
         let existing = self
             .docker
-            .list_secrets(Some(ListSecretsOptionsBuilder::new().filters(&filters).build()))
+            .list_secrets(Some(
+                ListSecretsOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| DockerError::api(format!("listing secrets named {name}"), e))?;
         if let Some(s) = existing

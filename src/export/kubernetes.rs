@@ -594,13 +594,12 @@ impl Cx<'_> {
             Some(r) => quantities(r.cpus, r.memory.as_ref())?,
             None => BTreeMap::new(),
         };
-        let resources = (!limits.is_empty() || !requests.is_empty()).then(|| {
-            ResourceRequirements {
+        let resources =
+            (!limits.is_empty() || !requests.is_empty()).then(|| ResourceRequirements {
                 limits: (!limits.is_empty()).then_some(limits),
                 requests: (!requests.is_empty()).then_some(requests),
                 ..ResourceRequirements::default()
-            }
-        });
+            });
         let (image, build, pull) = if c.endpoint {
             (
                 self.image.clone(),
@@ -813,7 +812,10 @@ impl Cx<'_> {
         if !unmapped.is_empty() {
             meta.annotations.get_or_insert_with(BTreeMap::new).insert(
                 ANNOTATION_PLACEMENT.to_string(),
-                format!("swarm constraints with no Kubernetes field: {}", unmapped.join(", ")),
+                format!(
+                    "swarm constraints with no Kubernetes field: {}",
+                    unmapped.join(", ")
+                ),
             );
         }
         // Two pods must not share a volume claim (a database's files): the old

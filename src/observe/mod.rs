@@ -182,7 +182,9 @@ pub fn targets(set: &SpecSet, settings: &Settings) -> Result<Vec<Target>, Observ
                 }
             }
             // On the project network, by its service name (a network alias).
-            (ScrapeFrom::Network, Runtime::Docker | Runtime::Swarm) => format!("{}:{}", e.name.value, e.port),
+            (ScrapeFrom::Network, Runtime::Docker | Runtime::Swarm) => {
+                format!("{}:{}", e.name.value, e.port)
+            }
             (ScrapeFrom::Network, Runtime::Embedded) => {
                 return Err(ObserveError::Unreachable(e.name.value.clone()));
             }

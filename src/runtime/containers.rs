@@ -110,9 +110,10 @@ impl ObjectOp {
             ObjectOp::CreateOverlayNetwork { name } => {
                 (Action::Create, format!("overlay network {name}"))
             }
-            ObjectOp::RemoveSecrets { count } => {
-                (Action::Delete, format!("{count} swarm secret(s) of the project"))
-            }
+            ObjectOp::RemoveSecrets { count } => (
+                Action::Delete,
+                format!("{count} swarm secret(s) of the project"),
+            ),
             ObjectOp::CreateVolume { name } => (Action::Create, format!("volume {name}")),
             ObjectOp::RemoveNetwork { name } => (Action::Delete, format!("network {name}")),
             ObjectOp::RemoveBuiltImages => (Action::Delete, "images built for the project".into()),
@@ -510,8 +511,8 @@ pub fn desire(
         parts.extend(generated);
         crate::hash::hash_parts(parts.iter().map(String::as_str))
     };
-    let swarm = super::swarm::service_on_swarm(set, &spec)
-        .then(|| spec.deploy.clone().unwrap_or_default());
+    let swarm =
+        super::swarm::service_on_swarm(set, &spec).then(|| spec.deploy.clone().unwrap_or_default());
     let secrets = if swarm.is_some() {
         super::swarm::desired_secrets(&project, &spec)
     } else {
@@ -1243,11 +1244,17 @@ pub async fn apply_removal<K: Member<Op = ContainerOp>>(
         match op {
             ContainerOp::RemoveContainer { id } => {
                 engine.remove(id).await?;
-                removed.push(format!("container {}", id.chars().take(12).collect::<String>()));
+                removed.push(format!(
+                    "container {}",
+                    id.chars().take(12).collect::<String>()
+                ));
             }
             ContainerOp::RemoveService { id: service } => {
                 super::swarm::remove(engine, project, &plan.id, service).await?;
-                removed.push(format!("swarm service {}", service.chars().take(12).collect::<String>()));
+                removed.push(format!(
+                    "swarm service {}",
+                    service.chars().take(12).collect::<String>()
+                ));
             }
             _ => {}
         }

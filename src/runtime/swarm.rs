@@ -22,7 +22,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::docker::swarm::{
-    SecretMount, SwarmRole, SwarmServiceConfig, SwarmServiceObs, TaskObs, UpdateConfig, labels,
+    RestartConfig, SecretMount, SwarmRole, SwarmServiceConfig, SwarmServiceObs, TaskObs,
+    UpdateConfig, labels,
 };
 use crate::docker::{DockerError, Engine};
 use crate::kinds::endpoint::{EndpointSpec, Runtime};
@@ -223,7 +224,10 @@ pub fn plan<K: Member<Op = ContainerOp>>(
                     ));
                 }
                 if s.hash == d.spec_hash
-                    && matches!(s.update_state.as_deref(), Some("paused" | "rollback_paused"))
+                    && matches!(
+                        s.update_state.as_deref(),
+                        Some("paused" | "rollback_paused")
+                    )
                 {
                     reasons.push(format!(
                         "its update is paused{}",
@@ -233,9 +237,7 @@ pub fn plan<K: Member<Op = ContainerOp>>(
                             .unwrap_or_default()
                     ));
                 }
-                if reasons.is_empty()
-                    && record.is_some_and(|r| r.condition == Condition::Failed)
-                {
+                if reasons.is_empty() && record.is_some_and(|r| r.condition == Condition::Failed) {
                     reasons.push("the last apply failed; roll out again".into());
                 }
                 if !reasons.is_empty() {
@@ -247,8 +249,10 @@ pub fn plan<K: Member<Op = ContainerOp>>(
                     ];
                 } else if record.is_none() {
                     plan.action = Action::Update;
-                    plan.reasons
-                        .push(format!("adopt running swarm service {} into the state", s.name));
+                    plan.reasons.push(format!(
+                        "adopt running swarm service {} into the state",
+                        s.name
+                    ));
                 }
             }
         },
@@ -286,7 +290,8 @@ pub async fn apply<K: Member<Op = ContainerOp>>(
                 super::containers::wait_for_dependencies(engine, inputs).await?;
                 let secrets = ensure_secrets(engine, id, inputs).await?;
                 kept_secrets = Some(secrets.iter().map(|s| s.name.clone()).collect());
-                let config = service_config(id, spec_hash, inputs, &deploy, image.clone(), secrets)?;
+                let config =
+                    service_config(id, spec_hash, inputs, &deploy, image.clone(), secrets)?;
                 let before = engine.inspect_service(&name).await?;
                 match before {
                     // Updated in place: the swarm rolls its tasks.
@@ -350,11 +355,10 @@ async fn ensure_secrets(
         if crate::spec::env::references(&v.value).is_empty() {
             continue;
         }
-        let value =
-            crate::spec::env::interpolate(&v.value).map_err(|source| ApplyError::Env {
-                what: format!("{id}: env {key}"),
-                source,
-            })?;
+        let value = crate::spec::env::interpolate(&v.value).map_err(|source| ApplyError::Env {
+            what: format!("{id}: env {key}"),
+            source,
+        })?;
         let name = secret_name(&inputs.project, &inputs.spec.name.value, key, &value);
         let secret_id = engine
             .ensure_secret(
@@ -444,12 +448,11 @@ fn service_config(
     for (k, v) in &s.env {
         if crate::spec::env::references(&v.value).is_empty() {
             // `$$` still means a literal `$`.
-            let value = crate::spec::env::interpolate(&v.value).map_err(|source| {
-                ApplyError::Env {
+            let value =
+                crate::spec::env::interpolate(&v.value).map_err(|source| ApplyError::Env {
                     what: format!("{id}: env {k}"),
                     source,
-                }
-            })?;
+                })?;
             env.push(format!("{k}={value}"));
         } else {
             env.push(format!("{k}_FILE=/run/secrets/{k}"));
@@ -465,7 +468,11 @@ fn service_config(
     let limits = resources.and_then(|r| r.limits.as_ref());
     let reservations = resources.and_then(|r| r.reservations.as_ref());
     // The Service's own `resources` are limits too, when deploy gives none.
-    let plain_cpus = s.resources.as_ref().and_then(|r| r.cpus).map(|c| (c * 1e9) as i64);
+    let plain_cpus = s
+        .resources
+        .as_ref()
+        .and_then(|r| r.cpus)
+        .map(|c| (c * 1e9) as i64);
     let plain_memory = s
         .resources
         .as_ref()
@@ -488,13 +495,11 @@ fn service_config(
         ports,
         update: deploy.update.as_ref().map(update_config),
         rollback: deploy.rollback.as_ref().map(update_config),
-        restart: deploy.restart.as_ref().map(|r| {
-            (
-                r.condition.as_str().to_string(),
-                duration_of(r.delay.as_ref()),
-                r.max_attempts,
-                duration_of(r.window.as_ref()),
-            )
+        restart: deploy.restart.as_ref().map(|r| RestartConfig {
+            condition: r.condition.as_str().to_string(),
+            delay: duration_of(r.delay.as_ref()),
+            max_attempts: r.max_attempts,
+            window: duration_of(r.window.as_ref()),
         }),
         limits: (
             limits.and_then(|l| l.nano_cpus()).or(plain_cpus),
@@ -547,11 +552,17 @@ async fn converge(
     let before_started = before.and_then(|b| b.update_started.clone());
     loop {
         let s = engine.inspect_service(name).await?.ok_or_else(|| {
-            ApplyError::NotReady(format!("swarm service {name} disappeared while rolling out"))
+            ApplyError::NotReady(format!(
+                "swarm service {name} disappeared while rolling out"
+            ))
         })?;
         // Only this update's status counts: the previous one may still show.
         let fresh = before.is_none() || s.update_started != before_started;
-        let state = if fresh { s.update_state.as_deref() } else { None };
+        let state = if fresh {
+            s.update_state.as_deref()
+        } else {
+            None
+        };
         match state {
             Some("rollback_completed") => {
                 // Reported once the previous tasks were started: wait until
@@ -571,7 +582,8 @@ async fn converge(
             }
             Some("updating" | "rollback_started") => {}
             _ => {
-                let waiting_for_update = before.is_some() && !fresh && start.elapsed() < UPDATE_START;
+                let waiting_for_update =
+                    before.is_some() && !fresh && start.elapsed() < UPDATE_START;
                 if !waiting_for_update && tasks_ready(engine, &s).await? {
                     return Ok(());
                 }

@@ -23,7 +23,10 @@ pub fn check_service(
     if runtime == super::deploy::WorkloadRuntime::Swarm {
         for p in &s.ports {
             if let Ok(port) = parse_port(&p.value)
-                && port.host_ip.as_deref().is_some_and(|ip| ip != "0.0.0.0" && ip != "::")
+                && port
+                    .host_ip
+                    .as_deref()
+                    .is_some_and(|ip| ip != "0.0.0.0" && ip != "::")
             {
                 diags.push(
                     r.diag_at(

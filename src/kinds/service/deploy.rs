@@ -313,7 +313,9 @@ pub fn check_deploy(
                 .with_hint("write 1 to roll one task at a time"),
             );
         }
-        if p.max_failure_ratio.is_some_and(|x| !(0.0..=1.0).contains(&x)) {
+        if p.max_failure_ratio
+            .is_some_and(|x| !(0.0..=1.0).contains(&x))
+        {
             diags.push(r.diag_at(
                 DiagCode::InvalidValue,
                 at,
