@@ -280,6 +280,12 @@ fn three_replicas_roll_one_at_a_time_roll_back_and_heal_drift() {
         &p.service("web"),
     ]);
     assert_eq!(replicas, "3");
+    // The two extra tasks are told to stop; busybox httpd ignores SIGTERM,
+    // so their containers go at the end of the stop grace period.
+    let start = std::time::Instant::now();
+    while p.task_containers("web").len() != 3 && start.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     assert_eq!(p.task_containers("web").len(), 3);
 
     // An update whose check never passes rolls back: apply fails with the
