@@ -666,16 +666,10 @@ fn plan_container<K: Member<Op = ContainerOp>>(
     match &observed.docker {
         DockerView::NotObserved | DockerView::Unreachable(_) => {
             let why = match &observed.docker {
-                DockerView::Unreachable(msg) => msg.clone(),
-                _ => "the Docker engine was not asked".to_string(),
+                DockerView::Unreachable(msg) => Some(msg.as_str()),
+                _ => None,
             };
-            plan.action = if record.is_some() {
-                Action::Update
-            } else {
-                Action::Create
-            };
-            plan.reasons
-                .push(format!("cannot observe the container: {why}"));
+            unobserved(&mut plan, record.is_some(), "the container", why);
             plan.operations = run(None);
         }
         DockerView::Seen(map) => match map.get(&resource_label(d.id)) {
@@ -737,6 +731,20 @@ fn plan_container<K: Member<Op = ContainerOp>>(
         },
     }
     plan
+}
+
+/// A workload the engine could not show: planned as a change (an update
+/// when it was recorded before), with the reason.
+pub(super) fn unobserved(plan: &mut ResourcePlan, recorded: bool, what: &str, why: Option<&str>) {
+    plan.action = if recorded {
+        Action::Update
+    } else {
+        Action::Create
+    };
+    plan.reasons.push(format!(
+        "cannot observe {what}: {}",
+        why.unwrap_or("the Docker engine was not asked")
+    ));
 }
 
 /// The plan of a container of kind `K` the specs no longer name, if it has one.

@@ -150,16 +150,15 @@ pub fn plan<K: Member<Op = ContainerOp>>(
     match &observed.swarm {
         SwarmView::NotObserved | SwarmView::Unreachable(_) | SwarmView::NotManager(_) => {
             let why = match &observed.swarm {
-                SwarmView::Unreachable(msg) | SwarmView::NotManager(msg) => msg.clone(),
-                _ => "the Docker engine was not asked".to_string(),
+                SwarmView::Unreachable(msg) | SwarmView::NotManager(msg) => Some(msg.as_str()),
+                _ => None,
             };
-            plan.action = if record.is_some() {
-                Action::Update
-            } else {
-                Action::Create
-            };
-            plan.reasons
-                .push(format!("cannot observe the swarm service {name}: {why}"));
+            super::containers::unobserved(
+                &mut plan,
+                record.is_some(),
+                &format!("the swarm service {name}"),
+                why,
+            );
             plan.operations = create(&mut plan.reasons);
         }
         SwarmView::Seen(map) => match map.get(&resource_label(d.id)) {
