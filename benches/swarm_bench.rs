@@ -167,6 +167,16 @@ fn throughput(work: &Path) {
     )
     .expect("project.yaml");
     let training = std::fs::read_to_string(specs.join("training.yaml")).expect("training.yaml");
+    // The first 200 users of the January snapshot: every one is served.
+    let users =
+        std::fs::read_to_string(specs.join("data/2024-01-31/users.csv")).expect("users.csv");
+    let ids: Vec<&str> = users
+        .lines()
+        .skip(1)
+        .take(200)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    let ids = ids.join(",");
     let client = client_image();
     for replicas in [1, 3] {
         std::fs::write(
@@ -187,6 +197,7 @@ fn throughput(work: &Path) {
             &client,
             "--client",
             "churn-api:8000",
+            &ids,
         ]);
         println!(
             "  {replicas} replica(s) (apply {:.1} s): {out}",
@@ -198,9 +209,9 @@ fn throughput(work: &Path) {
 }
 
 /// The load generator's side: runs inside the overlay network.
-fn client(addr: &str) {
+fn client(addr: &str, ids: &str) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let ids: Arc<Vec<String>> = Arc::new(vec!["7590-VHVEG".into(), "5575-GNVDE".into()]);
+    let ids: Arc<Vec<String>> = Arc::new(ids.split(',').map(str::to_string).collect());
     let (rps, lat, errors) = rt.block_on(load(addr, ids));
     let p = |q: f64| {
         lat[((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))] as f64 / 1000.0
@@ -273,7 +284,10 @@ async fn load(addr: &str, ids: Arc<Vec<String>>) -> (f64, Vec<u32>, usize) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--client") {
-        client(args.get(i + 1).map_or("churn-api:8000", String::as_str));
+        client(
+            args.get(i + 1).map_or("churn-api:8000", String::as_str),
+            args.get(i + 2).map_or("7590-VHVEG", String::as_str),
+        );
         return;
     }
     if !Command::new("docker")

@@ -557,3 +557,95 @@ pub fn labels(project: &str, resource: &str, hash: Option<&str>) -> HashMap<Stri
     }
     l
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mode: &str) -> SwarmServiceConfig {
+        SwarmServiceConfig {
+            name: "demo-web".into(),
+            image: "web:1".into(),
+            network: "reconcile-demo".into(),
+            replicas: 3,
+            endpoint_mode: mode.into(),
+            ports: vec![(8080, "tcp".into(), Some(18080))],
+            secrets: vec![SecretMount {
+                id: "s1".into(),
+                name: "demo-web-token-abc".into(),
+                file: "TOKEN".into(),
+            }],
+            env: vec!["TOKEN_FILE=/run/secrets/TOKEN".into()],
+            update: Some(UpdateConfig {
+                parallelism: 1,
+                delay: Some(Duration::from_secs(2)),
+                order: "start-first".into(),
+                failure_action: "rollback".into(),
+                monitor: Some(Duration::from_secs(5)),
+                max_failure_ratio: None,
+            }),
+            ..SwarmServiceConfig::default()
+        }
+    }
+
+    #[test]
+    fn ports_go_through_the_routing_mesh_unless_dns_round_robin() {
+        let vip = config("vip").engine_spec();
+        let endpoint = vip.endpoint_spec.expect("endpoint spec");
+        assert_eq!(endpoint.mode, Some(EndpointSpecModeEnum::VIP));
+        let port = &endpoint.ports.expect("ports")[0];
+        assert_eq!(
+            port.publish_mode,
+            Some(EndpointPortConfigPublishModeEnum::INGRESS)
+        );
+        assert_eq!(
+            (port.target_port, port.published_port),
+            (Some(8080), Some(18080))
+        );
+        let dnsrr = config("dnsrr")
+            .engine_spec()
+            .endpoint_spec
+            .expect("endpoint spec");
+        assert_eq!(dnsrr.mode, Some(EndpointSpecModeEnum::DNSRR));
+        assert_eq!(
+            dnsrr.ports.expect("ports")[0].publish_mode,
+            Some(EndpointPortConfigPublishModeEnum::HOST)
+        );
+    }
+
+    #[test]
+    fn secrets_are_files_and_the_update_policy_is_the_engines() {
+        let spec = config("vip").engine_spec();
+        let container = spec
+            .task_template
+            .and_then(|t| t.container_spec)
+            .expect("container spec");
+        let secret = &container.secrets.expect("secrets")[0];
+        assert_eq!(secret.secret_name.as_deref(), Some("demo-web-token-abc"));
+        assert_eq!(
+            secret.file.as_ref().and_then(|f| f.name.as_deref()),
+            Some("TOKEN")
+        );
+        assert_eq!(
+            container.env.expect("env"),
+            vec!["TOKEN_FILE=/run/secrets/TOKEN".to_string()]
+        );
+        let update = spec.update_config.expect("update config");
+        assert_eq!(update.parallelism, Some(1));
+        assert_eq!(update.delay, Some(2_000_000_000));
+        assert_eq!(
+            update.failure_action,
+            Some(bollard::models::ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK)
+        );
+        assert_eq!(
+            update.order,
+            Some(bollard::models::ServiceSpecUpdateConfigOrderEnum::START_FIRST)
+        );
+        assert_eq!(
+            spec.mode
+                .and_then(|m| m.replicated)
+                .and_then(|r| r.replicas),
+            Some(3)
+        );
+    }
+}
