@@ -648,6 +648,11 @@ impl OnlineStore {
             OnlineStore::Sql(db) => read_all_sql(db, view).await,
             OnlineStore::Redis(r) => {
                 let mut conn = r.conn.clone();
+                // One reply of every entity: at 704 000 entities about 170 MB,
+                // more than the client's default 500 ms to arrive (an
+                // endpoint's start failed with `redis: timed out`). Keyed
+                // reads keep the short timeout.
+                conn.set_response_timeout(REDIS_WRITE_TIMEOUT);
                 let all: HashMap<String, String> = redis::cmd("HGETALL")
                     .arg(r.rows_key(view))
                     .query_async(&mut conn)
@@ -701,8 +706,9 @@ impl ViewWriter {
     }
 }
 
-/// How long a write to Redis waits for one reply: a server-side `COPY` of a
-/// view of millions of entities takes seconds on a busy machine.
+/// How long a write to Redis, or a read of a whole view, waits for one
+/// reply: a server-side `COPY` of a view of millions of entities, or its
+/// `HGETALL`, takes seconds on a busy machine.
 const REDIS_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Fields per `HSET` while a view is written to Redis.
