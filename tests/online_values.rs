@@ -99,7 +99,9 @@ async fn online_rows_are_the_same_bytes_in_small_chunks(backend: &str) {
 /// Applies the views as a rebuild, then as January and an incremental
 /// February, with `extra` arguments to every apply, and checks the digests.
 async fn same_bytes(backend: &str, extra: &[&str]) {
-    let apply: Vec<&str> = std::iter::once("apply").chain(extra.iter().copied()).collect();
+    let apply: Vec<&str> = std::iter::once("apply")
+        .chain(extra.iter().copied())
+        .collect();
     let want = |redis: &Option<String>| {
         if redis.is_some() {
             WITHOUT_DATE
