@@ -11,9 +11,10 @@
 //! * point-in-time training set: `features historical` of the four views as of
 //!   January (every user × 14 features, written to a CSV);
 //! * training: the rest of `apply` (the forest's own fit time and validation
-//!   AUC, from its message); the forest's `minSamplesLeaf` grows with the size
-//!   (1 at 7 k, then users / 7 043) so its trees keep about the same number of
-//!   leaves: the cost that grows is the rows each split scans, not the model;
+//!   AUC, from its message); the forest's `minSamplesLeaf` grows with the rows
+//!   a tree draws (1 at 7 k, then users / 7 043 until `maxSamples`' default of
+//!   100 000 draws caps them, at about 133 000 users) so its trees keep about
+//!   the same number of leaves: past the cap a tree costs the same;
 //! * no-op plan: `plan` once everything is applied (median of 3);
 //! * the endpoint: cold start to the first successful `/predict`, then
 //!   `/features/{id}` and `/predict` for 5 s each at 16 connections.
@@ -57,11 +58,16 @@ const TABLES: [&str; 6] = [
     "labels",
 ];
 
+/// Users past which each tree's bootstrap draws no more rows: 75 % of them
+/// train, and the forest draws at most `DEFAULT_MAX_SAMPLES` (100 000) per tree.
+const SAMPLED_USERS: usize = 133_334;
+
 /// The training spec of the benchmark: the example's forest (300 balanced
-/// trees, √p features) with a leaf size that grows with the data, its model
-/// and endpoint. The linear challenger and the monitor are left out.
+/// trees, √p features, the default `maxSamples`) with a leaf size that grows
+/// with the rows a tree draws, its model and endpoint. The linear challenger
+/// and the monitor are left out.
 fn training_yaml(users: usize) -> String {
-    let leaf = (users / 7043).max(1);
+    let leaf = (users.min(SAMPLED_USERS) / 7043).max(1);
     format!(
         "kind: TrainingRun\nname: churn-rf\nmodel: streamflow_churn\nasOf: 2024-01-31\n\
          label: {{ table: labels, column: churn_label }}\n\

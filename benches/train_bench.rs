@@ -352,6 +352,7 @@ fn main() {
         min_samples_leaf: 1,
         balanced: true,
         bootstrap: true,
+        max_samples: None,
         seed: SEED,
     };
     let (ours_forest, ours_forest_m, f_all) = measure(

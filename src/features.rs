@@ -405,28 +405,29 @@ async fn chunked_view(
     let n = entities.keys.len();
     let mut columns: Vec<Column> = view.features.iter().map(|(_, ty)| nulls(*ty, n)).collect();
     let chunk_rows = usize::try_from(budget.rows(view)).unwrap_or(usize::MAX);
+    let mut join = |dates: Vec<NaiveDate>, batch: Batch| -> Result<(), FeatureError> {
+        let data = index(view, batch, &dates)?;
+        for (key, rows) in &data.by_key {
+            let Some(at) = positions.get(key.as_str()) else {
+                continue;
+            };
+            for &p in at {
+                if let Some(i) = as_of_row(rows, entities.timestamps[p], view.ttl) {
+                    for (fi, column) in columns.iter_mut().enumerate() {
+                        set_from(column, p, &data.batch.columns[fi + 1].1, i);
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
     offline::read_table_by_key(
         db,
         &view.table,
         &view_read_columns(view),
         bounds,
         chunk_rows,
-        |dates, batch| {
-            let data = index(view, batch, &dates)?;
-            for (key, rows) in &data.by_key {
-                let Some(at) = positions.get(key.as_str()) else {
-                    continue;
-                };
-                for &p in at {
-                    if let Some(i) = as_of_row(rows, entities.timestamps[p], view.ttl) {
-                        for (fi, column) in columns.iter_mut().enumerate() {
-                            set_from(column, p, &data.batch.columns[fi + 1].1, i);
-                        }
-                    }
-                }
-            }
-            Ok::<(), FeatureError>(())
-        },
+        |dates, batch| std::future::ready(join(dates, batch)),
     )
     .await?;
     Ok(view

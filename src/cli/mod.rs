@@ -376,7 +376,8 @@ struct ApplyArgs {
 struct MemoryArgs {
     /// Memory the point-in-time join (training sets, `features historical`) may
     /// hold of one feature view, e.g. 512MiB or 4GiB; a larger view is joined
-    /// in key-ordered chunks of this size (same rows, more queries).
+    /// in key-ordered chunks of this size (same rows, more queries). A
+    /// materialization reads in chunks of at most this size too.
     #[arg(long, env = "RECONCILE_MEMORY_BUDGET", default_value = "1GiB", value_parser = parse_budget)]
     memory_budget: crate::features::MemoryBudget,
 }

@@ -8,6 +8,8 @@
 
 use std::collections::HashSet;
 
+use chrono::NaiveDate;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,7 @@ use super::{
     Applied, ApplyContext, ApplyError, CheckContext, Desired, Kind, Member, Observed, Reference,
     ResourceKind, Upstream, ops_of, record,
 };
+use crate::data::Batch;
 use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
 use crate::features::{ResolvedView, resolve};
 use crate::hash;
@@ -314,8 +317,20 @@ impl ResourceKind for FeatureView {
     }
 }
 
-/// Reads the snapshots newer than `after` (all when `None`), keeps the latest row
-/// per entity and writes them with the new watermark in one transaction.
+/// Rows of a view's stored snapshots a materialization holds at once, at
+/// most: the chunk read, its latest rows as JSON and the store's write
+/// buffers stay tens of megabytes however many entities the view has. The
+/// memory budget lowers it further; chunks cost nothing per chunk but a
+/// statement or a pipeline, all inside the one transaction.
+const MATERIALIZE_CHUNK_ROWS: usize = 65_536;
+
+/// Reads the snapshots newer than `after` (all when `None`) in key order, a
+/// chunk of whole keys at a time ([`MATERIALIZE_CHUNK_ROWS`] rows or the
+/// memory budget, whichever is smaller), keeps the latest row per entity of
+/// each chunk and hands it to the online store's writer: the view, its rows
+/// and the new watermark become visible together at commit, and memory stays
+/// one chunk or two (the next is read while the last is written) whatever
+/// the size of the view or the number of snapshots.
 async fn materialize(
     ctx: &ApplyContext,
     inputs: &ViewInputs,
@@ -323,29 +338,62 @@ async fn materialize(
     after: Option<&str>,
 ) -> Result<String, ApplyError> {
     let view = &inputs.view;
-    // The entity count is known once the latest rows are picked; the view is
-    // written in one transaction, so they count as done when it commits.
+    // Entities are counted as chunks are written; the view is written in one
+    // transaction, so its entities count as done when it commits.
     let entities = ctx.progress().units("entities", 0);
     let mut columns = vec![(view.key.clone(), ColumnType::String)];
     columns.extend(view.features.iter().cloned());
-    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
     let after = after.and_then(day);
     let first = after.and_then(|a| a.succ_opt());
     // Up to the watermark recorded with the rows: a snapshot the offline store
     // keeps after it left the specs is not served under an older watermark.
     let last = inputs.latest().and_then(day);
-    let (dates, batch) =
-        offline::read_table(&ctx.offline, &view.table, &columns, (first, last)).await?;
-    let keep: Vec<usize> = (0..dates.len())
-        .filter(|&i| after.is_none_or(|a| dates[i] > a))
-        .collect();
-    let (dates, batch) = if keep.len() == dates.len() {
-        (dates, batch)
-    } else {
-        subset(&dates, &batch, &keep)
+    let chunk_rows = usize::try_from(ctx.memory_budget.rows(view))
+        .unwrap_or(usize::MAX)
+        .min(MATERIALIZE_CHUNK_ROWS);
+    let mut writer = ctx.online.begin_view(&view.name, full).await?;
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<(Vec<NaiveDate>, Batch)>(1);
+    let read = async {
+        let chunks = chunks;
+        offline::read_table_by_key(
+            &ctx.offline,
+            &view.table,
+            &columns,
+            (first, last),
+            chunk_rows,
+            |dates, batch| {
+                let chunks = chunks.clone();
+                async move {
+                    // A closed channel means the write side has stopped, and
+                    // its error is what the join below returns.
+                    let _ = chunks.send((dates, batch)).await;
+                    Ok::<(), ApplyError>(())
+                }
+            },
+        )
+        .await
     };
-    let rows = OnlineRows::latest(&batch, &dates);
-    entities.set_total(rows.keys.len() as u64);
+    let write = async {
+        let mut written = 0u64;
+        while let Some((dates, batch)) = received.recv().await {
+            let keep: Vec<usize> = (0..dates.len())
+                .filter(|&i| after.is_none_or(|a| dates[i] > a))
+                .collect();
+            let (dates, batch) = if keep.len() == dates.len() {
+                (dates, batch)
+            } else {
+                subset(&dates, &batch, &keep)
+            };
+            let rows = OnlineRows::latest(&batch, &dates);
+            drop(batch);
+            writer.write(&rows).await?;
+            written += rows.keys.len() as u64;
+            entities.set_total(written);
+        }
+        Ok::<u64, ApplyError>(written)
+    };
+    let ((), written) = tokio::try_join!(read, write)?;
     let watermark = inputs.latest().unwrap_or_default().to_string();
     let record = OnlineView {
         schema_hash: inputs.schema_hash.clone(),
@@ -353,22 +401,15 @@ async fn materialize(
         watermark: watermark.clone(),
         entity_count: 0,
     };
-    ctx.online
-        .write_view(&view.name, &record, &rows, full)
-        .await?;
-    entities.set(rows.keys.len() as u64);
+    writer.commit(&record).await?;
+    entities.set(written);
     Ok(format!(
-        "materialized {} entities × {} features (watermark {watermark})",
-        rows.keys.len(),
+        "materialized {written} entities × {} features (watermark {watermark})",
         view.features.len()
     ))
 }
 
-fn subset(
-    dates: &[chrono::NaiveDate],
-    batch: &crate::data::Batch,
-    keep: &[usize],
-) -> (Vec<chrono::NaiveDate>, crate::data::Batch) {
+fn subset(dates: &[NaiveDate], batch: &Batch, keep: &[usize]) -> (Vec<NaiveDate>, Batch) {
     use crate::data::Column;
     let pick = |c: &Column| match c {
         Column::Str(v) => Column::Str(keep.iter().map(|&i| v[i].clone()).collect()),
@@ -379,7 +420,7 @@ fn subset(
     };
     (
         keep.iter().map(|&i| dates[i]).collect(),
-        crate::data::Batch {
+        Batch {
             columns: batch
                 .columns
                 .iter()

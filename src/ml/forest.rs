@@ -72,6 +72,9 @@ const TREE_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Rows scored per block at prediction: each tree is walked for a whole block
 /// while it is in cache.
 const PREDICT_BLOCK: usize = 64;
+/// A bootstrap of k draws over n rows sorts its draws rather than counting
+/// them in an n-long array when k · this < n.
+const SPARSE_DRAWS: usize = 4;
 /// Below this many rows prediction stays on the calling thread.
 const PARALLEL_PREDICT_ROWS: usize = 1024;
 
@@ -192,6 +195,41 @@ impl MaxFeatures {
     }
 }
 
+/// How many rows each tree's bootstrap draws, as scikit-learn's `max_samples`:
+/// past this many, a tree's cost stops growing with the training set (the
+/// draws, the splits' scans and the tree's size depend on the sample, not on
+/// the rows).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MaxSamples {
+    /// This many draws, capped at the training rows; must be at least 1.
+    Count(usize),
+    /// max(1, round(fraction · n)) draws; the fraction must lie in (0, 1].
+    Fraction(f64),
+}
+
+impl MaxSamples {
+    /// Draws per tree for `rows` training rows; always in `1..=max(1, rows)`.
+    /// A count above the rows is capped rather than refused, so one default
+    /// serves small and large training sets alike.
+    pub fn resolve(&self, rows: usize) -> Result<usize, ForestError> {
+        let n = rows.max(1);
+        let k = match *self {
+            MaxSamples::Count(0) => {
+                return Err(ForestError::Params("maxSamples count must be ≥ 1".into()));
+            }
+            MaxSamples::Count(k) => k,
+            MaxSamples::Fraction(f) if f > 0.0 && f <= 1.0 => (f * n as f64).round() as usize,
+            MaxSamples::Fraction(f) => {
+                return Err(ForestError::Params(format!(
+                    "maxSamples fraction {f} is outside (0, 1]"
+                )));
+            }
+        };
+        Ok(k.clamp(1, n))
+    }
+}
+
 /// Hyper-parameters of a forest; a linfa `Fit` whose object is a [`RandomForest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -210,6 +248,10 @@ pub struct RandomForestParams {
     /// Train each tree on n rows drawn with replacement, with probability ∝ their
     /// weight when rows are weighted; draw counts become the rows' weights.
     pub bootstrap: bool,
+    /// Rows each tree's bootstrap draws; `None` draws n, as many as there are
+    /// rows (scikit-learn's default). Ignored without `bootstrap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_samples: Option<MaxSamples>,
     /// Seed of the bootstrap and of the feature sampling.
     pub seed: u64,
 }
@@ -223,6 +265,7 @@ impl Default for RandomForestParams {
             min_samples_leaf: 1,
             balanced: false,
             bootstrap: true,
+            max_samples: None,
             seed: 42,
         }
     }
@@ -239,6 +282,7 @@ impl RandomForestParams {
             min_samples_leaf: 1,
             balanced,
             bootstrap: false,
+            max_samples: None,
             seed,
         }
     }
@@ -259,6 +303,10 @@ impl RandomForestParams {
         }
         let (rows, features) = x.dim();
         let max_features = self.max_features.resolve(features)?;
+        let draws = match self.max_samples {
+            Some(m) => m.resolve(rows)?,
+            None => rows,
+        };
         if rows != y.len() {
             return Err(ForestError::RowCount {
                 rows,
@@ -336,11 +384,14 @@ impl RandomForestParams {
         };
         let shared = Shared {
             binned: &binned,
+            codes: &binned.codes,
+            rows,
             labels: &labels,
             weights: &weights,
             cumulative: (!uniform).then_some(cumulative.as_slice()),
             params: self,
             max_features,
+            draws,
         };
         let hook = TREE_HOOK.with(|h| h.borrow().clone());
         let trees: Vec<Packed> = (0..self.trees)
@@ -862,7 +913,7 @@ impl PredictInplace<Array2<f64>, Array1<usize>> for RandomForest {
 /// Every feature binned: codes in column-major order and, per bin, the
 /// smallest and largest training value it holds.
 struct Binned {
-    rows: usize,
+    /// Codes of every row, feature-major.
     codes: Vec<u8>,
     lo: Vec<Vec<f64>>,
     hi: Vec<Vec<f64>>,
@@ -882,16 +933,7 @@ impl Binned {
             lo.push(l);
             hi.push(h);
         }
-        Binned {
-            rows,
-            codes,
-            lo,
-            hi,
-        }
-    }
-
-    fn column(&self, f: usize) -> &[u8] {
-        &self.codes[f * self.rows..(f + 1) * self.rows]
+        Binned { codes, lo, hi }
     }
 
     fn n_bins(&self, f: usize) -> usize {
@@ -946,9 +988,16 @@ fn bin_feature(column: ArrayView1<f64>) -> (Vec<u8>, Vec<f64>, Vec<f64>) {
     (codes, lo, hi)
 }
 
-/// Read-only inputs every tree shares.
+/// Read-only inputs every tree shares (and, for a tree grown on a compact
+/// copy of its drawn rows, that tree's view of them).
+#[derive(Clone, Copy)]
 struct Shared<'a> {
+    /// Bin edges (and the codes of every training row).
     binned: &'a Binned,
+    /// Bin codes the tree reads, feature-major: `rows` codes per feature.
+    codes: &'a [u8],
+    /// Rows of `codes` and `labels`.
+    rows: usize,
     labels: &'a [u8],
     /// Class weight × sample weight per row.
     weights: &'a [f64],
@@ -957,6 +1006,15 @@ struct Shared<'a> {
     cumulative: Option<&'a [f64]>,
     params: &'a RandomForestParams,
     max_features: usize,
+    /// Rows drawn per tree by the bootstrap (the resolved `max_samples`).
+    draws: usize,
+}
+
+impl Shared<'_> {
+    /// The bin codes of feature `f`, one per row.
+    fn column(&self, f: usize) -> &[u8] {
+        &self.codes[f * self.rows..(f + 1) * self.rows]
+    }
 }
 
 /// Per-thread buffers reused from tree to tree; their contents never carry
@@ -974,6 +1032,11 @@ struct Scratch {
     hist_n: Box<[u32; MAX_BINS]>,
     keys: Vec<u64>,
     stack: Vec<Frame>,
+    /// A sparsely drawn tree's rows gathered compactly: codes, labels, and
+    /// (swapped with `weight` while it grows) weights.
+    local_codes: Vec<u8>,
+    local_labels: Vec<u8>,
+    local_weight: Vec<f64>,
 }
 
 impl Scratch {
@@ -989,6 +1052,9 @@ impl Scratch {
             hist_n: Box::new([0; MAX_BINS]),
             keys: Vec::with_capacity(SORT_BELOW),
             stack: Vec::new(),
+            local_codes: Vec::new(),
+            local_labels: Vec::new(),
+            local_weight: Vec::new(),
         }
     }
 }
@@ -1047,52 +1113,93 @@ fn midpoint(a: f64, b: f64) -> f64 {
     if t >= a && t < b { t } else { a }
 }
 
+/// One tree's bootstrap: `shared.draws` rows drawn with replacement (with
+/// probability ∝ class × sample weight when weights differ, as scikit-learn
+/// 1.9 does), leaving the drawn rows in ascending order in `s.idx` and their
+/// weights in `s.weight` (the draw count, times the row's weight when the
+/// draws were uniform).
+///
+/// `sparse` only chooses how draws are counted — a per-row count array,
+/// O(n) per tree, or the sorted draws, O(k log k) — and both give the same
+/// rows and weights from the same generator, so a model never depends on it.
+fn draw_bootstrap(shared: &Shared, s: &mut Scratch, rng: &mut ChaCha8Rng, sparse: bool) {
+    let n = shared.rows;
+    let k = shared.draws;
+    let draw = |rng: &mut ChaCha8Rng| -> u32 {
+        match shared.cumulative {
+            Some(cumulative) => {
+                let total = cumulative[n - 1];
+                let u = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64) * total;
+                (match cumulative.partition_point(|&c| c <= u) {
+                    r if r < n => r,
+                    // u rounded up to the total: the last row of positive weight.
+                    _ => cumulative.partition_point(|&c| c < total),
+                }) as u32
+            }
+            None => below(rng, n) as u32,
+        }
+    };
+    // The weight of a row drawn `count` times.
+    let weight = |r: usize, count: u32| match shared.cumulative {
+        Some(_) => f64::from(count),
+        None => f64::from(count) * shared.weights[r],
+    };
+    if sparse {
+        s.counts.clear();
+        s.counts.extend((0..k).map(|_| draw(rng)));
+        s.counts.sort_unstable();
+        let mut i = 0;
+        while i < s.counts.len() {
+            let r = s.counts[i];
+            let mut j = i + 1;
+            while j < s.counts.len() && s.counts[j] == r {
+                j += 1;
+            }
+            let w = weight(r as usize, (j - i) as u32);
+            if w > 0.0 {
+                s.weight[r as usize] = w;
+                s.idx.push(r);
+            }
+            i = j;
+        }
+    } else {
+        s.counts.clear();
+        s.counts.resize(n, 0);
+        for _ in 0..k {
+            let r = draw(rng);
+            s.counts[r as usize] += 1;
+        }
+        for r in 0..n {
+            if s.counts[r] > 0 {
+                let w = weight(r, s.counts[r]);
+                if w > 0.0 {
+                    s.weight[r] = w;
+                    s.idx.push(r as u32);
+                }
+            }
+        }
+    }
+}
+
 fn grow_tree(shared: &Shared, s: &mut Scratch, tree_index: usize) -> Tree {
     let params = shared.params;
-    let n = shared.binned.rows;
+    let n = shared.rows;
     let p = shared.binned.lo.len();
     let mut rng =
         ChaCha8Rng::seed_from_u64(params.seed ^ (tree_index as u64).wrapping_mul(TREE_SEED_MIX));
 
     // Rows of this tree and their weights: the draw count of a bootstrap
     // weighted by class × sample weight, or those weights without bootstrap.
-    s.weight.clear();
-    s.weight.resize(n, 0.0);
+    // Only the entries of rows in `idx` are ever read, so `weight` is not
+    // cleared between trees: a tree of k draws costs O(k log k), not O(n).
+    if s.weight.len() != n {
+        s.weight.clear();
+        s.weight.resize(n, 0.0);
+    }
     s.idx.clear();
-    if let (true, Some(cumulative)) = (params.bootstrap, shared.cumulative) {
-        // Weighted bootstrap: rows drawn with probability ∝ weight, the
-        // draw count is the tree's weight (as scikit-learn 1.9 does).
-        s.counts.clear();
-        s.counts.resize(n, 0);
-        let total = cumulative[n - 1];
-        for _ in 0..n {
-            let u = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64) * total;
-            let r = match cumulative.partition_point(|&c| c <= u) {
-                r if r < n => r,
-                // u rounded up to the total: the last row of positive weight.
-                _ => cumulative.partition_point(|&c| c < total),
-            };
-            s.counts[r] += 1;
-        }
-        for r in 0..n {
-            if s.counts[r] > 0 {
-                s.weight[r] = f64::from(s.counts[r]);
-                s.idx.push(r as u32);
-            }
-        }
-    } else if params.bootstrap {
-        s.counts.clear();
-        s.counts.resize(n, 0);
-        for _ in 0..n {
-            s.counts[below(&mut rng, n)] += 1;
-        }
-        for r in 0..n {
-            let w = f64::from(s.counts[r]) * shared.weights[r];
-            if w > 0.0 {
-                s.weight[r] = w;
-                s.idx.push(r as u32);
-            }
-        }
+    let sparse = params.bootstrap && shared.draws * SPARSE_DRAWS < n && !tests_force_dense();
+    if params.bootstrap {
+        draw_bootstrap(shared, s, &mut rng, sparse);
     } else {
         for r in 0..n {
             let w = shared.weights[r];
@@ -1102,6 +1209,24 @@ fn grow_tree(shared: &Shared, s: &mut Scratch, tree_index: usize) -> Tree {
             }
         }
     }
+    // A sparse tree grows on a compact copy of its drawn rows (a few MB,
+    // in ascending row order, so every sum and tie runs in the same order
+    // and the tree is the one the full arrays give): its splits scan memory
+    // that stays in cache however large the training set is.
+    let (codes, labels) = if sparse {
+        let (codes, labels) = gather(shared, s);
+        std::mem::swap(&mut s.weight, &mut s.local_weight);
+        (codes, labels)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let local = Shared {
+        codes: &codes,
+        rows: labels.len(),
+        labels: &labels,
+        ..*shared
+    };
+    let shared = if sparse { &local } else { shared };
     s.features.clear();
     s.features.extend(0..p as u32);
     s.constants.clear();
@@ -1158,7 +1283,7 @@ fn grow_tree(shared: &Shared, s: &mut Scratch, tree_index: usize) -> Tree {
         };
 
         // Partition the node's rows in place: codes ≤ left_bin go left.
-        let col = shared.binned.column(best.feature);
+        let col = shared.column(best.feature);
         let (mut lw, mut rw) = ([0.0; 2], [0.0; 2]);
         let (mut ln, mut rn) = ([0u32; 2], [0u32; 2]);
         let (mut i, mut j) = (frame.start, frame.end);
@@ -1204,7 +1329,54 @@ fn grow_tree(shared: &Shared, s: &mut Scratch, tree_index: usize) -> Tree {
             constants: child_constants,
         });
     }
+    if sparse {
+        std::mem::swap(&mut s.weight, &mut s.local_weight);
+        s.local_codes = codes;
+        s.local_labels = labels;
+    }
     tree
+}
+
+/// Lets a test grow every tree the dense way, to compare the two ways; both
+/// grow the same trees, so other tests running meanwhile are unaffected.
+#[cfg(test)]
+static FORCE_DENSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a test asked for dense trees only ([`FORCE_DENSE`]); never in a build.
+fn tests_force_dense() -> bool {
+    #[cfg(test)]
+    {
+        FORCE_DENSE.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
+/// Copies the drawn rows (`s.idx`, ascending) into compact arrays: their
+/// codes feature-major and their labels (returned, taken from the scratch
+/// buffers so they are reused), their weights into `s.local_weight`; `s.idx`
+/// becomes 0..m over them.
+fn gather(shared: &Shared, s: &mut Scratch) -> (Vec<u8>, Vec<u8>) {
+    let p = shared.binned.lo.len();
+    let mut codes = std::mem::take(&mut s.local_codes);
+    let mut labels = std::mem::take(&mut s.local_labels);
+    codes.clear();
+    labels.clear();
+    codes.reserve(p * s.idx.len());
+    for f in 0..p {
+        let col = shared.column(f);
+        codes.extend(s.idx.iter().map(|&r| col[r as usize]));
+    }
+    labels.extend(s.idx.iter().map(|&r| shared.labels[r as usize]));
+    s.local_weight.clear();
+    s.local_weight
+        .extend(s.idx.iter().map(|&r| s.weight[r as usize]));
+    for (i, r) in s.idx.iter_mut().enumerate() {
+        *r = i as u32;
+    }
+    (codes, labels)
 }
 
 /// Samples features in random order (partial Fisher–Yates) as scikit-learn's
@@ -1242,7 +1414,7 @@ fn find_split(
             constants_seen += 1;
             continue;
         }
-        let col = shared.binned.column(f);
+        let col = shared.column(f);
         let bins = shared.binned.n_bins(f);
         let eval = if m < SORT_BELOW && bins > m {
             eval_sorted(shared, col, rows, &s.weight, frame, msl, &mut s.keys, f)
@@ -1743,6 +1915,158 @@ mod tests {
             .fit_matrix(ok.view(), &[0, 1, 0], Some(&[1.0]))
             .map(|_| ());
         assert!(matches!(err, Err(ForestError::RowCount { labels: 1, .. })));
+    }
+
+    #[test]
+    fn max_samples_resolves_and_caps_at_the_rows() -> TestResult {
+        assert_eq!(MaxSamples::Count(100).resolve(1000)?, 100);
+        assert_eq!(MaxSamples::Count(100_000).resolve(1000)?, 1000);
+        assert_eq!(MaxSamples::Fraction(0.25).resolve(1000)?, 250);
+        assert_eq!(MaxSamples::Fraction(1.0).resolve(1000)?, 1000);
+        assert_eq!(MaxSamples::Fraction(1e-9).resolve(1000)?, 1);
+        assert!(MaxSamples::Count(0).resolve(1000).is_err());
+        assert!(MaxSamples::Fraction(0.0).resolve(1000).is_err());
+        assert!(MaxSamples::Fraction(1.5).resolve(1000).is_err());
+        assert!(MaxSamples::Fraction(f64::NAN).resolve(1000).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn max_samples_of_every_row_is_the_plain_bootstrap() -> TestResult {
+        // Today's models stay byte for byte what they were: n draws, however
+        // asked for, are the default bootstrap, weighted or not.
+        let (x, y) = noisy(700, 11);
+        let data = Dataset::new(x, y);
+        for balanced in [false, true] {
+            let plain = RandomForestParams {
+                trees: 12,
+                balanced,
+                ..Default::default()
+            };
+            let a = postcard::to_stdvec(&plain.fit(&data)?)?;
+            for m in [
+                MaxSamples::Count(700),
+                MaxSamples::Count(10_000),
+                MaxSamples::Fraction(1.0),
+            ] {
+                let sampled = RandomForestParams {
+                    max_samples: Some(m),
+                    ..plain.clone()
+                };
+                assert_eq!(postcard::to_stdvec(&sampled.fit(&data)?)?, a, "{m:?}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn sparse_and_dense_bootstraps_draw_the_same_rows() -> TestResult {
+        let (x, y) = noisy(3000, 12);
+        let labels: Vec<u8> = y.iter().map(|&l| l as u8).collect();
+        let binned = Binned::new(x.view());
+        let uniform = vec![2.0f64; 3000];
+        let skewed: Vec<f64> = (0..3000).map(|i| f64::from(i % 7)).collect();
+        let cumulative: Vec<f64> = skewed
+            .iter()
+            .scan(0.0, |sum, &w| {
+                *sum += w;
+                Some(*sum)
+            })
+            .collect();
+        for (weights, cumulative) in [(&uniform, None), (&skewed, Some(cumulative.as_slice()))] {
+            for draws in [1, 50, 700, 3000] {
+                let params = RandomForestParams::default();
+                let shared = Shared {
+                    binned: &binned,
+                    codes: &binned.codes,
+                    rows: 3000,
+                    labels: &labels,
+                    weights,
+                    cumulative,
+                    params: &params,
+                    max_features: 2,
+                    draws,
+                };
+                let run = |sparse: bool| {
+                    let mut s = Scratch::new(3000, 6);
+                    s.weight.resize(3000, 0.0);
+                    let mut rng = ChaCha8Rng::seed_from_u64(draws as u64);
+                    draw_bootstrap(&shared, &mut s, &mut rng, sparse);
+                    let w: Vec<f64> = s.idx.iter().map(|&r| s.weight[r as usize]).collect();
+                    (s.idx, w)
+                };
+                let (dense, sparse) = (run(false), run(true));
+                assert_eq!(dense, sparse, "{draws} draws");
+                assert!(dense.0.windows(2).all(|p| p[0] < p[1]));
+                // Every draw is accounted for, and never a zero-weight row.
+                let total: f64 = dense.1.iter().sum();
+                match cumulative {
+                    None => assert_eq!(total, 2.0 * draws as f64),
+                    Some(_) => {
+                        assert_eq!(total, draws as f64);
+                        assert!(dense.0.iter().all(|&r| r % 7 != 0));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_small_sample_per_tree_still_learns_and_is_deterministic() -> TestResult {
+        let (x, y) = noisy(4000, 13);
+        let data = Dataset::new(x, y);
+        let params = RandomForestParams {
+            trees: 40,
+            balanced: true,
+            max_samples: Some(MaxSamples::Count(300)),
+            ..Default::default()
+        };
+        let forest = params.fit(&data)?;
+        let full = RandomForestParams {
+            max_samples: None,
+            ..params.clone()
+        }
+        .fit(&data)?;
+        // 300 draws give trees of at most 300 distinct rows: far smaller ones.
+        assert!(
+            forest.n_nodes() * 4 < full.n_nodes(),
+            "{} vs {}",
+            forest.n_nodes(),
+            full.n_nodes()
+        );
+        for tree in &forest.trees {
+            assert!(tree.nodes.len() < 2 * 300);
+        }
+        let (xt, yt) = noisy(1000, 14);
+        let auc = roc_auc(&yt.to_vec(), &forest.predict_proba(xt.view()));
+        assert!(auc > 0.85, "auc {auc}");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+        let again = pool.install(|| params.fit(&data))?;
+        assert_eq!(postcard::to_stdvec(&again)?, postcard::to_stdvec(&forest)?);
+        // Grown on compact copies of the drawn rows (300 · 4 < 4 000) or on
+        // the full arrays, the trees are the same, weighted or not.
+        for balanced in [true, false] {
+            let p = RandomForestParams {
+                balanced,
+                ..params.clone()
+            };
+            let compact = postcard::to_stdvec(&p.fit(&data)?)?;
+            FORCE_DENSE.store(true, std::sync::atomic::Ordering::Relaxed);
+            let dense = p.fit(&data);
+            FORCE_DENSE.store(false, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(
+                postcard::to_stdvec(&dense?)?,
+                compact,
+                "balanced {balanced}"
+            );
+        }
+        let bad = RandomForestParams {
+            max_samples: Some(MaxSamples::Count(0)),
+            ..params
+        };
+        assert!(matches!(bad.fit(&data), Err(ForestError::Params(_))));
+        Ok(())
     }
 
     #[test]

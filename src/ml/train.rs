@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::encode::{EncodeError, Encoder};
-use super::forest::{ForestError, MaxFeatures, RandomForest, RandomForestParams};
+use super::forest::{ForestError, MaxFeatures, MaxSamples, RandomForest, RandomForestParams};
 use super::metrics::{Metrics, evaluate};
 use crate::data::Column;
 use crate::kinds::training_run::spec::{
-    Algorithm, ClassWeight, LogisticSpec, MaxFeaturesName, MaxFeaturesSpec, NullPolicy,
-    ValidationSpec,
+    Algorithm, ClassWeight, DEFAULT_MAX_SAMPLES, LogisticSpec, MaxFeaturesName, MaxFeaturesSpec,
+    MaxSamplesSpec, NullPolicy, ValidationSpec,
 };
 use crate::spec::ColumnType;
 
@@ -290,6 +290,7 @@ pub fn train(
                 min_samples_leaf: f.min_samples_leaf,
                 balanced: f.class_weight == ClassWeight::Balanced,
                 bootstrap: true,
+                max_samples: Some(max_samples(f.max_samples)),
                 seed,
             };
             Estimator::Forest(params.fit(&Dataset::new(x_train, y_train))?)
@@ -315,6 +316,16 @@ pub fn train(
         train_rows: train_rows.len(),
         valid_rows: valid_rows.len(),
     })
+}
+
+/// The forest's draws per tree: as written, or every row up to
+/// [`DEFAULT_MAX_SAMPLES`] when the spec leaves it out.
+fn max_samples(m: Option<MaxSamplesSpec>) -> MaxSamples {
+    match m {
+        None => MaxSamples::Count(DEFAULT_MAX_SAMPLES),
+        Some(MaxSamplesSpec::Count(n)) => MaxSamples::Count(n),
+        Some(MaxSamplesSpec::Fraction(f)) => MaxSamples::Fraction(f),
+    }
 }
 
 fn max_features(m: MaxFeaturesSpec) -> MaxFeatures {
@@ -421,6 +432,43 @@ mod tests {
         let back = Artifact::from_bytes(&bytes).unwrap();
         assert!(back.predict_row(&[199.0, 0.0]) > 0.5);
         assert!(back.predict_row(&[0.0, 0.0]) < 0.5);
+    }
+
+    #[test]
+    fn max_samples_is_read_from_the_spec_and_defaults_to_a_cap() -> Result<(), String> {
+        let forest = |yaml: &str| -> Result<crate::kinds::training_run::spec::ForestSpec, String> {
+            serde_saphyr::from_str(yaml).map_err(|e| e.to_string())
+        };
+        let absent = forest("trees: 10")?;
+        assert_eq!(absent.max_samples, None);
+        assert_eq!(
+            max_samples(absent.max_samples),
+            MaxSamples::Count(DEFAULT_MAX_SAMPLES)
+        );
+        // Absent stays absent when serialized: a spec's hash (and the
+        // identity of the versions trained from it) does not change.
+        let json = serde_json::to_value(&absent).map_err(|e| e.to_string())?;
+        assert!(json.get("maxSamples").is_none(), "{json}");
+        let count = forest("maxSamples: 50000")?;
+        assert_eq!(count.max_samples, Some(MaxSamplesSpec::Count(50_000)));
+        let share = forest("maxSamples: 0.5")?;
+        assert_eq!(share.max_samples, Some(MaxSamplesSpec::Fraction(0.5)));
+        assert_eq!(max_samples(share.max_samples), MaxSamples::Fraction(0.5));
+
+        // Below the cap the default is every row: the same model as `1.0`.
+        let set = toy(200);
+        let bytes = |yaml: &str| -> Result<Vec<u8>, String> {
+            let algo = Algorithm::RandomForest(forest(yaml)?);
+            let t = train(&set, &algo, &ValidationSpec::default(), NullPolicy::Fail, 3)
+                .map_err(|e| e.to_string())?;
+            t.artifact.to_bytes().map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            bytes("trees: 10")?,
+            bytes("{ trees: 10, maxSamples: 1.0 }")?
+        );
+        assert_ne!(bytes("trees: 10")?, bytes("{ trees: 10, maxSamples: 20 }")?);
+        Ok(())
     }
 
     #[test]

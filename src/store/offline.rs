@@ -324,6 +324,7 @@ async fn insert_sqlite(
     let row_tpl = format!("({})", vec!["?"; ncols].join(", "));
     let as_of = w.as_of.to_string();
     let rows = w.batch.rows();
+    let order = key_order(w.batch, &layout.primary_key);
     let mut start = 0;
     while start < rows {
         let end = (start + per_chunk).min(rows);
@@ -333,7 +334,7 @@ async fn insert_sqlite(
             vec![row_tpl.as_str(); end - start].join(", ")
         );
         let mut q = sqlx::query(trusted(&sql));
-        for i in start..end {
+        for &i in &order[start..end] {
             q = q.bind(as_of.clone());
             for (_, col) in &w.batch.columns {
                 q = match col {
@@ -349,6 +350,27 @@ async fn insert_sqlite(
         start = end;
     }
     Ok(())
+}
+
+/// The snapshot's rows in primary-key order (stable, so equal keys keep
+/// their file order). Its `as_of` is one value, so inserting in this order
+/// appends to the key index on a first load and walks it front to back on
+/// the next snapshot: each index page is read and written once, where rows
+/// in file order (random ids) each land on a random page, which past
+/// SQLite's page cache costs a read and a write through the OS per row
+/// (ingest at 704 000 users took 46 times as long as at 70 000).
+fn key_order(batch: &Batch, primary_key: &[String]) -> Vec<usize> {
+    let keys: Vec<&Column> = primary_key.iter().filter_map(|k| batch.column(k)).collect();
+    let mut order: Vec<usize> = (0..batch.rows()).collect();
+    if !keys.is_empty() {
+        order.sort_by(|&i, &j| {
+            keys.iter()
+                .map(|c| c.cmp_rows(i, j))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    }
+    order
 }
 
 /// One `INSERT … SELECT FROM UNNEST(arrays)` per snapshot: a single round trip.
@@ -616,15 +638,21 @@ pub async fn distinct_keys(
 /// Streams `columns` (the first one a text key) of the snapshots between
 /// `dates_between`, ordered by key then date, and hands them to `on_chunk` in
 /// chunks of about `chunk_rows` rows that never split a key: the chunked
-/// point-in-time join holds one chunk, never the table.
-pub async fn read_table_by_key<E: From<StoreError>>(
+/// point-in-time join and materialization hold a chunk, never the table.
+/// The read waits for the future `on_chunk` returns before it goes on, so a
+/// chunk can be written somewhere (asynchronously) before the next is read.
+pub async fn read_table_by_key<E, F>(
     db: &Db,
     table: &str,
     columns: &[(String, ColumnType)],
     dates_between: (Option<NaiveDate>, Option<NaiveDate>),
     chunk_rows: usize,
-    mut on_chunk: impl FnMut(Vec<NaiveDate>, Batch) -> Result<(), E>,
-) -> Result<(), E> {
+    mut on_chunk: impl FnMut(Vec<NaiveDate>, Batch) -> F,
+) -> Result<(), E>
+where
+    E: From<StoreError>,
+    F: std::future::Future<Output = Result<(), E>>,
+{
     use futures_util::TryStreamExt;
     use sqlx::Row;
     let (select, bounds) = select_dated(table, columns, dates_between);
@@ -663,7 +691,7 @@ pub async fn read_table_by_key<E: From<StoreError>>(
                         std::mem::take(&mut dates),
                         std::mem::replace(&mut cols, fresh()),
                     );
-                    on_chunk(d, b)?;
+                    on_chunk(d, b).await?;
                 }
                 dates.push($date(&row).map_err(StoreError::from)?);
                 for (i, col) in cols.iter_mut().enumerate() {
@@ -720,7 +748,41 @@ pub async fn read_table_by_key<E: From<StoreError>>(
     }
     if !dates.is_empty() {
         let (d, b) = finish(dates, cols);
-        on_chunk(d, b)?;
+        on_chunk(d, b).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_order_sorts_by_the_primary_key_nulls_first_ties_in_file_order() {
+        let batch = Batch {
+            columns: vec![
+                (
+                    "id".into(),
+                    Column::Str(vec![
+                        Some("b".into()),
+                        Some("a".into()),
+                        None,
+                        Some("b".into()),
+                        Some("a".into()),
+                    ]),
+                ),
+                (
+                    "n".into(),
+                    Column::Float(vec![Some(2.0), Some(1.0), Some(0.0), None, Some(1.0)]),
+                ),
+            ],
+            lines: vec![1, 2, 3, 4, 5],
+        };
+        assert_eq!(key_order(&batch, &["id".into()]), [2, 1, 4, 0, 3]);
+        assert_eq!(
+            key_order(&batch, &["id".into(), "n".into()]),
+            [2, 1, 4, 3, 0]
+        );
+        assert_eq!(key_order(&batch, &[]), [0, 1, 2, 3, 4]);
+    }
 }

@@ -10,7 +10,8 @@
 //!
 //! Writes go at the store's bulk speed: binary `COPY` on PostgreSQL, three
 //! cached multi-row statement shapes on SQLite, pipelined `HSET` batches on
-//! Redis.
+//! Redis. A materialization hands its rows over in chunks ([`ViewWriter`])
+//! into the one transaction or scratch hash, so it never holds a whole view.
 
 use std::collections::HashMap;
 
@@ -211,17 +212,19 @@ macro_rules! upsert_view {
     };
 }
 
-/// Writes a materialization of one view in a single transaction. `full` first
-/// removes the view's rows (a rebuild); otherwise rows are upserted.
-async fn write_view_sql(
-    db: &Db,
-    view: &str,
-    record: &OnlineView,
-    rows: &OnlineRows,
-    full: bool,
-) -> Result<(), StoreError> {
-    const DELETE_VIEW: &str = "DELETE FROM reconcile_online WHERE view = $1";
-    match db {
+/// The SQL half of a [`ViewWriter`]: the transaction every chunk goes into.
+enum SqlWrite {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+const DELETE_VIEW: &str = "DELETE FROM reconcile_online WHERE view = $1";
+
+/// Begins a view's write transaction: a rebuild (`full`) removes its rows
+/// first; an incremental one on PostgreSQL makes the table its chunks are
+/// copied into (COPY cannot upsert), dropped at commit.
+async fn begin_view_sql(db: &Db, view: &str, full: bool) -> Result<SqlWrite, StoreError> {
+    Ok(match db {
         Db::Sqlite { pool, .. } => {
             let mut tx = pool.begin_write().await?;
             if full {
@@ -230,37 +233,16 @@ async fn write_view_sql(
                     .execute(&mut *tx)
                     .await?;
             }
-            insert_rows_sqlite(&mut tx, view, rows).await?;
-            let n = if full {
-                rows.keys.len() as i64
-            } else {
-                sqlx::query_as::<_, (i64,)>(COUNT_VIEW)
-                    .bind(view)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .0
-            };
-            upsert_view!(tx, view, record, n)?;
-            tx.commit().await?;
+            SqlWrite::Sqlite(tx)
         }
         Db::Postgres { pool, .. } => {
             let mut tx = pool.begin_write().await?;
-            let n = if full {
+            if full {
                 sqlx::query(DELETE_VIEW)
                     .bind(view)
                     .execute(&mut *tx)
                     .await?;
-                copy_rows_postgres(
-                    &mut tx,
-                    "COPY reconcile_online (view, entity_key, as_of, features) FROM STDIN (FORMAT binary)",
-                    Some(view),
-                    rows,
-                )
-                .await?;
-                rows.keys.len() as i64
             } else {
-                // COPY cannot upsert: the rows go to a table of this
-                // transaction first, then one INSERT … ON CONFLICT moves them.
                 sqlx::query(
                     "CREATE TEMPORARY TABLE reconcile_online_incoming \
                      (entity_key TEXT NOT NULL, as_of TEXT NOT NULL, features TEXT NOT NULL) ON COMMIT DROP",
@@ -268,33 +250,89 @@ async fn write_view_sql(
                 .persistent(false)
                 .execute(&mut *tx)
                 .await?;
+            }
+            SqlWrite::Postgres(tx)
+        }
+    })
+}
+
+impl SqlWrite {
+    /// Adds one chunk of rows (no key twice across the chunks of a write).
+    async fn write(&mut self, view: &str, rows: &OnlineRows, full: bool) -> Result<(), StoreError> {
+        match self {
+            SqlWrite::Sqlite(tx) => insert_rows_sqlite(tx, view, rows).await?,
+            SqlWrite::Postgres(tx) if full => {
                 copy_rows_postgres(
-                    &mut tx,
+                    tx,
+                    "COPY reconcile_online (view, entity_key, as_of, features) FROM STDIN (FORMAT binary)",
+                    Some(view),
+                    rows,
+                )
+                .await?
+            }
+            SqlWrite::Postgres(tx) => {
+                copy_rows_postgres(
+                    tx,
                     "COPY reconcile_online_incoming (entity_key, as_of, features) FROM STDIN (FORMAT binary)",
                     None,
                     rows,
                 )
-                .await?;
-                sqlx::query(
-                    "INSERT INTO reconcile_online (view, entity_key, as_of, features) \
-                     SELECT $1, entity_key, as_of, features FROM reconcile_online_incoming \
-                     ON CONFLICT (view, entity_key) DO UPDATE SET as_of = excluded.as_of, features = excluded.features",
-                )
-                .persistent(false)
-                .bind(view)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query_as::<_, (i64,)>(COUNT_VIEW)
+                .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Upserts what an incremental PostgreSQL write staged, records the view
+    /// and its entity count (`written` on a rebuild, counted otherwise) and
+    /// commits: the view's rows and record change together.
+    async fn commit(
+        self,
+        view: &str,
+        record: &OnlineView,
+        full: bool,
+        written: i64,
+    ) -> Result<i64, StoreError> {
+        match self {
+            SqlWrite::Sqlite(mut tx) => {
+                let n = if full {
+                    written
+                } else {
+                    sqlx::query_as::<_, (i64,)>(COUNT_VIEW)
+                        .bind(view)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .0
+                };
+                upsert_view!(tx, view, record, n)?;
+                tx.commit().await?;
+                Ok(n)
+            }
+            SqlWrite::Postgres(mut tx) => {
+                let n = if full {
+                    written
+                } else {
+                    sqlx::query(
+                        "INSERT INTO reconcile_online (view, entity_key, as_of, features) \
+                         SELECT $1, entity_key, as_of, features FROM reconcile_online_incoming \
+                         ON CONFLICT (view, entity_key) DO UPDATE SET as_of = excluded.as_of, features = excluded.features",
+                    )
+                    .persistent(false)
                     .bind(view)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .0
-            };
-            upsert_view!(tx, view, record, n)?;
-            tx.commit().await?;
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query_as::<_, (i64,)>(COUNT_VIEW)
+                        .bind(view)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .0
+                };
+                upsert_view!(tx, view, record, n)?;
+                tx.commit().await?;
+                Ok(n)
+            }
         }
     }
-    Ok(())
 }
 
 /// Upserts `rows` with three cached statement shapes (see [`SQLITE_CHUNK`]).
@@ -544,10 +582,27 @@ impl OnlineStore {
         rows: &OnlineRows,
         full: bool,
     ) -> Result<(), StoreError> {
-        match self {
-            OnlineStore::Sql(db) => write_view_sql(db, view, record, rows, full).await,
-            OnlineStore::Redis(r) => r.write_view(view, record, rows, full).await,
-        }
+        let mut w = self.begin_view(view, full).await?;
+        w.write(rows).await?;
+        w.commit(record).await?;
+        Ok(())
+    }
+
+    /// Starts a materialization of one view that takes its rows in chunks
+    /// ([`ViewWriter::write`]), so a view of millions of entities is never
+    /// held whole; readers see none of it until [`ViewWriter::commit`].
+    /// `full` replaces the view's rows, otherwise they are upserted.
+    pub async fn begin_view(&self, view: &str, full: bool) -> Result<ViewWriter, StoreError> {
+        let target = match self {
+            OnlineStore::Sql(db) => WriteTarget::Sql(begin_view_sql(db, view, full).await?),
+            OnlineStore::Redis(r) => WriteTarget::Redis(r.begin_view(view, full).await?),
+        };
+        Ok(ViewWriter {
+            target,
+            view: view.to_string(),
+            full,
+            written: 0,
+        })
     }
 
     /// Removes a view's rows and record atomically.
@@ -593,6 +648,11 @@ impl OnlineStore {
             OnlineStore::Sql(db) => read_all_sql(db, view).await,
             OnlineStore::Redis(r) => {
                 let mut conn = r.conn.clone();
+                // One reply of every entity: at 704 000 entities about 170 MB,
+                // more than the client's default 500 ms to arrive (an
+                // endpoint's start failed with `redis: timed out`). Keyed
+                // reads keep the short timeout.
+                conn.set_response_timeout(REDIS_WRITE_TIMEOUT);
                 let all: HashMap<String, String> = redis::cmd("HGETALL")
                     .arg(r.rows_key(view))
                     .query_async(&mut conn)
@@ -607,8 +667,48 @@ impl OnlineStore {
     }
 }
 
-/// How long a write to Redis waits for one reply: a server-side `COPY` of a
-/// view of millions of entities takes seconds on a busy machine.
+/// One view's materialization in progress ([`OnlineStore::begin_view`]):
+/// a SQL transaction, or on Redis the scratch hash swapped in at commit.
+/// Dropped without a commit, nothing of it is visible (the transaction rolls
+/// back; the next write of the view removes the scratch hash).
+pub struct ViewWriter {
+    target: WriteTarget,
+    view: String,
+    full: bool,
+    /// Rows handed to `write` so far.
+    written: i64,
+}
+
+enum WriteTarget {
+    Sql(SqlWrite),
+    Redis(RedisWrite),
+}
+
+impl ViewWriter {
+    /// Adds a chunk of rows. A key must not appear in two chunks of one
+    /// write (a rebuild counts the rows it was given as the view's entities).
+    pub async fn write(&mut self, rows: &OnlineRows) -> Result<(), StoreError> {
+        match &mut self.target {
+            WriteTarget::Sql(w) => w.write(&self.view, rows, self.full).await?,
+            WriteTarget::Redis(w) => w.write(rows).await?,
+        }
+        self.written += rows.keys.len() as i64;
+        Ok(())
+    }
+
+    /// Makes every chunk and the view's record visible at once; returns the
+    /// view's entity count.
+    pub async fn commit(self, record: &OnlineView) -> Result<i64, StoreError> {
+        match self.target {
+            WriteTarget::Sql(w) => w.commit(&self.view, record, self.full, self.written).await,
+            WriteTarget::Redis(w) => w.commit(&self.view, record, self.written).await,
+        }
+    }
+}
+
+/// How long a write to Redis, or a read of a whole view, waits for one
+/// reply: a server-side `COPY` of a view of millions of entities, or its
+/// `HGETALL`, takes seconds on a busy machine.
 const REDIS_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Fields per `HSET` while a view is written to Redis.
@@ -664,13 +764,7 @@ impl RedisOnline {
     /// scratch hash's `HLEN` (no read of the existing rows). The apply lock
     /// makes this process the view's only writer; a scratch hash a killed
     /// process left behind is removed first.
-    async fn write_view(
-        &self,
-        view: &str,
-        record: &OnlineView,
-        rows: &OnlineRows,
-        full: bool,
-    ) -> Result<(), StoreError> {
+    async fn begin_view(&self, view: &str, full: bool) -> Result<RedisWrite, StoreError> {
         let mut conn = self.conn.clone();
         // A server-side COPY of a large hash, or freeing the replaced one,
         // outlasts the client's default 500 ms response timeout: this clone
@@ -679,13 +773,6 @@ impl RedisOnline {
         let main = self.rows_key(view);
         let scratch = format!("{main}:next");
         let retired = format!("{main}:old");
-        let meta = |count: i64| {
-            serde_json::json!({
-                "schema_hash": record.schema_hash, "source_hash": record.source_hash,
-                "watermark": record.watermark, "entity_count": count,
-            })
-            .to_string()
-        };
         let mut prepare = redis::pipe();
         prepare.cmd("UNLINK").arg(&scratch).arg(&retired).ignore();
         if !full {
@@ -696,62 +783,15 @@ impl RedisOnline {
         prepare.cmd("EXISTS").arg(&main);
         let (copied, existing): (i64, i64) =
             prepare.query_async(&mut conn).await.map_err(redis_err)?;
-        let mut batch = redis::pipe();
-        let mut queued = 0;
-        for start in (0..rows.keys.len()).step_by(REDIS_HSET_FIELDS) {
-            let end = (start + REDIS_HSET_FIELDS).min(rows.keys.len());
-            let cmd = batch.cmd("HSET").arg(&scratch);
-            for i in start..end {
-                cmd.arg(rows.keys[i].as_str())
-                    .arg(rows.features[i].as_str());
-            }
-            cmd.ignore();
-            queued += 1;
-            if queued == REDIS_PIPELINE_COMMANDS || end == rows.keys.len() {
-                batch
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err)?;
-                batch = redis::pipe();
-                queued = 0;
-            }
-        }
-        let count: i64 = if rows.keys.is_empty() && copied == 0 {
-            0
-        } else {
-            redis::cmd("HLEN")
-                .arg(&scratch)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_err)?
-        };
-        let mut swap = redis::pipe();
-        swap.atomic();
-        // The replaced hash is renamed aside and freed with UNLINK after the
-        // swap: RENAME over it would free it inside the transaction, blocking
-        // every reader of the server for as long as that takes.
-        if existing > 0 {
-            swap.cmd("RENAME").arg(&main).arg(&retired).ignore();
-        }
-        if count > 0 {
-            swap.cmd("RENAME").arg(&scratch).arg(&main).ignore();
-        }
-        // (An empty hash does not exist in Redis: with no rows, the view's
-        // hash is simply gone.)
-        swap.cmd("HSET")
-            .arg(self.meta_key())
-            .arg(view)
-            .arg(meta(count))
-            .ignore();
-        swap.query_async::<()>(&mut conn).await.map_err(redis_err)?;
-        if existing > 0 {
-            redis::cmd("UNLINK")
-                .arg(&retired)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_err)?;
-        }
-        Ok(())
+        Ok(RedisWrite {
+            conn,
+            meta_key: self.meta_key(),
+            main,
+            scratch,
+            retired,
+            copied,
+            existing,
+        })
     }
 
     async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
@@ -816,6 +856,105 @@ impl RedisOnline {
                 Some((k.clone(), serde_json::from_str(&v?).unwrap_or(Value::Null)))
             })
             .collect())
+    }
+}
+
+/// A Redis materialization in progress: the scratch hash being filled.
+struct RedisWrite {
+    conn: redis::aio::MultiplexedConnection,
+    meta_key: String,
+    main: String,
+    scratch: String,
+    retired: String,
+    /// Whether the scratch hash started as a copy of the view's.
+    copied: i64,
+    /// Whether the view's hash existed when the write began.
+    existing: i64,
+}
+
+impl RedisWrite {
+    /// Adds rows to the scratch hash in pipelined `HSET` batches.
+    async fn write(&mut self, rows: &OnlineRows) -> Result<(), StoreError> {
+        let mut batch = redis::pipe();
+        let mut queued = 0;
+        for start in (0..rows.keys.len()).step_by(REDIS_HSET_FIELDS) {
+            let end = (start + REDIS_HSET_FIELDS).min(rows.keys.len());
+            let cmd = batch.cmd("HSET").arg(&self.scratch);
+            for i in start..end {
+                cmd.arg(rows.keys[i].as_str())
+                    .arg(rows.features[i].as_str());
+            }
+            cmd.ignore();
+            queued += 1;
+            if queued == REDIS_PIPELINE_COMMANDS || end == rows.keys.len() {
+                batch
+                    .query_async::<()>(&mut self.conn)
+                    .await
+                    .map_err(redis_err)?;
+                batch = redis::pipe();
+                queued = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Swaps the scratch hash in with the view's record, then frees the
+    /// replaced hash.
+    async fn commit(
+        mut self,
+        view: &str,
+        record: &OnlineView,
+        written: i64,
+    ) -> Result<i64, StoreError> {
+        let count: i64 = if written == 0 && self.copied == 0 {
+            0
+        } else {
+            redis::cmd("HLEN")
+                .arg(&self.scratch)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(redis_err)?
+        };
+        let meta = serde_json::json!({
+            "schema_hash": record.schema_hash, "source_hash": record.source_hash,
+            "watermark": record.watermark, "entity_count": count,
+        })
+        .to_string();
+        let mut swap = redis::pipe();
+        swap.atomic();
+        // The replaced hash is renamed aside and freed with UNLINK after the
+        // swap: RENAME over it would free it inside the transaction, blocking
+        // every reader of the server for as long as that takes.
+        if self.existing > 0 {
+            swap.cmd("RENAME")
+                .arg(&self.main)
+                .arg(&self.retired)
+                .ignore();
+        }
+        if count > 0 {
+            swap.cmd("RENAME")
+                .arg(&self.scratch)
+                .arg(&self.main)
+                .ignore();
+        }
+        // (An empty hash does not exist in Redis: with no rows, the view's
+        // hash is simply gone.)
+        swap.cmd("HSET")
+            .arg(&self.meta_key)
+            .arg(view)
+            .arg(meta)
+            .ignore();
+        swap.query_async::<()>(&mut self.conn)
+            .await
+            .map_err(redis_err)?;
+        if self.existing > 0 {
+            redis::cmd("UNLINK")
+                .arg(&self.retired)
+                .query_async::<()>(&mut self.conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        Ok(count)
     }
 }
 

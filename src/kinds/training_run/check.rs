@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::spec::{Algorithm, MaxFeaturesSpec, TrainingRunSpec};
+use super::spec::{Algorithm, MaxFeaturesSpec, MaxSamplesSpec, TrainingRunSpec};
 use crate::diag::{DiagCode, SpecDiagnostic, did_you_mean};
 use crate::kinds::entity::Entity;
 use crate::kinds::feature_view::FeatureView;
@@ -171,6 +171,15 @@ pub fn check_training_run(
             }
             if f.min_samples_leaf == 0 {
                 diags.push(bad("randomForest.minSamplesLeaf must be at least 1".into()));
+            }
+            match f.max_samples {
+                Some(MaxSamplesSpec::Count(0)) => {
+                    diags.push(bad("randomForest.maxSamples must be at least 1".into()));
+                }
+                Some(MaxSamplesSpec::Fraction(x)) if !(x > 0.0 && x <= 1.0) => {
+                    diags.push(bad(format!("randomForest.maxSamples {x} is not in (0, 1]")));
+                }
+                _ => {}
             }
         }
         Algorithm::DecisionTree(d) => {

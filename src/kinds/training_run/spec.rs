@@ -166,9 +166,31 @@ pub struct ForestSpec {
     /// Minimum rows in a leaf.
     #[serde(default = "default_one")]
     pub min_samples_leaf: usize,
+    /// Rows each tree's bootstrap draws: a count (capped at the training
+    /// rows) or a fraction of them in (0, 1]. Absent: every row up to
+    /// 100 000 (`DEFAULT_MAX_SAMPLES`), so fitting stops growing with the
+    /// training set past that size; `1.0` draws as many as there are rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_samples: Option<MaxSamplesSpec>,
     /// Class weighting.
     #[serde(default = "default_class_weight")]
     pub class_weight: ClassWeight,
+}
+
+/// Rows a forest's tree draws when `maxSamples` is absent: every training row
+/// up to this many. Past it a tree's fit costs the same however many rows
+/// there are (at 704 000 users, 528 000 training rows, fitting all of them
+/// took 31 times as long as at 70 000); below it nothing changes.
+pub const DEFAULT_MAX_SAMPLES: usize = 100_000;
+
+/// Rows drawn per tree (`maxSamples`): a count or a share of the training rows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MaxSamplesSpec {
+    /// This many rows, capped at the training rows (at least 1).
+    Count(usize),
+    /// This share of the training rows, in (0, 1].
+    Fraction(f64),
 }
 
 fn default_trees() -> usize {
