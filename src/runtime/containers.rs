@@ -378,6 +378,12 @@ impl ImageSource {
     }
 }
 
+/// The resource a label (`Service/web`) names, if it names one.
+pub fn resource_of_label(label: &str) -> Option<ResourceId> {
+    let (kind, name) = label.split_once('/')?;
+    Some(ResourceId::new(Kind::parse(kind)?, name))
+}
+
 /// The resource label of a container: `Service/web`.
 pub fn resource_label(id: &ResourceId) -> String {
     id.to_string()
@@ -605,12 +611,7 @@ impl DockerView {
         let DockerView::Seen(map) = self else {
             return Vec::new();
         };
-        map.keys()
-            .filter_map(|label| {
-                let (kind, name) = label.split_once('/')?;
-                Some(ResourceId::new(Kind::parse(kind)?, name))
-            })
-            .collect()
+        map.keys().filter_map(|l| resource_of_label(l)).collect()
     }
 
     /// The container of a resource.

@@ -78,10 +78,7 @@ impl SwarmView {
             return Vec::new();
         };
         map.keys()
-            .filter_map(|label| {
-                let (kind, name) = label.split_once('/')?;
-                Some(ResourceId::new(crate::spec::Kind::parse(kind)?, name))
-            })
+            .filter_map(|l| super::containers::resource_of_label(l))
             .collect()
     }
 }
