@@ -426,6 +426,7 @@ async fn chunked_view(
         &view.table,
         &view_read_columns(view),
         bounds,
+        offline::KeyRows::All,
         chunk_rows,
         |dates, batch| std::future::ready(join(dates, batch)),
     )

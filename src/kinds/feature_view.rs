@@ -361,6 +361,7 @@ async fn materialize(
             &view.table,
             &columns,
             (first, last),
+            offline::KeyRows::Latest,
             chunk_rows,
             |dates, batch| {
                 let chunks = chunks.clone();

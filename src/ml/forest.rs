@@ -1659,6 +1659,26 @@ mod tests {
     }
 
     #[test]
+    fn forests_of_many_lane_groups_score_as_the_packed_walk() -> TestResult {
+        let (x, y) = noisy(120, 4);
+        let forest = RandomForestParams {
+            trees: 530, // 33 full groups of lanes and a partial one
+            balanced: true,
+            ..Default::default()
+        }
+        .fit(&Dataset::new(x.clone(), y))?;
+        assert!(forest.compact.is_some());
+        for row in x.rows() {
+            let row = row.to_vec();
+            assert_eq!(
+                forest.predict_proba_row(&row).to_bits(),
+                forest.packed_proba_row(&row).to_bits()
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
     fn the_tree_hook_sees_every_tree_of_fits_inside_it_only() -> TestResult {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let (x, y) = noisy(200, 3);

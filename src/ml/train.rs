@@ -26,7 +26,9 @@ use crate::spec::ColumnType;
 
 /// Part of every version's identity: a change to how models are trained or
 /// stored changes the identity, so old versions are never mistaken for new ones.
-pub const TRAINER_VERSION: &str = concat!("reconcile-trainer/2 ", env!("CARGO_PKG_VERSION"));
+/// 3: a forest's trees draw at most `maxSamples` rows (by default 100 000), so
+/// a set past that trains a different model than version 2 did.
+pub const TRAINER_VERSION: &str = concat!("reconcile-trainer/3 ", env!("CARGO_PKG_VERSION"));
 
 /// Why training failed.
 #[derive(Debug, Error)]

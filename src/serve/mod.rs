@@ -104,6 +104,9 @@ pub struct LoadedModel {
     slots: Vec<(usize, usize)>,
     /// `view.feature` of each input, as responses name them.
     names: Vec<String>,
+    /// Each name as a JSON object key with its colon (`"view.feature":`),
+    /// escaped once here rather than per response.
+    name_keys: Vec<String>,
     /// Input indices in the order of their names (responses list features so).
     by_name: Vec<usize>,
     /// When it became Production (ms since the epoch), from the promotion history.
@@ -151,6 +154,10 @@ impl LoadedModel {
             })
             .collect();
         let names: Vec<String> = inputs.iter().map(|(v, f)| format!("{v}.{f}")).collect();
+        let name_keys = names
+            .iter()
+            .map(|n| format!("{}:", Value::from(n.as_str())))
+            .collect();
         let mut by_name: Vec<usize> = (0..names.len()).collect();
         by_name.sort_by(|&a, &b| names[a].cmp(&names[b]));
         let log_model = Arc::from(info.model.as_str());
@@ -162,6 +169,7 @@ impl LoadedModel {
             views,
             slots,
             names,
+            name_keys,
             by_name,
             promoted_ms: None,
         })
@@ -296,6 +304,27 @@ impl FeatureValues {
         })
     }
 
+    /// Appends the values as a JSON object, the bytes `serde_json` writes
+    /// for them, with the keys escaped once per model (the `/predict` hot path).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let m = &self.model;
+        out.push(b'{');
+        let mut first = true;
+        for &i in &m.by_name {
+            let (vi, fi) = m.slots[i];
+            let Some(row) = self.rows[vi].as_ref() else {
+                continue;
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(m.name_keys[i].as_bytes());
+            write_value(out, row.get(fi).unwrap_or(&Value::Null));
+        }
+        out.push(b'}');
+    }
+
     /// True when the online store holds none of the features.
     pub fn is_empty(&self) -> bool {
         self.rows.iter().all(Option::is_none)
@@ -306,6 +335,13 @@ impl FeatureValues {
         self.present()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+}
+
+/// Appends `value` as JSON; writing into a `Vec` cannot fail.
+pub(crate) fn write_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
     }
 }
 

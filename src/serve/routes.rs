@@ -99,6 +99,42 @@ pub struct PredictResponse {
     pub model: ModelRef,
 }
 
+impl PredictResponse {
+    /// The response's JSON, the bytes `serde_json` writes for it, written
+    /// field by field into one buffer: `flatten` and the per-key escaping of
+    /// the derived form cost a tenth of a `/predict` request.
+    pub fn to_json(&self) -> Vec<u8> {
+        use super::write_value;
+        let mut out = Vec::with_capacity(512);
+        out.push(b'{');
+        for (k, v) in &self.key {
+            write_value(&mut out, k);
+            out.push(b':');
+            write_value(&mut out, v);
+            out.push(b',');
+        }
+        let r = &self.result;
+        out.extend_from_slice(b"\"prediction\":");
+        write_value(&mut out, &r.prediction);
+        out.extend_from_slice(b",\"probability\":");
+        write_value(&mut out, &r.probability);
+        out.extend_from_slice(b",\"missing_features\":");
+        write_value(&mut out, &r.missing_features);
+        out.extend_from_slice(b",\"features\":");
+        r.features.write_json(&mut out);
+        out.extend_from_slice(b",\"model\":");
+        write_value(&mut out, &self.model);
+        out.push(b'}');
+        out
+    }
+}
+
+impl IntoResponse for PredictResponse {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.to_json()).into_response()
+    }
+}
+
 /// `POST /predict/batch` request.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -330,7 +366,7 @@ pub(super) fn predict_error(s: &Serving, id: &str, e: PredictError) -> ApiError 
 async fn predict(
     State(s): State<Arc<Serving>>,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<PredictResponse>, ApiError> {
+) -> Result<PredictResponse, ApiError> {
     let Json(body) = body?;
     let id = match body.get(&s.key_name) {
         Some(Value::String(id)) => id.clone(),
@@ -354,14 +390,14 @@ async fn predict(
         .map_err(|e| predict_error(&s, &id, e))?;
     let mut key = serde_json::Map::new();
     key.insert(s.key_name.clone(), Value::String(id));
-    Ok(Json(PredictResponse {
+    Ok(PredictResponse {
         key,
         result,
         model: ModelRef {
             name: model.info.model.clone(),
             version: model.info.version,
         },
-    }))
+    })
 }
 
 /// Scores many entities with one version: `{"ids": ["…", …]}`.
@@ -483,4 +519,115 @@ async fn metrics(State(s): State<Arc<Serving>>) -> Response {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi().merge_from(super::v2::ApiDoc::openapi()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::encode::{Encoder, InputFeature, Rule};
+    use crate::ml::train::{Artifact, Estimator};
+    use crate::spec::ColumnType;
+    use crate::store::registry::{Stage, VersionInfo};
+    use serde_json::json;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn model() -> Result<Arc<super::super::LoadedModel>, Box<dyn std::error::Error>> {
+        let names = ["v2.b", "v1.a \"q\"", "v1.c", "v3.d"];
+        let input = |name: &str| InputFeature {
+            name: name.into(),
+            ty: ColumnType::Float,
+            rule: Rule::Numeric {
+                fill: 0.0,
+                indicator: false,
+            },
+        };
+        let artifact = Artifact {
+            encoder: Encoder {
+                inputs: names.iter().map(|n| input(n)).collect(),
+                columns: names.iter().map(|n| n.to_string()).collect(),
+            },
+            estimator: Estimator::Linear {
+                mean: vec![0.0; 4],
+                scale: vec![1.0; 4],
+                weights: vec![0.1; 4],
+                intercept: 0.0,
+            },
+        };
+        let info = VersionInfo {
+            model: "churn \"m\"".into(),
+            version: 7,
+            identity: String::new(),
+            run: String::new(),
+            algorithm: String::new(),
+            params: Value::Null,
+            metrics: Value::Null,
+            training_set_hash: String::new(),
+            features: Value::Null,
+            artifact_hash: String::new(),
+            trainer: String::new(),
+            training_ms: 0,
+            stage: Stage::Production,
+            created_ms: 0,
+        };
+        Ok(Arc::new(super::super::LoadedModel::load(
+            info,
+            &artifact.to_bytes()?,
+        )?))
+    }
+
+    #[test]
+    fn predict_json_is_the_bytes_serde_writes() -> TestResult {
+        let model = model()?;
+        // Views in name order: v1 (a "q", c), v2 (b), v3 (d).
+        let row = |values: Vec<Value>| Some(super::super::Row::from(values));
+        let cases: Vec<(super::super::EntityRows, f64, Vec<String>)> = vec![
+            (
+                vec![
+                    row(vec![json!(1.5), json!("x\ny \u{1}é")]),
+                    row(vec![Value::Null]),
+                    None,
+                ]
+                .into_boxed_slice(),
+                0.25,
+                vec!["v3.d".into()],
+            ),
+            (
+                vec![
+                    row(vec![json!(-0.0), json!(true)]),
+                    row(vec![json!(12)]),
+                    row(vec![json!(1e300)]),
+                ]
+                .into_boxed_slice(),
+                f64::NAN,
+                Vec::new(),
+            ),
+        ];
+        for (rows, probability, missing_features) in cases {
+            let mut key = serde_json::Map::new();
+            key.insert("user_id".into(), json!("id\"1"));
+            let response = PredictResponse {
+                key,
+                result: Prediction {
+                    prediction: 1,
+                    probability,
+                    missing_features,
+                    features: super::super::FeatureValues {
+                        model: model.clone(),
+                        rows,
+                    },
+                },
+                model: ModelRef {
+                    name: model.info.model.clone(),
+                    version: model.info.version,
+                },
+            };
+            let expected = serde_json::to_vec(&response)?;
+            assert_eq!(
+                String::from_utf8(response.to_json())?,
+                String::from_utf8(expected)?
+            );
+        }
+        Ok(())
+    }
 }

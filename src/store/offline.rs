@@ -457,14 +457,15 @@ pub async fn count_rows(db: &Db, table: &str, as_of: &str) -> Result<i64, StoreE
     Ok(n)
 }
 
-/// The `SELECT` of a table's columns with their `as_of`, between optional
-/// dates, and the dates to bind, in order. Bounds are bound as dates on both
+/// The `SELECT` of a table's columns after `date` (`"as_of"` or an aggregate
+/// of it), between optional dates, and the dates to bind, in order. Bounds are bound as dates on both
 /// backends (SQLite stores them as ISO text, which compares in date order); a
 /// missing bound is left out of the query.
 fn select_dated(
     table: &str,
     columns: &[(String, ColumnType)],
     (from, to): (Option<NaiveDate>, Option<NaiveDate>),
+    date: &str,
 ) -> (String, Vec<NaiveDate>) {
     let list = columns
         .iter()
@@ -485,7 +486,7 @@ fn select_dated(
         format!(" WHERE {}", conditions.join(" AND "))
     };
     (
-        format!("SELECT \"as_of\", {list} FROM {}{filter}", quote(table)),
+        format!("SELECT {date}, {list} FROM {}{filter}", quote(table)),
         bounds,
     )
 }
@@ -501,7 +502,7 @@ pub async fn read_table(
 ) -> Result<(Vec<NaiveDate>, Batch), StoreError> {
     use futures_util::TryStreamExt;
     use sqlx::Row;
-    let (sql, bounds) = select_dated(table, columns, dates_between);
+    let (sql, bounds) = select_dated(table, columns, dates_between, "\"as_of\"");
     let mut dates = Vec::new();
     let mut cols: Vec<Column> = columns
         .iter()
@@ -635,6 +636,22 @@ pub async fn distinct_keys(
     Ok(keys.into_iter().map(|(k,)| k).collect())
 }
 
+/// Which rows of each key [`read_table_by_key`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRows {
+    /// Every snapshot's row (the point-in-time join needs them all).
+    All,
+    /// At least the row of the key's newest snapshot, perhaps more: what a
+    /// materialization keeps. On SQLite the query returns that row alone
+    /// (`GROUP BY` the key with `MAX` of the date, whose other columns SQLite
+    /// takes from the row holding the maximum), so a table of many months
+    /// hands one row per key to the driver, whose per-row hand-over between
+    /// threads is most of a materialization's read. PostgreSQL streams every
+    /// row: its protocol costs little per row, and a `DISTINCT ON` would sort
+    /// against the key index's order.
+    Latest,
+}
+
 /// Streams `columns` (the first one a text key) of the snapshots between
 /// `dates_between`, ordered by key then date, and hands them to `on_chunk` in
 /// chunks of about `chunk_rows` rows that never split a key: the chunked
@@ -646,6 +663,7 @@ pub async fn read_table_by_key<E, F>(
     table: &str,
     columns: &[(String, ColumnType)],
     dates_between: (Option<NaiveDate>, Option<NaiveDate>),
+    rows: KeyRows,
     chunk_rows: usize,
     mut on_chunk: impl FnMut(Vec<NaiveDate>, Batch) -> F,
 ) -> Result<(), E>
@@ -655,11 +673,18 @@ where
 {
     use futures_util::TryStreamExt;
     use sqlx::Row;
-    let (select, bounds) = select_dated(table, columns, dates_between);
+    let date = match (rows, db) {
+        (KeyRows::Latest, Db::Sqlite { .. }) => "MAX(\"as_of\")",
+        _ => "\"as_of\"",
+    };
+    let (select, bounds) = select_dated(table, columns, dates_between, date);
     let key = columns
         .first()
         .map_or_else(|| quote("as_of"), |(k, _)| quote(k));
-    let sql = format!("{select} ORDER BY {key}, \"as_of\"");
+    let sql = match (rows, db) {
+        (KeyRows::Latest, Db::Sqlite { .. }) => format!("{select} GROUP BY {key} ORDER BY {key}"),
+        _ => format!("{select} ORDER BY {key}, \"as_of\""),
+    };
     let fresh = || -> Vec<Column> {
         columns
             .iter()
