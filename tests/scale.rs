@@ -1,7 +1,9 @@
 //! The point-in-time join in key-ordered chunks (a view over `--memory-budget`)
 //! equals the in-memory join row for row, on the example's two months of
 //! 7 043 users in a real SQLite file and a real PostgreSQL database, with a
-//! budget small enough that every view is read in many chunks.
+//! budget small enough that every view is read in many chunks. And a
+//! materialization's read of each key's newest row keeps the rows that
+//! picking the latest of every row keeps, on both backends.
 
 #[macro_use]
 mod common;
@@ -161,4 +163,141 @@ async fn chunked_join_equals_in_memory(backend: &str) {
     );
 }
 
-on_both_backends!(chunked_join_equals_in_memory);
+/// `KeyRows::Latest` (a query for each key's newest row on SQLite) hands a
+/// materialization the rows `KeyRows::All` would after the latest row per key
+/// is picked: keys in every snapshot, in the first only, in the first and
+/// the last, a null in the newest row, over chunks smaller than the table,
+/// with and without date bounds.
+async fn newest_rows_equal_the_latest_of_every_row(backend: &str) {
+    use reconcile::data::Column;
+    use reconcile::spec::ColumnType;
+    use reconcile::store::StoreError;
+    use reconcile::store::online::OnlineRows;
+    let mut p = Project::copy_of(&[MONITOR_SPEC, "training.yaml"]);
+    if backend == "postgres" {
+        let Some(url) = fresh_pg_database("newest_rows").await else {
+            return;
+        };
+        p.store_args = vec!["--state".into(), url];
+    }
+    let db = p.db().await;
+    let layout = offline::TableLayout {
+        name: "newest_rows".into(),
+        columns: vec![
+            ("k".into(), ColumnType::String),
+            ("x".into(), ColumnType::Float),
+            ("s".into(), ColumnType::String),
+        ],
+        primary_key: vec!["k".into()],
+        schema_hash: "newest_rows".into(),
+    };
+    let dates = ["2024-01-31", "2024-02-29", "2024-03-31"];
+    // Key k{i}: in every snapshot when i % 3 == 0, in the first only when
+    // i % 3 == 1, in the first and the last when i % 3 == 2; a null `x` in
+    // the last snapshot's row when i % 5 == 0.
+    let snapshot = |n: usize| {
+        let keys: Vec<usize> = (0..40)
+            .filter(|i| n == 0 || i % 3 == 0 || (n == 2 && i % 3 == 2))
+            .collect();
+        Batch {
+            columns: vec![
+                (
+                    "k".into(),
+                    Column::Str(keys.iter().map(|i| Some(format!("k{i:02}"))).collect()),
+                ),
+                (
+                    "x".into(),
+                    Column::Float(
+                        keys.iter()
+                            .map(|&i| (n < 2 || i % 5 != 0).then_some(i as f64 + n as f64 / 10.0))
+                            .collect(),
+                    ),
+                ),
+                (
+                    "s".into(),
+                    Column::Str(keys.iter().map(|i| Some(format!("{n}:{i}"))).collect()),
+                ),
+            ],
+            lines: (2..keys.len() as u64 + 2).collect(),
+        }
+    };
+    let batches: Vec<Batch> = (0..dates.len()).map(snapshot).collect();
+    let writes: Vec<offline::SnapshotWrite<'_>> = batches
+        .iter()
+        .zip(dates)
+        .map(|(batch, at)| offline::SnapshotWrite {
+            as_of: d(at),
+            batch,
+            manifest: offline::StoredSnapshot {
+                file_hash: at.into(),
+                expect_hash: String::new(),
+                row_count: batch.rows() as i64,
+                source: format!("{at}.csv"),
+                loaded_ms: 0,
+            },
+        })
+        .collect();
+    offline::write_snapshots(&db, &layout, &writes, true)
+        .await
+        .expect("write");
+    for bounds in [
+        (None, None),
+        (Some(d("2024-02-01")), None),
+        (None, Some(d("2024-02-29"))),
+    ] {
+        let mut read = Vec::new();
+        for rows in [offline::KeyRows::Latest, offline::KeyRows::All] {
+            let mut picked: Vec<(String, String, String)> = Vec::new();
+            offline::read_table_by_key::<StoreError, _>(
+                &db,
+                &layout.name,
+                &layout.columns,
+                bounds,
+                rows,
+                7,
+                |dates, batch| {
+                    let latest = OnlineRows::latest(&batch, &dates);
+                    for i in 0..latest.keys.len() {
+                        picked.push((
+                            latest.keys[i].clone(),
+                            latest.as_of[i].clone(),
+                            latest.features[i].clone(),
+                        ));
+                    }
+                    std::future::ready(Ok(()))
+                },
+            )
+            .await
+            .expect("read");
+            picked.sort();
+            read.push(picked);
+        }
+        assert_eq!(read[0], read[1], "{backend}, dates {bounds:?}");
+        let find = |k: &str| read[0].iter().find(|r| r.0 == k).cloned();
+        match bounds {
+            (None, None) => {
+                assert_eq!(read[0].len(), 40);
+                let k00 = find("k00").expect("k00");
+                assert_eq!(
+                    (k00.1.as_str(), k00.2.as_str()),
+                    ("2024-03-31", r#"{"s":"2:0","x":null}"#)
+                );
+                assert_eq!(find("k01").expect("k01").1, "2024-01-31");
+                assert_eq!(find("k02").expect("k02").1, "2024-03-31");
+            }
+            (Some(_), None) => {
+                assert!(find("k01").is_none(), "k01 has no row after January");
+                assert_eq!(read[0].len(), 27);
+            }
+            _ => {
+                assert_eq!(find("k03").expect("k03").1, "2024-02-29");
+                assert_eq!(find("k02").expect("k02").1, "2024-01-31");
+            }
+        }
+    }
+}
+
+on_both_backends!(
+    chunked_join_equals_in_memory,
+    newest_rows_equal_the_latest_of_every_row
+);
