@@ -295,32 +295,32 @@ pub struct FeatureValues {
 }
 
 impl FeatureValues {
-    fn present(&self) -> impl Iterator<Item = (&String, &Value)> {
+    /// The model's inputs the online store holds for this entity, in name
+    /// order: the input's index and its value.
+    fn present_inputs(&self) -> impl Iterator<Item = (usize, &Value)> {
         let m = &self.model;
         m.by_name.iter().filter_map(|&i| {
             let (vi, fi) = m.slots[i];
             let row = self.rows[vi].as_ref()?;
-            Some((&m.names[i], row.get(fi).unwrap_or(&Value::Null)))
+            Some((i, row.get(fi).unwrap_or(&Value::Null)))
         })
+    }
+
+    fn present(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.present_inputs()
+            .map(|(i, v)| (&self.model.names[i], v))
     }
 
     /// Appends the values as a JSON object, the bytes `serde_json` writes
     /// for them, with the keys escaped once per model (the `/predict` hot path).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let m = &self.model;
         out.push(b'{');
-        let mut first = true;
-        for &i in &m.by_name {
-            let (vi, fi) = m.slots[i];
-            let Some(row) = self.rows[vi].as_ref() else {
-                continue;
-            };
-            if !first {
+        for (n, (i, value)) in self.present_inputs().enumerate() {
+            if n > 0 {
                 out.push(b',');
             }
-            first = false;
-            out.extend_from_slice(m.name_keys[i].as_bytes());
-            write_value(out, row.get(fi).unwrap_or(&Value::Null));
+            out.extend_from_slice(self.model.name_keys[i].as_bytes());
+            write_value(out, value);
         }
         out.push(b'}');
     }
