@@ -566,7 +566,7 @@ fn past_ram(rt: &tokio::runtime::Runtime, ids: &[String], entities: usize) {
                     batch.features.push(v.to_string());
                 }
                 online
-                    .write_view(view, record, &batch, false)
+                    .write_view(view, record, batch, false)
                     .await
                     .expect("write");
             }

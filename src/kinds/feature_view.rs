@@ -388,8 +388,8 @@ async fn materialize(
             };
             let rows = OnlineRows::latest(&batch, &dates);
             drop(batch);
-            writer.write(&rows).await?;
             written += rows.keys.len() as u64;
+            writer.write(rows).await?;
             entities.set_total(written);
         }
         Ok::<u64, ApplyError>(written)

@@ -11,6 +11,7 @@ pub mod offline;
 pub mod online;
 pub mod predictions;
 pub mod registry;
+mod sqlite_bulk;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -61,6 +62,9 @@ pub enum StoreError {
     /// A query failed.
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// A bulk read of the SQLite file (on its own connection) failed.
+    #[error("store read failed: {0}")]
+    Read(#[from] rusqlite::Error),
     /// Filesystem trouble around the SQLite file or its lock.
     #[error("{context}: {source}")]
     Io {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use super::sqlite_bulk::{self, Scan};
 use super::{BeginWrite, Db, StoreError, now_ms};
 use crate::data::{Batch, Column};
 use crate::spec::ColumnType;
@@ -201,17 +202,6 @@ enum WriteTx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
-/// The in-process write gate of one SQLite file.
-fn sqlite_gate(path: &std::path::Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-    static GATES: std::sync::LazyLock<
-        std::sync::Mutex<HashMap<std::path::PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>,
-    > = std::sync::LazyLock::new(Default::default);
-    let mut gates = GATES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    gates.entry(path.to_path_buf()).or_default().clone()
-}
-
 impl SnapshotWriter {
     /// Begins the transaction: with `recreate`, drops the table and its
     /// manifest first; creates the table if missing and records its schema.
@@ -242,7 +232,7 @@ impl SnapshotWriter {
         }
         let (tx, gate) = match db {
             Db::Sqlite { pool, path } => {
-                let gate = sqlite_gate(path).lock_owned().await;
+                let gate = sqlite_bulk::write_gate(path).lock_owned().await;
                 let mut tx = pool.begin_write().await?;
                 prepare!(tx);
                 (WriteTx::Sqlite(tx), Some(gate))
@@ -529,31 +519,27 @@ pub async fn read_table(
         }};
     }
     match db {
-        Db::Sqlite { pool, .. } => {
-            let mut q = sqlx::query(trusted(&sql));
-            for b in &bounds {
-                q = q.bind(*b);
+        Db::Sqlite { path, .. } => {
+            let path = path.clone();
+            let types: Vec<ColumnType> = columns.iter().map(|(_, ty)| *ty).collect();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut whole = None;
+                Scan {
+                    sql: &sql,
+                    bounds: &bounds,
+                    types: &types,
+                    chunk_rows: usize::MAX,
+                }
+                .run(&path, |d, c| {
+                    whole = Some((d, c));
+                    true
+                })
+                .map(|()| whole)
+            });
+            if let Some((d, c)) = read.await?? {
+                dates = d;
+                cols = c;
             }
-            let rows = q.fetch(pool);
-            let date = |r: &sqlx::sqlite::SqliteRow| -> Result<NaiveDate, sqlx::Error> {
-                let s: &str = r.try_get(0)?;
-                s.parse::<NaiveDate>()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-            };
-            let boolean =
-                |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<bool>, sqlx::Error> {
-                    Ok(r.try_get::<Option<i64>, _>(j)?.map(|x| x != 0))
-                };
-            let day =
-                |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<NaiveDate>, sqlx::Error> {
-                    r.try_get::<Option<&str>, _>(j)?
-                        .map(|s| {
-                            s.parse::<NaiveDate>()
-                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-                        })
-                        .transpose()
-                };
-            decode!(rows, date, boolean, day);
         }
         Db::Postgres { pool, .. } => {
             let mut q = sqlx::query(trusted(&sql));
@@ -738,26 +724,26 @@ where
         }};
     }
     match db {
-        Db::Sqlite { pool, .. } => {
-            let date = |r: &sqlx::sqlite::SqliteRow| -> Result<NaiveDate, sqlx::Error> {
-                let s: String = r.try_get(0)?;
-                s.parse::<NaiveDate>()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-            };
-            let boolean =
-                |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<bool>, sqlx::Error> {
-                    Ok(r.try_get::<Option<i64>, _>(j)?.map(|x| x != 0))
-                };
-            let day =
-                |r: &sqlx::sqlite::SqliteRow, j: usize| -> Result<Option<NaiveDate>, sqlx::Error> {
-                    r.try_get::<Option<String>, _>(j)?
-                        .map(|s| {
-                            s.parse::<NaiveDate>()
-                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-                        })
-                        .transpose()
-                };
-            stream!(pool, date, boolean, day);
+        Db::Sqlite { path, .. } => {
+            // The read runs ahead on its own thread by one chunk, so the next
+            // chunk is decoded while `on_chunk` works on this one.
+            let path = path.clone();
+            let types: Vec<ColumnType> = columns.iter().map(|(_, ty)| *ty).collect();
+            let (ready, mut chunks) = tokio::sync::mpsc::channel(1);
+            let read = tokio::task::spawn_blocking(move || {
+                Scan {
+                    sql: &sql,
+                    bounds: &bounds,
+                    types: &types,
+                    chunk_rows,
+                }
+                .run(&path, |d, c| ready.blocking_send((d, c)).is_ok())
+            });
+            while let Some((d, c)) = chunks.recv().await {
+                let (d, b) = finish(d, c);
+                on_chunk(d, b).await?;
+            }
+            read.await.map_err(StoreError::from)??;
         }
         Db::Postgres { pool, .. } => {
             let date =
