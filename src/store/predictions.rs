@@ -3,7 +3,10 @@
 //! writer task drains the queue), so prediction drift can compare what was
 //! served with the Production version's validation predictions.
 
-use super::{BeginWrite, Db, StoreError};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::{BeginWrite, Db, StoreError, sqlite_bulk};
 use crate::with_pool;
 
 /// One answered prediction, as logged.
@@ -23,10 +26,6 @@ pub struct LoggedPrediction {
     pub class: i64,
 }
 
-/// Rows per multi-row `INSERT` on SQLite: 6 bound values a row plus the two
-/// shared ones stay far below SQLite's limit of 32 766 variables.
-const SQLITE_CHUNK: usize = 256;
-
 /// Rows per `UNNEST` insert on PostgreSQL: bounds the size of one message.
 const PG_CHUNK: usize = 50_000;
 
@@ -35,6 +34,64 @@ const PG_CHUNK: usize = 50_000;
 pub struct PredictionLog {
     db: Db,
     project: String,
+    /// The SQLite writer's connection, shared by the clones of this log.
+    sqlite: SqliteLogWriter,
+}
+
+/// The insert of one logged prediction on SQLite.
+const SQLITE_INSERT: &str = "INSERT INTO reconcile_predictions \
+    (project, endpoint, at_ms, entity, model, version, probability, class) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// A SQLite connection of the log's own ([`sqlite_bulk::connect_writer`]),
+/// opened at the first batch and kept: a batch is one transaction of a
+/// prepared insert stepped per row on a blocking thread, off sqlx's
+/// per-value hand-over (a logged row cost about 13 000 instructions through
+/// sqlx, most of what logging adds to a `/predict`).
+#[derive(Debug, Clone, Default)]
+struct SqliteLogWriter {
+    conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+}
+
+impl SqliteLogWriter {
+    /// Inserts `rows` in one transaction; after a failure the connection is
+    /// closed (rolling back) and the next batch opens a new one.
+    fn insert(
+        &self,
+        path: &Path,
+        project: &str,
+        endpoint: &str,
+        rows: &[LoggedPrediction],
+    ) -> Result<(), StoreError> {
+        let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = match slot.take() {
+            Some(conn) => conn,
+            None => sqlite_bulk::connect_writer(path)?,
+        };
+        let written = (|| -> Result<(), StoreError> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let mut insert = conn.prepare(SQLITE_INSERT)?;
+            for r in rows {
+                insert.execute((
+                    project,
+                    endpoint,
+                    r.at_ms,
+                    &r.entity,
+                    &r.model,
+                    r.version,
+                    r.probability,
+                    r.class,
+                ))?;
+            }
+            drop(insert);
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        if written.is_ok() {
+            *slot = Some(conn);
+        }
+        written
+    }
 }
 
 type Row = (i64, String, String, i64, f64, i64);
@@ -45,6 +102,7 @@ impl PredictionLog {
         PredictionLog {
             db,
             project: project.into(),
+            sqlite: SqliteLogWriter::default(),
         }
     }
 
@@ -64,36 +122,16 @@ impl PredictionLog {
             return Ok(());
         }
         match &self.db {
-            Db::Sqlite { pool, .. } => {
-                // Three statement shapes (256 rows, 16 rows, one row), each
-                // prepared once and cached: SQLite never parses a statement of
-                // a new shape per batch, and few rows go one by one.
-                let mut tx = pool.begin_write().await?;
-                let mut rest = rows;
-                for (shape, n) in [
-                    (Shape::Chunk, SQLITE_CHUNK),
-                    (Shape::Small, SQLITE_SMALL),
-                    (Shape::One, 1),
-                ] {
-                    let mut chunks = rest.chunks_exact(n);
-                    for chunk in &mut chunks {
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(shape)))
-                            .bind(&self.project)
-                            .bind(endpoint);
-                        for r in chunk {
-                            q = q
-                                .bind(r.at_ms)
-                                .bind(&r.entity)
-                                .bind(&r.model)
-                                .bind(r.version)
-                                .bind(r.probability)
-                                .bind(r.class);
-                        }
-                        q.execute(&mut *tx).await?;
-                    }
-                    rest = chunks.remainder();
-                }
-                tx.commit().await?;
+            Db::Sqlite { path, .. } => {
+                let writer = self.sqlite.clone();
+                let path = path.clone();
+                let project = self.project.clone();
+                let endpoint = endpoint.to_string();
+                let rows = rows.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    writer.insert(&path, &project, &endpoint, &rows)
+                })
+                .await??;
             }
             Db::Postgres { pool, .. } => {
                 let mut tx = pool.begin_write().await?;
@@ -174,54 +212,5 @@ impl PredictionLog {
                 .await?
         });
         Ok(n)
-    }
-}
-
-/// Rows of the middle statement shape, so at most this many minus one go
-/// row by row.
-const SQLITE_SMALL: usize = 16;
-
-/// The three statement shapes SQLite inserts use.
-#[derive(Clone, Copy)]
-enum Shape {
-    /// One row.
-    One,
-    /// [`SQLITE_SMALL`] rows.
-    Small,
-    /// [`SQLITE_CHUNK`] rows.
-    Chunk,
-}
-
-/// The SQLite insert of one shape (`$1`, `$2` project and endpoint, shared),
-/// built once: the statement text is the statement cache's key.
-fn sqlite_insert(shape: Shape) -> &'static str {
-    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static SMALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let build = |n: usize| {
-        let values: Vec<String> = (0..n)
-            .map(|i| {
-                let b = 3 + i * 6;
-                format!(
-                    "($1, $2, ${b}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                )
-            })
-            .collect();
-        format!(
-            "INSERT INTO reconcile_predictions \
-             (project, endpoint, at_ms, entity, model, version, probability, class) \
-             VALUES {}",
-            values.join(", ")
-        )
-    };
-    match shape {
-        Shape::One => ONE.get_or_init(|| build(1)),
-        Shape::Small => SMALL.get_or_init(|| build(SQLITE_SMALL)),
-        Shape::Chunk => FULL.get_or_init(|| build(SQLITE_CHUNK)),
     }
 }
