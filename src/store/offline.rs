@@ -198,7 +198,9 @@ pub struct SnapshotWriter {
 }
 
 enum WriteTx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    /// A connection of the write's own in `BEGIN IMMEDIATE`
+    /// ([`sqlite_bulk::connect_writer`]); closing it uncommitted rolls back.
+    Sqlite(rusqlite::Connection),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -212,34 +214,41 @@ impl SnapshotWriter {
     ) -> Result<SnapshotWriter, StoreError> {
         let create = create_sql(db, layout);
         let drop = format!("DROP TABLE IF EXISTS {}", quote(&layout.name));
-        macro_rules! prepare {
-            ($tx:expr) => {{
+        let (tx, gate) = match db {
+            Db::Sqlite { path, .. } => {
+                let gate = sqlite_bulk::write_gate(path).lock_owned().await;
+                let conn = sqlite_bulk::blocking(|| -> Result<_, StoreError> {
+                    let conn = sqlite_bulk::connect_writer(path)?;
+                    conn.execute_batch("BEGIN IMMEDIATE")?;
+                    if recreate {
+                        conn.execute(&drop, [])?;
+                        conn.execute(
+                            "DELETE FROM reconcile_snapshots WHERE table_name = $1",
+                            [&layout.name],
+                        )?;
+                    }
+                    conn.execute(&create, [])?;
+                    conn.execute(UPSERT_TABLE, (&layout.name, &layout.schema_hash, now_ms()))?;
+                    Ok(conn)
+                })?;
+                (WriteTx::Sqlite(conn), Some(gate))
+            }
+            Db::Postgres { pool, .. } => {
+                let mut tx = pool.begin_write().await?;
                 if recreate {
-                    sqlx::query(trusted(&drop)).execute(&mut *$tx).await?;
+                    sqlx::query(trusted(&drop)).execute(&mut *tx).await?;
                     sqlx::query("DELETE FROM reconcile_snapshots WHERE table_name = $1")
                         .bind(&layout.name)
-                        .execute(&mut *$tx)
+                        .execute(&mut *tx)
                         .await?;
                 }
-                sqlx::query(trusted(&create)).execute(&mut *$tx).await?;
+                sqlx::query(trusted(&create)).execute(&mut *tx).await?;
                 sqlx::query(UPSERT_TABLE)
                     .bind(&layout.name)
                     .bind(&layout.schema_hash)
                     .bind(now_ms())
-                    .execute(&mut *$tx)
+                    .execute(&mut *tx)
                     .await?;
-            }};
-        }
-        let (tx, gate) = match db {
-            Db::Sqlite { pool, path } => {
-                let gate = sqlite_bulk::write_gate(path).lock_owned().await;
-                let mut tx = pool.begin_write().await?;
-                prepare!(tx);
-                (WriteTx::Sqlite(tx), Some(gate))
-            }
-            Db::Postgres { pool, .. } => {
-                let mut tx = pool.begin_write().await?;
-                prepare!(tx);
                 (WriteTx::Postgres(tx), None)
             }
         };
@@ -254,13 +263,41 @@ impl SnapshotWriter {
     pub async fn write(&mut self, w: &SnapshotWrite<'_>) -> Result<(), StoreError> {
         let layout = &self.layout;
         let delete_rows = format!("DELETE FROM {} WHERE \"as_of\" = $1", quote(&layout.name));
-        macro_rules! write_one {
-            ($tx:expr, $insert:ident) => {{
+        match &mut self.tx {
+            WriteTx::Sqlite(conn) => {
+                let as_of = w.as_of.to_string();
+                sqlite_bulk::blocking(|| conn.execute(&delete_rows, [&as_of]))?;
+                let insert = insert_sql(layout);
+                for rows in key_order(w.batch, &layout.primary_key).chunks(SQLITE_INSERT_ROWS) {
+                    sqlite_bulk::blocking(|| {
+                        insert_rows_sqlite(conn, &insert, &as_of, w.batch, rows)
+                    })?;
+                    // The await an interrupted apply stops at, between chunks,
+                    // dropping the transaction: nothing of the snapshot stays.
+                    tokio::task::yield_now().await;
+                }
+                let m = &w.manifest;
+                sqlite_bulk::blocking(|| {
+                    conn.execute(
+                        UPSERT_SNAPSHOT,
+                        (
+                            &layout.name,
+                            &as_of,
+                            &m.file_hash,
+                            &m.expect_hash,
+                            m.row_count,
+                            &m.source,
+                            m.loaded_ms,
+                        ),
+                    )
+                })?;
+            }
+            WriteTx::Postgres(tx) => {
                 sqlx::query(trusted(&delete_rows))
                     .bind(w.as_of)
-                    .execute(&mut **$tx)
+                    .execute(&mut **tx)
                     .await?;
-                $insert($tx, layout, w).await?;
+                insert_postgres(tx, layout, w).await?;
                 let m = &w.manifest;
                 sqlx::query(UPSERT_SNAPSHOT)
                     .bind(&layout.name)
@@ -270,13 +307,9 @@ impl SnapshotWriter {
                     .bind(m.row_count)
                     .bind(&m.source)
                     .bind(m.loaded_ms)
-                    .execute(&mut **$tx)
+                    .execute(&mut **tx)
                     .await?;
-            }};
-        }
-        match &mut self.tx {
-            WriteTx::Sqlite(tx) => write_one!(tx, insert_sqlite),
-            WriteTx::Postgres(tx) => write_one!(tx, insert_postgres),
+            }
         }
         Ok(())
     }
@@ -284,7 +317,12 @@ impl SnapshotWriter {
     /// Commits every snapshot written.
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.tx {
-            WriteTx::Sqlite(tx) => tx.commit().await?,
+            WriteTx::Sqlite(conn) => {
+                // An interrupt that came during the last blocking step stops
+                // the apply here, before anything is visible.
+                tokio::task::yield_now().await;
+                sqlite_bulk::blocking(|| conn.execute_batch("COMMIT"))?
+            }
             WriteTx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
@@ -299,45 +337,50 @@ const UPSERT_SNAPSHOT: &str = "INSERT INTO reconcile_snapshots (table_name, as_o
      file_hash = excluded.file_hash, expect_hash = excluded.expect_hash, row_count = excluded.row_count, \
      source = excluded.source, loaded_ms = excluded.loaded_ms";
 
-/// Multi-row `INSERT … VALUES` in chunks under SQLite's bound-parameter limit.
-async fn insert_sqlite(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    layout: &TableLayout,
-    w: &SnapshotWrite<'_>,
-) -> Result<(), sqlx::Error> {
-    let ncols = layout.columns.len() + 1;
-    let per_chunk = (30_000 / ncols).clamp(1, 2_000);
+/// Rows a SQLite snapshot write inserts between two awaits: tens of
+/// milliseconds of blocking work, so an interrupt is answered that fast.
+const SQLITE_INSERT_ROWS: usize = 16_384;
+
+/// The insert of one row of a table on SQLite (`as_of` first).
+fn insert_sql(layout: &TableLayout) -> String {
     let col_list = std::iter::once(quote("as_of"))
         .chain(layout.columns.iter().map(|(n, _)| quote(n)))
         .collect::<Vec<_>>()
         .join(", ");
-    let row_tpl = format!("({})", vec!["?"; ncols].join(", "));
-    let as_of = w.as_of.to_string();
-    let rows = w.batch.rows();
-    let order = key_order(w.batch, &layout.primary_key);
-    let mut start = 0;
-    while start < rows {
-        let end = (start + per_chunk).min(rows);
-        let sql = format!(
-            "INSERT INTO {} ({col_list}) VALUES {}",
-            quote(&layout.name),
-            vec![row_tpl.as_str(); end - start].join(", ")
-        );
-        let mut q = sqlx::query(trusted(&sql));
-        for &i in &order[start..end] {
-            q = q.bind(as_of.clone());
-            for (_, col) in &w.batch.columns {
-                q = match col {
-                    Column::Str(v) => q.bind(v[i].clone()),
-                    Column::Int(v) => q.bind(v[i]),
-                    Column::Float(v) => q.bind(v[i]),
-                    Column::Bool(v) => q.bind(v[i].map(i64::from)),
-                    Column::Date(v) => q.bind(v[i].map(|d| d.to_string())),
-                };
+    let params = (1..=layout.columns.len() + 1)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {} ({col_list}) VALUES ({params})",
+        quote(&layout.name)
+    )
+}
+
+/// Inserts `rows` of `batch` on SQLite, one prepared statement stepped per
+/// row. Values are stored as sqlx binds them: text, integers, reals,
+/// booleans as 0/1, dates as ISO text.
+fn insert_rows_sqlite(
+    conn: &rusqlite::Connection,
+    insert: &str,
+    as_of: &str,
+    batch: &Batch,
+    rows: &[usize],
+) -> Result<(), rusqlite::Error> {
+    let mut insert = conn.prepare(insert)?;
+    for &i in rows {
+        insert.raw_bind_parameter(1, as_of)?;
+        for (j, (_, col)) in batch.columns.iter().enumerate() {
+            let at = j + 2;
+            match col {
+                Column::Str(v) => insert.raw_bind_parameter(at, v[i].as_deref())?,
+                Column::Int(v) => insert.raw_bind_parameter(at, v[i])?,
+                Column::Float(v) => insert.raw_bind_parameter(at, v[i])?,
+                Column::Bool(v) => insert.raw_bind_parameter(at, v[i].map(i64::from))?,
+                Column::Date(v) => insert.raw_bind_parameter(at, v[i].map(|d| d.to_string()))?,
             }
         }
-        q.execute(&mut **tx).await?;
-        start = end;
+        insert.raw_execute()?;
     }
     Ok(())
 }
