@@ -56,17 +56,6 @@ pub(crate) fn write_gate(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
     gates.entry(path.to_path_buf()).or_default().clone()
 }
 
-/// Runs blocking SQLite work (a write whose rows the caller borrows) on
-/// this thread; on a multi-threaded runtime the worker's other tasks move to
-/// another thread first (`block_in_place`), which a current-thread runtime
-/// (tests) cannot do, so there it simply runs.
-pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
-
 /// A read-write connection to the store's file, set up as the pool's are
 /// (WAL is the file's own setting; synchronous and the busy wait are the
 /// connection's).
