@@ -4,14 +4,17 @@
 //! sqlx's SQLite driver steps each statement on a worker thread and hands
 //! every row (and every bound value) across threads, each value copied into
 //! an allocation of its own. For the work that streams whole tables (a
-//! materialization's read and its write, the point-in-time join) that
-//! hand-over, not SQLite, was most of the time. This work opens a rusqlite
-//! connection to the same file and runs on a blocking thread: reads step
-//! their statement there and decode each value in place into typed columns
-//! ([`Scan`]); a write holds its transaction on a connection of its own
-//! ([`connect_writer`]). In WAL mode a reader sees a consistent snapshot of
-//! what is committed, as a pool connection would; a writer takes SQLite's
-//! write lock with `BEGIN IMMEDIATE`, as the pool's writers do.
+//! snapshot load, a materialization's read and its write, the point-in-time
+//! join, the prediction log's batches) that hand-over, not SQLite, was most
+//! of the time. That work opens rusqlite connections to the same file:
+//! reads step their statement on a blocking thread and decode each value in
+//! place into typed columns ([`Scan`]); a write holds its transaction on a
+//! connection of its own ([`connect_writer`]), on a blocking thread when it
+//! owns its rows, or on the async worker in short steps between awaits when
+//! it borrows them (a snapshot load). In WAL mode a reader sees a consistent
+//! snapshot of what is committed, as a pool connection would; a writer takes
+//! SQLite's write lock with `BEGIN IMMEDIATE`, as the pool's writers do, after
+//! this process's [`write_gate`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
