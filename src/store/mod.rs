@@ -62,9 +62,10 @@ pub enum StoreError {
     /// A query failed.
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
-    /// A bulk read of the SQLite file (on its own connection) failed.
-    #[error("store read failed: {0}")]
-    Read(#[from] rusqlite::Error),
+    /// Bulk work on the SQLite file, on a connection of its own
+    /// (`sqlite_bulk`: table reads, loads, view writes, the prediction log), failed.
+    #[error("SQLite store failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Filesystem trouble around the SQLite file or its lock.
     #[error("{context}: {source}")]
     Io {

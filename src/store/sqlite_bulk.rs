@@ -182,7 +182,7 @@ fn type_error(row: &rusqlite::Row<'_>, j: usize) -> StoreError {
         .column_name(j)
         .map_or_else(|_| format!("#{j}"), str::to_string);
     let found = row.get_ref(j).map_or(Type::Null, |v| v.data_type());
-    StoreError::Read(rusqlite::Error::InvalidColumnType(j, name, found))
+    StoreError::Sqlite(rusqlite::Error::InvalidColumnType(j, name, found))
 }
 
 #[cfg(test)]
