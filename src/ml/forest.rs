@@ -461,22 +461,30 @@ impl TryFrom<ForestData> for RandomForest {
     }
 }
 
-/// A split of [`Compact`]: 8 bytes, half a [`Node`], so twice as many of a
+/// A node of [`Compact`]: 8 bytes, half a [`Node`], so twice as many of a
 /// tree's nodes share a cache line. The threshold is replaced by its rank
 /// among the distinct thresholds of its feature: `x <= t_k` exactly when
 /// fewer than `k + 1` thresholds are below `x`, so comparing ranks decides as
 /// comparing values does (NaN ranks 0 and goes left, as `x > t` is false).
+///
+/// A leaf is a node that steps to itself: its rank is [`COMPACT_LEAF`], which
+/// no feature's rank exceeds, and `next` is its own index. A walk can then
+/// take the same branch-free step at a leaf as at a split, which is what lets
+/// [`Compact::leaf_sum`] move many trees in lockstep without a test per lane.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct CompactNode {
-    /// Split feature, or [`COMPACT_LEAF`].
+    /// Split feature (any feature for a leaf: its rank decides nothing).
     feature: u16,
-    /// Rank of the threshold among its feature's distinct thresholds.
+    /// Rank of the threshold among its feature's distinct thresholds, or
+    /// [`COMPACT_LEAF`].
     rank: u16,
     /// Left child (index into the forest's nodes; the right one follows), or
-    /// for a leaf the bits of its `f32` class-1 share.
+    /// for a leaf its own index.
     next: u32,
 }
 
+/// The rank a leaf holds: above every rank a row's value can have, since a
+/// feature has fewer distinct thresholds than it.
 const COMPACT_LEAF: u16 = u16::MAX;
 
 /// Every tree of a forest in [`CompactNode`]s, one array, with per feature the
@@ -486,6 +494,9 @@ struct Compact {
     /// Per feature, the distinct thresholds its splits use, ascending.
     thresholds: Vec<Vec<f64>>,
     nodes: Vec<CompactNode>,
+    /// Per node, a leaf's class-1 share (0 for a split): read once per tree
+    /// at the end of a walk, so it stays out of the nodes' cache lines.
+    values: Vec<f32>,
     /// Index of each tree's root in `nodes`.
     roots: Vec<u32>,
 }
@@ -515,13 +526,14 @@ impl Compact {
         for t in &mut thresholds {
             t.sort_by(f64::total_cmp);
             t.dedup();
-            if t.len() >= usize::from(u16::MAX) {
+            if t.len() >= usize::from(COMPACT_LEAF) {
                 return None;
             }
         }
         let total: usize = trees.iter().map(|t| t.nodes.len()).sum();
         u32::try_from(total).ok()?;
         let mut nodes = Vec::with_capacity(total);
+        let mut values = Vec::with_capacity(total);
         let mut roots = Vec::with_capacity(trees.len());
         for tree in trees {
             let base = nodes.len();
@@ -533,10 +545,11 @@ impl Compact {
                         return None;
                     }
                     nodes.push(CompactNode {
-                        feature: COMPACT_LEAF,
-                        rank: 0,
-                        next: value.to_bits(),
+                        feature: 0,
+                        rank: COMPACT_LEAF,
+                        next: nodes.len() as u32,
                     });
+                    values.push(value);
                 } else {
                     let t = &thresholds[node.feature as usize];
                     let rank = t.binary_search_by(|v| v.total_cmp(&key(node.split))).ok()?;
@@ -545,19 +558,28 @@ impl Compact {
                         rank: rank as u16,
                         next: (base + node.left as usize) as u32,
                     });
+                    values.push(0.0);
                 }
             }
         }
         Some(Compact {
             thresholds,
             nodes,
+            values,
             roots,
         })
+    }
+
+    /// How many ranks [`Compact::ranks`] writes: one per feature, and at least
+    /// one, since a leaf reads the rank of feature 0.
+    fn rank_slots(&self) -> usize {
+        self.thresholds.len().max(1)
     }
 
     /// The rank of each feature's value of `row` among its thresholds (a
     /// missing column is NaN, rank 0).
     fn ranks(&self, row: &[f64], out: &mut [u16]) {
+        out.fill(0);
         for (f, (t, r)) in self.thresholds.iter().zip(out.iter_mut()).enumerate() {
             let x = row.get(f).copied().unwrap_or(f64::NAN);
             *r = t.partition_point(|t| *t < x) as u16;
@@ -566,45 +588,36 @@ impl Compact {
 
     /// The sum over trees, in tree order, of the leaf `ranks` falls in.
     fn leaf_sum(&self, ranks: &[u16]) -> f64 {
-        // Walk LANES trees in lockstep: their node loads are independent, so
-        // the CPU overlaps the cache misses one walk would wait on in turn.
+        // Walk LANES trees in lockstep, every lane taking the same branch-free
+        // step (a leaf steps to itself) until all of them stand on a leaf:
+        // their node loads are independent, so the CPU overlaps the cache
+        // misses one walk would wait on in turn, and no per-lane test
+        // mispredicts as lanes reach their leaves at different depths.
         const LANES: usize = 16;
         let nodes = &self.nodes[..];
         let mut sum = 0.0;
-        let mut groups = self.roots.chunks_exact(LANES);
-        for group in &mut groups {
+        for group in self.roots.chunks(LANES) {
+            let lanes = group.len();
             let mut at = [0u32; LANES];
-            at.copy_from_slice(group);
-            let mut leaves = [0.0f32; LANES];
-            let mut open = (1u32 << LANES) - 1;
-            while open != 0 {
-                for lane in 0..LANES {
-                    if open & (1 << lane) == 0 {
-                        continue;
-                    }
-                    let node = nodes[at[lane] as usize];
-                    if node.feature == COMPACT_LEAF {
-                        leaves[lane] = f32::from_bits(node.next);
-                        open &= !(1 << lane);
-                    } else {
-                        let r = ranks[usize::from(node.feature)];
-                        at[lane] = node.next + u32::from(r > node.rank);
-                    }
-                }
+            at[..lanes].copy_from_slice(group);
+            // Unused lanes of the last group stand on its first root's leaf
+            // path and are never summed.
+            for lane in lanes..LANES {
+                at[lane] = group[0];
             }
-            for v in leaves {
-                sum += f64::from(v);
-            }
-        }
-        for &root in groups.remainder() {
-            let mut i = root as usize;
             loop {
-                let node = nodes[i];
-                if node.feature == COMPACT_LEAF {
-                    sum += f64::from(f32::from_bits(node.next));
+                let mut settled = true;
+                for a in &mut at {
+                    let node = nodes[*a as usize];
+                    settled &= node.rank == COMPACT_LEAF;
+                    *a = node.next + u32::from(ranks[usize::from(node.feature)] > node.rank);
+                }
+                if settled {
                     break;
                 }
-                i = (node.next + u32::from(ranks[usize::from(node.feature)] > node.rank)) as usize;
+            }
+            for &a in &at[..lanes] {
+                sum += f64::from(self.values[a as usize]);
             }
         }
         sum
@@ -758,14 +771,14 @@ impl RandomForest {
     pub fn predict_proba_row(&self, row: &[f64]) -> f64 {
         const STACK: usize = 256;
         match &self.compact {
-            Some(c) if c.thresholds.len() <= STACK => {
+            Some(c) if c.rank_slots() <= STACK => {
                 let mut ranks = [0u16; STACK];
-                let ranks = &mut ranks[..c.thresholds.len()];
+                let ranks = &mut ranks[..c.rank_slots()];
                 c.ranks(row, ranks);
                 c.leaf_sum(ranks) / self.trees.len() as f64
             }
             Some(c) => {
-                let mut ranks = vec![0u16; c.thresholds.len()];
+                let mut ranks = vec![0u16; c.rank_slots()];
                 c.ranks(row, &mut ranks);
                 c.leaf_sum(&ranks) / self.trees.len() as f64
             }
