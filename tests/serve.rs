@@ -507,3 +507,115 @@ async fn the_open_inference_protocol_answers_as_predict_does() {
     );
     assert!(!metrics.contains("whatever-name"), "{metrics}");
 }
+
+/// `/predict` for each of `ids`: id → probability.
+async fn probabilities(c: &reqwest::Client, base: &str, ids: &[String]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (code, body) = post_raw(
+            c,
+            format!("{base}/predict"),
+            json!({ "user_id": id }).to_string(),
+            true,
+        )
+        .await;
+        assert_eq!(code, 200, "{id}: {body}");
+        out.push(body["probability"].as_f64().expect("probability"));
+    }
+    out
+}
+
+/// Waits until the long-running server at `base` serves what a fresh one
+/// started now serves (version and watermarks), then returns the fresh one's
+/// scores of `ids` beside its own.
+async fn against_a_fresh_server(
+    c: &reqwest::Client,
+    p: &Project,
+    base: &str,
+    ids: &[String],
+) -> (Vec<f64>, Vec<f64>) {
+    let fresh = serve(p, &[]);
+    let (_, want) = get(c, format!("{}/models", fresh.base)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, m) = get(c, format!("{base}/models")).await;
+        if m["version"] == want["version"] && m["watermarks"] == want["watermarks"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never caught up: {m} against {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let long_running = probabilities(c, base, ids).await;
+    (long_running, probabilities(c, &fresh.base, ids).await)
+}
+
+/// The endpoint keeps each entity's score for the rows and version it was
+/// computed from (serve/memo.rs). A server that has answered the same ids
+/// before must answer exactly as a fresh one does after new rows are
+/// materialized and after another version is promoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_predictions_follow_new_rows_and_a_new_version() {
+    let p = applied();
+    let ids: Vec<String> = std::fs::read_to_string(p.specs.join("data/2024-02-29/users.csv"))
+        .expect("users")
+        .lines()
+        .skip(1)
+        .step_by(70)
+        .filter_map(|l| l.split(',').next().map(str::to_string))
+        .collect();
+    assert!(ids.len() > 90, "{} ids", ids.len());
+    let c = client();
+    let s = serve(&p, &[]);
+    let first = probabilities(&c, &s.base, &ids).await;
+    assert_eq!(
+        probabilities(&c, &s.base, &ids).await,
+        first,
+        "a repeat differs"
+    );
+
+    // New rows: a March snapshot where every user has 40 more tickets.
+    let feb = std::fs::read_to_string(p.specs.join("data/2024-02-29/support_agg_90d.csv"))
+        .expect("february");
+    let mut lines = feb.lines();
+    let mut march = format!("{}\n", lines.next().expect("header"));
+    for l in lines {
+        let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
+        let n: i64 = cells[1].parse().expect("tickets");
+        cells[1] = (n + 40).to_string();
+        march.push_str(&cells.join(","));
+        march.push('\n');
+    }
+    std::fs::create_dir_all(p.specs.join("data/2024-03-31")).expect("mkdir");
+    std::fs::write(p.specs.join("data/2024-03-31/support_agg_90d.csv"), march).expect("march");
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (march_scores, fresh) = against_a_fresh_server(&c, &p, &s.base, &ids).await;
+    assert_eq!(
+        march_scores, fresh,
+        "the long-running server answered from rows it no longer serves"
+    );
+    assert_ne!(
+        march_scores, first,
+        "the new rows moved no score: the test proves nothing"
+    );
+
+    // Another version: the logistic regression instead of the forest.
+    let training = p.specs.join("training.yaml");
+    let spec = std::fs::read_to_string(&training).expect("read");
+    std::fs::write(
+        &training,
+        spec.replace("production: churn-rf", "production: churn-lr"),
+    )
+    .expect("write");
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (promoted, fresh) = against_a_fresh_server(&c, &p, &s.base, &ids).await;
+    assert_eq!(
+        promoted, fresh,
+        "the long-running server answered with the version it no longer serves"
+    );
+    assert_ne!(promoted, march_scores, "the promotion moved no score");
+}

@@ -32,6 +32,7 @@
 pub mod docs;
 pub mod http;
 pub mod log;
+pub mod memo;
 pub mod metrics;
 mod routes;
 pub mod v2;
@@ -276,6 +277,14 @@ impl ViewCache {
     fn is_bounded(&self) -> bool {
         matches!(self.rows, Rows::Bounded(_))
     }
+
+    /// Entities held in memory.
+    fn len(&self) -> usize {
+        match &self.rows {
+            Rows::Full(rows) => rows.len(),
+            Rows::Bounded(lru) => lock(lru).len(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -381,6 +390,8 @@ pub struct Serving {
     online: OnlineStore,
     /// Where answered predictions are queued (none when `logPredictions: false`).
     log: Option<log::PredictionSink>,
+    /// Probabilities already computed for the snapshot and model served.
+    memo: memo::ScoreMemo,
     monitors: Option<MonitorStore>,
 }
 
@@ -440,16 +451,61 @@ fn missing(model: &LoadedModel, rows: &[Option<Row>]) -> Vec<String> {
 /// Encoded rows up to this width are built on the stack.
 const STACK_ROW: usize = 128;
 
+/// The served model's probability for one entity's rows.
+fn score(model: &LoadedModel, rows: &[Option<Row>]) -> Result<f64, PredictError> {
+    let width = model.artifact.encoder.width();
+    let mut stack = [0.0f64; STACK_ROW];
+    let mut heap = Vec::new();
+    let row: &mut [f64] = if width <= STACK_ROW {
+        &mut stack[..width]
+    } else {
+        heap.resize(width, 0.0);
+        &mut heap
+    };
+    let mut at = 0;
+    for (f, &(vi, fi)) in model.artifact.encoder.inputs.iter().zip(&model.slots) {
+        let value = rows[vi]
+            .as_ref()
+            .and_then(|r| r.get(fi))
+            .map_or(FeatureValue::Null, to_feature_value);
+        at += crate::ml::encode::Encoder::encode_input(f, value, &mut row[at..])
+            .map_err(|e| PredictError::Encode(e.to_string()))?;
+    }
+    Ok(model.artifact.predict_row(row))
+}
+
 impl Serving {
     /// The rows of each of `keys` for `model`: from memory, and for what a
     /// bounded view does not hold, from the online store in one keyed read
     /// (every view and key missed at once), remembered for the next request.
     pub async fn rows(
         &self,
-        model: &LoadedModel,
+        model: &Arc<LoadedModel>,
         keys: &[&str],
     ) -> Result<Vec<EntityRows>, StoreError> {
+        Ok(self.read_rows(model, keys, false).await?.0)
+    }
+
+    /// [`Serving::rows`], with the memo generation of the snapshot they were
+    /// read from, for [`Serving::predict`] (none when a view is bounded).
+    pub async fn rows_to_score(
+        &self,
+        model: &Arc<LoadedModel>,
+        keys: &[&str],
+    ) -> Result<(Vec<EntityRows>, Option<Arc<memo::Generation>>), StoreError> {
+        self.read_rows(model, keys, true).await
+    }
+
+    async fn read_rows(
+        &self,
+        model: &Arc<LoadedModel>,
+        keys: &[&str],
+        scoring: bool,
+    ) -> Result<(Vec<EntityRows>, Option<Arc<memo::Generation>>), StoreError> {
         let cache = self.features.load_full();
+        let generation = scoring
+            .then(|| self.memo.generation(&cache, model))
+            .flatten();
         let views: Vec<Option<&Arc<ViewCache>>> =
             model.views.iter().map(|v| cache.get(v)).collect();
         let mut out: Vec<EntityRows> = Vec::with_capacity(keys.len());
@@ -473,7 +529,7 @@ impl Serving {
                 .inc_by(lookups.saturating_sub(misses.len()) as u64);
         }
         if misses.is_empty() {
-            return Ok(out);
+            return Ok((out, generation));
         }
         let mut miss_views: Vec<&str> = misses
             .iter()
@@ -496,15 +552,39 @@ impl Serving {
             view.insert(keys[ki], row.clone());
             out[ki][vi] = row;
         }
-        Ok(out)
+        Ok((out, generation))
     }
 
     /// The rows of one entity (see [`Serving::rows`]).
-    pub async fn entity(&self, model: &LoadedModel, key: &str) -> Result<EntityRows, StoreError> {
-        let mut rows = self.rows(model, &[key]).await?;
-        Ok(rows
+    pub async fn entity(
+        &self,
+        model: &Arc<LoadedModel>,
+        key: &str,
+    ) -> Result<EntityRows, StoreError> {
+        Ok(self.read_entity(model, key, false).await?.0)
+    }
+
+    /// The rows of one entity and their memo generation (see
+    /// [`Serving::rows_to_score`]).
+    pub async fn entity_to_score(
+        &self,
+        model: &Arc<LoadedModel>,
+        key: &str,
+    ) -> Result<(EntityRows, Option<Arc<memo::Generation>>), StoreError> {
+        self.read_entity(model, key, true).await
+    }
+
+    async fn read_entity(
+        &self,
+        model: &Arc<LoadedModel>,
+        key: &str,
+        scoring: bool,
+    ) -> Result<(EntityRows, Option<Arc<memo::Generation>>), StoreError> {
+        let (mut rows, generation) = self.read_rows(model, &[key], scoring).await?;
+        let rows = rows
             .pop()
-            .unwrap_or_else(|| vec![None; model.views.len()].into_boxed_slice()))
+            .unwrap_or_else(|| vec![None; model.views.len()].into_boxed_slice());
+        Ok((rows, generation))
     }
 
     /// The features of one entity for the served model: values and the names missing.
@@ -524,36 +604,30 @@ impl Serving {
     }
 
     /// Scores one entity with the served version, from its rows (see
-    /// [`Serving::rows`]). Nothing is allocated for the encoded row.
+    /// [`Serving::rows_to_score`]), or answers from `memo`, the generation
+    /// those rows were read in, when it already scored the entity. Nothing is
+    /// allocated for the encoded row.
     pub fn predict(
         &self,
         model: &Arc<LoadedModel>,
         key: &str,
         rows: EntityRows,
+        memo: Option<&memo::Generation>,
     ) -> Result<Prediction, PredictError> {
         let missing = missing(model, &rows);
         if missing.len() == model.inputs.len() {
             return Err(PredictError::Unknown { missing });
         }
-        let width = model.artifact.encoder.width();
-        let mut stack = [0.0f64; STACK_ROW];
-        let mut heap = Vec::new();
-        let row: &mut [f64] = if width <= STACK_ROW {
-            &mut stack[..width]
-        } else {
-            heap.resize(width, 0.0);
-            &mut heap
+        let probability = match memo.and_then(|m| m.get(key)) {
+            Some(p) => p,
+            None => {
+                let p = score(model, &rows)?;
+                if let Some(m) = memo {
+                    m.put(key, p);
+                }
+                p
+            }
         };
-        let mut at = 0;
-        for (f, &(vi, fi)) in model.artifact.encoder.inputs.iter().zip(&model.slots) {
-            let value = rows[vi]
-                .as_ref()
-                .and_then(|r| r.get(fi))
-                .map_or(FeatureValue::Null, to_feature_value);
-            at += crate::ml::encode::Encoder::encode_input(f, value, &mut row[at..])
-                .map_err(|e| PredictError::Encode(e.to_string()))?;
-        }
-        let probability = model.artifact.predict_row(row);
         let prediction = u8::from(probability >= 0.5);
         let recording = self.metrics.recording();
         if recording {
@@ -852,6 +926,7 @@ pub async fn prepare(
         registry,
         online,
         log,
+        memo: memo::ScoreMemo::default(),
         monitors,
     });
     serving

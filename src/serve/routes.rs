@@ -384,9 +384,9 @@ async fn predict(
         }
     };
     let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
-    let rows = s.entity(&model, &id).await.map_err(store_error)?;
+    let (rows, memo) = s.entity_to_score(&model, &id).await.map_err(store_error)?;
     let result = s
-        .predict(&model, &id, rows)
+        .predict(&model, &id, rows, memo.as_deref())
         .map_err(|e| predict_error(&s, &id, e))?;
     let mut key = serde_json::Map::new();
     key.insert(s.key_name.clone(), Value::String(id));
@@ -427,28 +427,30 @@ async fn predict_batch(
     }
     let model = s.model.load_full().ok_or_else(|| no_model(&s))?;
     let keys: Vec<&str> = req.ids.iter().map(String::as_str).collect();
-    let rows = s.rows(&model, &keys).await.map_err(store_error)?;
+    let (rows, memo) = s.rows_to_score(&model, &keys).await.map_err(store_error)?;
     let score = {
         let (s, model) = (s.clone(), model.clone());
         move || {
             req.ids
                 .into_iter()
                 .zip(rows)
-                .map(|(id, rows)| match s.predict(&model, &id, rows) {
-                    Ok(p) => BatchItem {
-                        id,
-                        result: Some(p),
-                        error: None,
-                    },
-                    Err(e) => {
-                        let error = predict_error(&s, &id, e).error;
-                        BatchItem {
+                .map(
+                    |(id, rows)| match s.predict(&model, &id, rows, memo.as_deref()) {
+                        Ok(p) => BatchItem {
                             id,
-                            result: None,
-                            error: Some(error),
+                            result: Some(p),
+                            error: None,
+                        },
+                        Err(e) => {
+                            let error = predict_error(&s, &id, e).error;
+                            BatchItem {
+                                id,
+                                result: None,
+                                error: Some(error),
+                            }
                         }
-                    }
-                })
+                    },
+                )
                 .collect::<Vec<_>>()
         }
     };

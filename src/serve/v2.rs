@@ -341,9 +341,9 @@ async fn infer_handler(
         return error(StatusCode::SERVICE_UNAVAILABLE, s.no_production());
     };
     let n = keys.len();
-    let rows = {
+    let (rows, memo) = {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        match s.rows(&model, &keys).await {
+        match s.rows_to_score(&model, &keys).await {
             Ok(r) => r,
             Err(e) => return super::routes::store_error(e).into_response(),
         }
@@ -354,7 +354,7 @@ async fn infer_handler(
             let mut probability = Vec::with_capacity(n);
             let mut class = Vec::with_capacity(n);
             for (key, rows) in keys.iter().zip(rows) {
-                match s.predict(&model, key, rows) {
+                match s.predict(&model, key, rows, memo.as_deref()) {
                     Ok(p) => {
                         probability.push(p.probability);
                         class.push(i64::from(p.prediction));
