@@ -72,6 +72,17 @@ pub(crate) fn connect_writer(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// A read-only connection to the store's file: in WAL mode it reads the
+/// last committed state, beside any writer.
+pub(crate) fn connect_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 impl Scan<'_> {
     /// Steps the query on this thread, calling `emit` with each chunk's
     /// dates and columns; stops early when `emit` returns false (its
@@ -81,11 +92,7 @@ impl Scan<'_> {
         path: &Path,
         mut emit: impl FnMut(Vec<NaiveDate>, Vec<Column>) -> bool,
     ) -> Result<(), StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let conn = connect_reader(path)?;
         let mut stmt = conn.prepare(self.sql)?;
         let bounds: Vec<String> = self.bounds.iter().map(|d| d.to_string()).collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(bounds.iter()))?;
