@@ -29,7 +29,9 @@
 //! (sizes: 7k, 70k, 700k, 7M or any count; stores: sqlite, postgres — the
 //! server at 127.0.0.1:5432, a fresh database per run —, redis — SQLite for
 //! the offline store, Redis at 127.0.0.1:6379 online, a key prefix per run).
-//! `--memory-budget SIZE` is passed to every apply and to `features historical`.
+//! `--memory-budget SIZE` is passed to every apply and to `features historical`;
+//! `--cache-entities N` bounds the endpoint's in-memory rows per view
+//! (`cache: {maxEntities: N}`), so past N users it reads through the store.
 
 #[allow(dead_code)]
 #[path = "../examples/streamflow_gen.rs"]
@@ -66,8 +68,11 @@ const SAMPLED_USERS: usize = 133_334;
 /// trees, √p features, the default `maxSamples`) with a leaf size that grows
 /// with the rows a tree draws, its model and endpoint. The linear challenger
 /// and the monitor are left out.
-fn training_yaml(users: usize) -> String {
+fn training_yaml(users: usize, cache: Option<usize>) -> String {
     let leaf = (users.min(SAMPLED_USERS) / 7043).max(1);
+    let cache = cache.map_or(String::new(), |n| {
+        format!("cache: {{ maxEntities: {n} }}\n")
+    });
     format!(
         "kind: TrainingRun\nname: churn-rf\nmodel: streamflow_churn\nasOf: 2024-01-31\n\
          label: {{ table: labels, column: churn_label }}\n\
@@ -75,7 +80,7 @@ fn training_yaml(users: usize) -> String {
          algorithm: {{ randomForest: {{ trees: 300, maxFeatures: sqrt, classWeight: balanced, minSamplesLeaf: {leaf} }} }}\n\
          validation: {{ fraction: 0.25, stratify: true }}\nseed: 42\n---\n\
          kind: Model\nname: streamflow_churn\nproduction: churn-rf\nrequire: {{ val_auc: \">= 0.5\" }}\n---\n\
-         kind: Endpoint\nname: churn-api\nmodel: streamflow_churn\nport: 8000\nruntime: embedded\n"
+         kind: Endpoint\nname: churn-api\nmodel: streamflow_churn\nport: 8000\nruntime: embedded\n{cache}"
     )
 }
 
@@ -237,7 +242,7 @@ fn data(root: &Path, users: usize) -> PathBuf {
 }
 
 /// A project: the example's specs, edited for scale, the data hard-linked.
-fn project(work: &Path, data: &Path, users: usize) -> PathBuf {
+fn project(work: &Path, data: &Path, users: usize, cache: Option<usize>) -> PathBuf {
     let _ = std::fs::remove_dir_all(work);
     let specs = work.join("specs");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
@@ -252,7 +257,7 @@ fn project(work: &Path, data: &Path, users: usize) -> PathBuf {
         let text = text.replace("max: 100000 }", "max: 100000000 }");
         std::fs::write(specs.join(format!("tables/{t}.yaml")), text).expect("write");
     }
-    std::fs::write(specs.join("training.yaml"), training_yaml(users)).expect("training");
+    std::fs::write(specs.join("training.yaml"), training_yaml(users, cache)).expect("training");
     for month in ["2024-01-31", "2024-02-29"] {
         let to = specs.join("data").join(month);
         std::fs::create_dir_all(&to).expect("mkdir");
@@ -462,12 +467,13 @@ fn one(
     users: usize,
     store: Store,
     budget: Option<&str>,
+    cache: Option<usize>,
     rt: &tokio::runtime::Runtime,
 ) -> Figures {
     let mut f = Figures::default();
     let data = data(data_root, users);
     let work = work_root.join(format!("{}-{}", users, store.name()));
-    let specs = project(&work, &data, users);
+    let specs = project(&work, &data, users, cache);
     let tag = format!("scale_{}_{}", users, std::process::id());
     let stores: Vec<String> = match store {
         Store::Sqlite => Vec::new(),
@@ -663,6 +669,10 @@ fn main() {
         })
         .collect();
     let budget = arg("--memory-budget");
+    let cache = arg("--cache-entities").map(|n| {
+        n.parse::<usize>()
+            .unwrap_or_else(|_| panic!("--cache-entities `{n}`: a count of entities"))
+    });
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let data_root = arg("--data").map_or_else(|| target.join("scale-data"), PathBuf::from);
     let work_root = arg("--work").map_or_else(|| data_root.join("work"), PathBuf::from);
@@ -680,7 +690,15 @@ fn main() {
     for &users in &sizes {
         for &store in &stores {
             eprintln!("{} users, {}:", label(users), store.name());
-            let f = one(&data_root, &work_root, users, store, budget.as_deref(), &rt);
+            let f = one(
+                &data_root,
+                &work_root,
+                users,
+                store,
+                budget.as_deref(),
+                cache,
+                &rt,
+            );
             print_row(users, store, &f);
             results.push((users, store, f));
         }

@@ -192,6 +192,55 @@ async fn load(addr: &str, route: Route, ids: Arc<Vec<String>>) -> (f64, Vec<u32>
     (all.len() as f64 / elapsed, all, errors)
 }
 
+/// Every id of `ids` sent once to /predict, over CONNECTIONS keep-alive
+/// connections (connection c sends ids c, c + CONNECTIONS, …).
+async fn load_once(addr: &str, ids: Arc<Vec<String>>) -> (f64, Vec<u32>, usize) {
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let (addr, ids) = (addr.to_string(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            for id in ids.iter().skip(c).step_by(CONNECTIONS) {
+                let t0 = Instant::now();
+                match sender
+                    .send_request(request(Route::Predict, &addr, id))
+                    .await
+                {
+                    Ok(r) => {
+                        let ok = r.status().is_success();
+                        let _ = r.into_body().collect().await;
+                        latencies.push(t0.elapsed().as_micros() as u32);
+                        errors += usize::from(!ok);
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let started = Instant::now();
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.expect("task");
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    (all.len() as f64 / elapsed, all, errors)
+}
+
 fn pct(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -724,6 +773,17 @@ fn main() {
         ),
     ];
     println!("{:<34} {}", "served", rt.block_on(served_model(&addr)));
+    // Each id once, on a server that has scored none yet: every request walks
+    // the forest. The timed routes below repeat ids, which the endpoint's
+    // score memo (serve/memo.rs) answers after their first request.
+    let (rps, lat, errors) = rt.block_on(load_once(&addr, ids.clone()));
+    println!(
+        "{:<34} {rps:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {errors}   ({} ids, each scored)",
+        "/predict, each id's first request",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat.len()
+    );
     let mut health_rps = f64::NAN;
     let mut predict_line = (f64::NAN, f64::NAN);
     for (route, name, target, peer, peer_rps) in rows {
