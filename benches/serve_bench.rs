@@ -138,97 +138,45 @@ fn request(route: Route, addr: &str, id: &str) -> hyper::Request<Full<Bytes>> {
     .expect("request")
 }
 
-/// 16 keep-alive connections, each sending requests back to back for SECONDS.
-async fn load(addr: &str, route: Route, ids: Arc<Vec<String>>) -> (f64, Vec<u32>, usize) {
-    let deadline = Instant::now() + Duration::from_secs(SECONDS);
-    let mut tasks = Vec::new();
-    for c in 0..CONNECTIONS {
-        let (addr, ids) = (addr.to_string(), ids.clone());
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&addr)
-                .await
-                .expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
-            tokio::spawn(conn);
-            let mut latencies = Vec::with_capacity(200_000);
-            let mut errors = 0usize;
-            let mut i = c * 997;
-            while Instant::now() < deadline {
-                let id = &ids[i % ids.len()];
-                i += 1;
-                let t0 = Instant::now();
-                let response = sender.send_request(request(route, &addr, id)).await;
-                match response {
-                    Ok(r) => {
-                        let ok = r.status().is_success();
-                        let _ = r.into_body().collect().await;
-                        latencies.push(t0.elapsed().as_micros() as u32);
-                        if !ok {
-                            errors += 1;
-                        }
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        break;
-                    }
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let started = Instant::now();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await.expect("task");
-        all.extend(l);
-        errors += e;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    (all.len() as f64 / elapsed, all, errors)
+/// A keep-alive HTTP/1 connection to `addr`, Nagle off.
+async fn connect(addr: &str) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender
 }
 
-/// Every id of `ids` sent once to /predict, over CONNECTIONS keep-alive
-/// connections (connection c sends ids c, c + CONNECTIONS, …).
-async fn load_once(addr: &str, ids: Arc<Vec<String>>) -> (f64, Vec<u32>, usize) {
-    let mut tasks = Vec::new();
-    for c in 0..CONNECTIONS {
-        let (addr, ids) = (addr.to_string(), ids.clone());
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&addr)
-                .await
-                .expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
-            tokio::spawn(conn);
-            let (mut latencies, mut errors) = (Vec::new(), 0usize);
-            for id in ids.iter().skip(c).step_by(CONNECTIONS) {
-                let t0 = Instant::now();
-                match sender
-                    .send_request(request(Route::Predict, &addr, id))
-                    .await
-                {
-                    Ok(r) => {
-                        let ok = r.status().is_success();
-                        let _ = r.into_body().collect().await;
-                        latencies.push(t0.elapsed().as_micros() as u32);
-                        errors += usize::from(!ok);
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        break;
-                    }
-                }
-            }
-            (latencies, errors)
-        }));
+/// Sends `route` for `id` on `sender`, recording the latency (µs) or the
+/// failure; false when the connection broke.
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    route: Route,
+    addr: &str,
+    id: &str,
+    latencies: &mut Vec<u32>,
+    errors: &mut usize,
+) -> bool {
+    let t0 = Instant::now();
+    match sender.send_request(request(route, addr, id)).await {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            let _ = r.into_body().collect().await;
+            latencies.push(t0.elapsed().as_micros() as u32);
+            *errors += usize::from(!ok);
+            true
+        }
+        Err(_) => {
+            *errors += 1;
+            false
+        }
     }
+}
+
+/// Requests/s over the tasks' run, their sorted latencies and failures.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<(Vec<u32>, usize)>>) -> (f64, Vec<u32>, usize) {
     let started = Instant::now();
     let (mut all, mut errors) = (Vec::new(), 0);
     for t in tasks {
@@ -239,6 +187,58 @@ async fn load_once(addr: &str, ids: Arc<Vec<String>>) -> (f64, Vec<u32>, usize) 
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
     (all.len() as f64 / elapsed, all, errors)
+}
+
+/// 16 keep-alive connections, each sending requests back to back for SECONDS.
+async fn load(addr: &str, route: Route, ids: Arc<Vec<String>>) -> (f64, Vec<u32>, usize) {
+    let deadline = Instant::now() + Duration::from_secs(SECONDS);
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let (addr, ids) = (addr.to_string(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(&addr).await;
+            let (mut latencies, mut errors) = (Vec::with_capacity(200_000), 0usize);
+            let mut i = c * 997;
+            while Instant::now() < deadline {
+                let id = &ids[i % ids.len()];
+                i += 1;
+                if !send(&mut sender, route, &addr, id, &mut latencies, &mut errors).await {
+                    break;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    gather(tasks).await
+}
+
+/// Every id of `ids` sent once to /predict, over CONNECTIONS keep-alive
+/// connections (connection c sends ids c, c + CONNECTIONS, …).
+async fn load_once(addr: &str, ids: Arc<Vec<String>>) -> (f64, Vec<u32>, usize) {
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let (addr, ids) = (addr.to_string(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(&addr).await;
+            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            for id in ids.iter().skip(c).step_by(CONNECTIONS) {
+                if !send(
+                    &mut sender,
+                    Route::Predict,
+                    &addr,
+                    id,
+                    &mut latencies,
+                    &mut errors,
+                )
+                .await
+                {
+                    break;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    gather(tasks).await
 }
 
 fn pct(sorted: &[u32], p: f64) -> f64 {
