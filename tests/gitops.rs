@@ -199,22 +199,45 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// `git daemon` and the `git-daemon` it starts, both stopped when dropped
+/// (killing the first alone leaves the second listening, and holding the
+/// test's output open).
+struct Daemon {
+    wrapper: std::process::Child,
+    pid_file: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = self.wrapper.kill();
+        let _ = self.wrapper.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn follows_a_branch_served_by_git_daemon() {
     let r = Repos::new();
     let port = free_port();
-    let mut daemon = Command::new("git")
-        .args([
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-            &format!("--port={port}"),
-            &format!("--base-path={}", r.root().display()),
-        ])
-        .arg(r.root())
-        .spawn()
-        .expect("git daemon (Debian's git package)");
+    let pid_file = r.root().join("daemon.pid");
+    let _daemon = Daemon {
+        wrapper: Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--pid-file={}", pid_file.display()),
+                &format!("--base-path={}", r.root().display()),
+            ])
+            .arg(r.root())
+            .spawn()
+            .expect("git daemon (Debian's git package)"),
+        pid_file,
+    };
     let url = format!("git://127.0.0.1:{port}/origin.git");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -266,8 +289,6 @@ async fn follows_a_branch_served_by_git_daemon() {
             .success()
     );
     let status = child.wait().expect("wait");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     assert_eq!(
         status.code(),
         Some(0),

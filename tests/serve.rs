@@ -40,6 +40,19 @@ async fn post_raw(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Makes `churn-lr` the Production run instead of the forest and applies.
+fn promote_the_logistic_regression(p: &Project) {
+    let training = p.specs.join("training.yaml");
+    let spec = std::fs::read_to_string(&training).expect("read");
+    std::fs::write(
+        &training,
+        spec.replace("production: churn-rf", "production: churn-lr"),
+    )
+    .expect("write");
+    let out = p.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 fn applied() -> Project {
     let p = Project::example();
     let out = p.run(&["apply"]);
@@ -234,16 +247,7 @@ async fn production_swaps_under_load_without_a_failed_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Promote the logistic regression instead of the forest.
-    let training = p.specs.join("training.yaml");
-    let spec = std::fs::read_to_string(&training).expect("read");
-    std::fs::write(
-        &training,
-        spec.replace("production: churn-rf", "production: churn-lr"),
-    )
-    .expect("write");
-    let out = p.run(&["apply"]);
-    assert!(out.status.success(), "{}", text(&out));
+    promote_the_logistic_regression(&p);
     let promoted = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -577,19 +581,7 @@ async fn repeated_predictions_follow_new_rows_and_a_new_version() {
     );
 
     // New rows: a March snapshot where every user has 40 more tickets.
-    let feb = std::fs::read_to_string(p.specs.join("data/2024-02-29/support_agg_90d.csv"))
-        .expect("february");
-    let mut lines = feb.lines();
-    let mut march = format!("{}\n", lines.next().expect("header"));
-    for l in lines {
-        let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
-        let n: i64 = cells[1].parse().expect("tickets");
-        cells[1] = (n + 40).to_string();
-        march.push_str(&cells.join(","));
-        march.push('\n');
-    }
-    std::fs::create_dir_all(p.specs.join("data/2024-03-31")).expect("mkdir");
-    std::fs::write(p.specs.join("data/2024-03-31/support_agg_90d.csv"), march).expect("march");
+    p.add_march_tickets(40);
     let out = p.run(&["apply"]);
     assert!(out.status.success(), "{}", text(&out));
     let (march_scores, fresh) = against_a_fresh_server(&c, &p, &s.base, &ids).await;
@@ -603,15 +595,7 @@ async fn repeated_predictions_follow_new_rows_and_a_new_version() {
     );
 
     // Another version: the logistic regression instead of the forest.
-    let training = p.specs.join("training.yaml");
-    let spec = std::fs::read_to_string(&training).expect("read");
-    std::fs::write(
-        &training,
-        spec.replace("production: churn-rf", "production: churn-lr"),
-    )
-    .expect("write");
-    let out = p.run(&["apply"]);
-    assert!(out.status.success(), "{}", text(&out));
+    promote_the_logistic_regression(&p);
     let (promoted, fresh) = against_a_fresh_server(&c, &p, &s.base, &ids).await;
     assert_eq!(
         promoted, fresh,

@@ -274,19 +274,7 @@ async fn a_new_materialization_replaces_cached_rows(backend: &str) {
         );
     }
     // A March snapshot where every user has 1 000 more tickets.
-    let feb = std::fs::read_to_string(p.specs.join("data/2024-02-29/support_agg_90d.csv"))
-        .expect("february");
-    let mut lines = feb.lines();
-    let mut march = format!("{}\n", lines.next().expect("header"));
-    for l in lines {
-        let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
-        let n: i64 = cells[1].parse().expect("tickets");
-        cells[1] = (n + 1000).to_string();
-        march.push_str(&cells.join(","));
-        march.push('\n');
-    }
-    std::fs::create_dir_all(p.specs.join("data/2024-03-31")).expect("mkdir");
-    std::fs::write(p.specs.join("data/2024-03-31/support_agg_90d.csv"), march).expect("march");
+    p.add_march_tickets(1000);
     let out = p.run(&["apply"]);
     assert!(out.status.success(), "{}", text(&out));
     // Once the server shows the new watermark, no answer may be older.

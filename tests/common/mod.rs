@@ -136,6 +136,25 @@ impl Project {
         }
     }
 
+    /// Writes a March snapshot of `support_agg_90d`: February's rows with
+    /// `extra` more tickets each, so the next apply materializes new rows.
+    pub fn add_march_tickets(&self, extra: i64) {
+        let feb = std::fs::read_to_string(self.specs.join("data/2024-02-29/support_agg_90d.csv"))
+            .expect("february");
+        let mut lines = feb.lines();
+        let mut march = format!("{}\n", lines.next().expect("header"));
+        for l in lines {
+            let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
+            let n: i64 = cells[1].parse().expect("tickets");
+            cells[1] = (n + extra).to_string();
+            march.push_str(&cells.join(","));
+            march.push('\n');
+        }
+        let dir = self.specs.join("data/2024-03-31");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("support_agg_90d.csv"), march).expect("march");
+    }
+
     /// Opens the project's offline store.
     pub async fn db(&self) -> reconcile::store::Db {
         reconcile::store::Db::open(&self.store_url(), self.dir.path())
