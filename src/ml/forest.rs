@@ -602,9 +602,7 @@ impl Compact {
             at[..lanes].copy_from_slice(group);
             // Unused lanes of the last group stand on its first root's leaf
             // path and are never summed.
-            for lane in lanes..LANES {
-                at[lane] = group[0];
-            }
+            at[lanes..].fill(group[0]);
             loop {
                 let mut settled = true;
                 for a in &mut at {
