@@ -9,6 +9,7 @@ pub mod lock;
 pub mod monitors;
 pub mod offline;
 pub mod online;
+mod online_pg;
 pub mod predictions;
 pub mod registry;
 mod sqlite_bulk;

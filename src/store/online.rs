@@ -8,8 +8,9 @@
 //! Redis the new rows are written to a scratch hash (a copy of the view's for an
 //! incremental write) and swapped in with `RENAME` inside `MULTI`/`EXEC`.
 //!
-//! Writes go at the store's bulk speed: binary `COPY` on PostgreSQL, one
-//! prepared upsert stepped per row on a SQLite connection of the write's own
+//! Writes go at the store's bulk speed: on PostgreSQL binary `COPY` into a
+//! table of the view's own, indexed after the load and swapped in as the
+//! view's partition at commit ([`online_pg`]); one prepared upsert stepped per row on a SQLite connection of the write's own
 //! (off sqlx's per-value hand-over, [`sqlite_bulk`]), pipelined `HSET`
 //! batches on Redis. A materialization hands its rows over in chunks ([`ViewWriter`])
 //! into the one transaction or scratch hash, so it never holds a whole view.
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::online_pg::{self, PgViewWrite};
 use super::{BeginWrite, Db, StoreError, now_ms, sqlite_bulk};
 use crate::data::{Batch, Column};
 use crate::with_pool;
@@ -181,12 +183,12 @@ fn write_json_str(out: &mut String, s: &str) {
 
 /// Records a view's watermark and entity count; the last statement of every
 /// materialization's transaction.
-const UPSERT_VIEW: &str = "INSERT INTO reconcile_online_views (view, schema_hash, source_hash, watermark, entity_count, updated_ms) \
+pub(super) const UPSERT_VIEW: &str = "INSERT INTO reconcile_online_views (view, schema_hash, source_hash, watermark, entity_count, updated_ms) \
     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (view) DO UPDATE SET schema_hash = excluded.schema_hash, \
     source_hash = excluded.source_hash, watermark = excluded.watermark, entity_count = excluded.entity_count, updated_ms = excluded.updated_ms";
 
 /// Entities of a view, counted inside the transaction that wrote them.
-const COUNT_VIEW: &str = "SELECT COUNT(*) FROM reconcile_online WHERE view = $1";
+pub(super) const COUNT_VIEW: &str = "SELECT COUNT(*) FROM reconcile_online WHERE view = $1";
 
 /// The upsert of one row on SQLite: prepared once per chunk and stepped per
 /// row inside the view's transaction.
@@ -196,7 +198,7 @@ const UPSERT_ROW: &str = "INSERT INTO reconcile_online (view, entity_key, as_of,
 /// The SQL half of a [`ViewWriter`]: the transaction every chunk goes into.
 enum SqlWrite {
     Sqlite(SqliteWrite),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Postgres(PgViewWrite),
 }
 
 /// A SQLite materialization in progress: a write transaction on a connection
@@ -302,64 +304,29 @@ impl SqliteWrite {
 
 const DELETE_VIEW: &str = "DELETE FROM reconcile_online WHERE view = $1";
 
-/// Begins a view's write transaction: a rebuild (`full`) removes its rows
-/// first; an incremental one on PostgreSQL makes the table its chunks are
-/// copied into (COPY cannot upsert), dropped at commit.
+/// Begins a view's write: on SQLite a transaction (a rebuild removes the
+/// view's rows first); on PostgreSQL the table its chunks are copied into
+/// ([`PgViewWrite`]).
 async fn begin_view_sql(db: &Db, view: &str, full: bool) -> Result<SqlWrite, StoreError> {
     Ok(match db {
         Db::Sqlite { path, .. } => SqlWrite::Sqlite(SqliteWrite::begin(path, view, full).await?),
         Db::Postgres { pool, .. } => {
-            let mut tx = pool.begin_write().await?;
-            if full {
-                sqlx::query(DELETE_VIEW)
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-            } else {
-                sqlx::query(
-                    "CREATE TEMPORARY TABLE reconcile_online_incoming \
-                     (entity_key TEXT NOT NULL, as_of TEXT NOT NULL, features TEXT NOT NULL) ON COMMIT DROP",
-                )
-                .persistent(false)
-                .execute(&mut *tx)
-                .await?;
-            }
-            SqlWrite::Postgres(tx)
+            SqlWrite::Postgres(PgViewWrite::begin(pool, view, full).await?)
         }
     })
 }
 
 impl SqlWrite {
     /// Adds one chunk of rows (no key twice across the chunks of a write).
-    async fn write(&mut self, view: &str, rows: OnlineRows, full: bool) -> Result<(), StoreError> {
+    async fn write(&mut self, view: &str, rows: OnlineRows) -> Result<(), StoreError> {
         match self {
-            SqlWrite::Sqlite(w) => w.write(view, rows).await?,
-            SqlWrite::Postgres(tx) if full => {
-                copy_rows_postgres(
-                    tx,
-                    "COPY reconcile_online (view, entity_key, as_of, features) FROM STDIN (FORMAT binary)",
-                    Some(view),
-                    &rows,
-                )
-                .await?
-            }
-            SqlWrite::Postgres(tx) => {
-                copy_rows_postgres(
-                    tx,
-                    "COPY reconcile_online_incoming (entity_key, as_of, features) FROM STDIN (FORMAT binary)",
-                    None,
-                    &rows,
-                )
-                .await?
-            }
+            SqlWrite::Sqlite(w) => w.write(view, rows).await,
+            SqlWrite::Postgres(w) => w.write(&rows).await,
         }
-        Ok(())
     }
 
-    /// Upserts what an incremental PostgreSQL write staged (a delete of the
-    /// rows it replaces, then an insert), records the view
-    /// and its entity count (`written` on a rebuild, counted otherwise) and
-    /// commits: the view's rows and record change together.
+    /// Records the view and its entity count (`written` rows were handed
+    /// over) and commits: the view's rows and record change together.
     async fn commit(
         self,
         view: &str,
@@ -369,107 +336,29 @@ impl SqlWrite {
     ) -> Result<i64, StoreError> {
         match self {
             SqlWrite::Sqlite(w) => w.commit(view, record, full, written).await,
-            SqlWrite::Postgres(mut tx) => {
-                let n = if full {
-                    written
-                } else {
-                    // The staged keys are distinct (no key in two chunks), so
-                    // removing the rows they replace and inserting them all is
-                    // the upsert; at 700 000 rows it took 6.6 s where
-                    // `INSERT … ON CONFLICT DO UPDATE` took 9.6 s.
-                    sqlx::query(
-                        "DELETE FROM reconcile_online o USING reconcile_online_incoming i \
-                         WHERE o.view = $1 AND o.entity_key = i.entity_key",
-                    )
-                    .persistent(false)
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO reconcile_online (view, entity_key, as_of, features) \
-                         SELECT $1, entity_key, as_of, features FROM reconcile_online_incoming",
-                    )
-                    .persistent(false)
-                    .bind(view)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query_as::<_, (i64,)>(COUNT_VIEW)
-                        .bind(view)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .0
-                };
-                sqlx::query(UPSERT_VIEW)
-                    .bind(view)
-                    .bind(&record.schema_hash)
-                    .bind(&record.source_hash)
-                    .bind(&record.watermark)
-                    .bind(n)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(n)
-            }
+            SqlWrite::Postgres(w) => w.commit(record, written).await,
         }
     }
-}
-
-/// Bytes of COPY data sent per message: bounds the buffer, not the transaction.
-const COPY_BUFFER: usize = 4 << 20;
-
-/// Streams `rows` through `copy` (a `COPY … FROM STDIN (FORMAT binary)` of
-/// text columns: the view first when given, then key, date and features).
-/// Binary COPY carries each value as its length and bytes, so no text needs
-/// escaping.
-async fn copy_rows_postgres(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    copy: &str,
-    view: Option<&str>,
-    rows: &OnlineRows,
-) -> Result<(), sqlx::Error> {
-    fn field(buf: &mut Vec<u8>, value: &str) {
-        // A value of 2 GiB or more cannot be sent; PostgreSQL caps text at 1 GB.
-        let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
-        buf.extend_from_slice(&len.to_be_bytes());
-        buf.extend_from_slice(value.as_bytes());
-    }
-    let columns: i16 = if view.is_some() { 4 } else { 3 };
-    let mut buf: Vec<u8> = Vec::with_capacity(COPY_BUFFER + 4096);
-    // Signature, flags (no OIDs), no header extension.
-    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    buf.extend_from_slice(&0i32.to_be_bytes());
-    buf.extend_from_slice(&0i32.to_be_bytes());
-    let mut sink = tx.copy_in_raw(copy).await?;
-    for i in 0..rows.keys.len() {
-        buf.extend_from_slice(&columns.to_be_bytes());
-        if let Some(view) = view {
-            field(&mut buf, view);
-        }
-        field(&mut buf, &rows.keys[i]);
-        field(&mut buf, &rows.as_of[i]);
-        field(&mut buf, &rows.features[i]);
-        if buf.len() >= COPY_BUFFER {
-            sink.send(buf.as_slice()).await?;
-            buf.clear();
-        }
-    }
-    buf.extend_from_slice(&(-1i16).to_be_bytes());
-    sink.send(buf.as_slice()).await?;
-    sink.finish().await?;
-    Ok(())
 }
 
 /// Removes a view's rows and record, atomically.
 async fn drop_view_sql(db: &Db, view: &str) -> Result<(), StoreError> {
-    with_pool!(db, p => {
-        let mut tx = p.begin_write().await?;
-        sqlx::query("DELETE FROM reconcile_online WHERE view = $1").bind(view).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM reconcile_online_views WHERE view = $1").bind(view).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok::<(), sqlx::Error>(())
-    })?;
-    Ok(())
+    match db {
+        Db::Sqlite { pool, .. } => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(DELETE_VIEW)
+                .bind(view)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM reconcile_online_views WHERE view = $1")
+                .bind(view)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        Db::Postgres { pool, .. } => online_pg::drop_view(pool, view).await,
+    }
 }
 
 /// Feature values of many keys of one view in one round trip; absent keys are absent.
@@ -754,7 +643,7 @@ impl ViewWriter {
     pub async fn write(&mut self, rows: OnlineRows) -> Result<(), StoreError> {
         let n = rows.keys.len() as i64;
         match &mut self.target {
-            WriteTarget::Sql(w) => w.write(&self.view, rows, self.full).await?,
+            WriteTarget::Sql(w) => w.write(&self.view, rows).await?,
             WriteTarget::Redis(w) => w.write(&rows).await?,
         }
         self.written += n;
