@@ -6,6 +6,7 @@
 
 pub mod commits;
 pub mod lock;
+mod migrations;
 pub mod monitors;
 pub mod offline;
 pub mod online;
@@ -180,7 +181,7 @@ impl Db {
                     url: env::redact_url(url),
                     source,
                 })?;
-            let migrated = sqlx::migrate!("migrations/sqlite").run(&pool).await;
+            let migrated = migrations::sqlite().run(&pool).await;
             drop(guard);
             migrated.map_err(|source| StoreError::Migrate {
                 url: env::redact_url(url),
@@ -266,7 +267,7 @@ async fn migrate_postgres(
         .bind(PG_MIGRATE_LOCK)
         .execute(&mut *conn)
         .await?;
-    let result = sqlx::migrate!("migrations/postgres").run(&mut *conn).await;
+    let result = migrations::postgres().run(&mut *conn).await;
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(PG_MIGRATE_LOCK)
         .execute(&mut *conn)
