@@ -198,14 +198,24 @@ fn seconds_of_day(ts: &str) -> f64 {
     field() * 3600.0 + field() * 60.0 + field()
 }
 
+/// A shell command serving `page` with busybox httpd on port 8080. As a
+/// container's PID 1, httpd would ignore SIGTERM, so every stopped task would
+/// wait out Docker's 10 s grace period: the shell stays PID 1 and exits on TERM.
+fn serve(page: &str) -> String {
+    format!(
+        "mkdir -p /www; echo {page} > /www/index.html; trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"
+    )
+}
+
 /// A busybox web server of three replicas rolled one at a time, reached by
 /// name (DNS round robin) on the overlay network.
 fn web_service(marker: &str, health: &str) -> String {
+    let serve = serve(marker);
     format!(
         r#"kind: Service
 name: web
 build: {{ context: ./web }}
-command: [sh, -c, "mkdir -p /www && echo {marker} > /www/index.html && exec httpd -f -p 8080 -h /www"]
+command: [sh, -c, "{serve}"]
 env: {{ MARKER: "{marker}" }}
 health: {{ command: "{health}", interval: 200ms, timeout: 1s, retries: 3 }}
 deploy:
@@ -280,8 +290,7 @@ fn three_replicas_roll_one_at_a_time_roll_back_and_heal_drift() {
         &p.service("web"),
     ]);
     assert_eq!(replicas, "3");
-    // The two extra tasks are told to stop; busybox httpd ignores SIGTERM,
-    // so their containers go at the end of the stop grace period.
+    // The two extra tasks are told to stop.
     let start = std::time::Instant::now();
     while p.task_containers("web").len() != 3 && start.elapsed().as_secs() < 30 {
         std::thread::sleep(std::time::Duration::from_millis(250));
@@ -333,11 +342,12 @@ fn a_secret_reaches_the_task_as_a_file_and_nowhere_else_and_destroy_leaves_nothi
     let _swarm = SwarmGuard::new();
     let p = SwarmProject::new("secret");
     let secret = "s3cr3t-value-for-the-swarm-test";
+    let serve = serve("up");
     p.write(&format!(
         r#"kind: Service
 name: web
 build: {{ context: ./web }}
-command: [sh, -c, "mkdir -p /www && echo up > /www/index.html && exec httpd -f -p 8080 -h /www"]
+command: [sh, -c, "{serve}"]
 env: {{ TOKEN: "${{SWARM_TEST_TOKEN}}", PLAIN: "visible" }}
 health: {{ command: "{HEALTHY}", interval: 200ms, retries: 20 }}
 deploy: {{ replicas: 2, endpointMode: dnsrr }}
