@@ -707,8 +707,6 @@ where
     E: From<StoreError>,
     F: std::future::Future<Output = Result<(), E>>,
 {
-    use futures_util::TryStreamExt;
-    use sqlx::Row;
     let date = match (rows, db) {
         (KeyRows::Latest, Db::Sqlite { .. }) => "MAX(\"as_of\")",
         _ => "\"as_of\"",
@@ -721,66 +719,15 @@ where
         (KeyRows::Latest, Db::Sqlite { .. }) => format!("{select} GROUP BY {key} ORDER BY {key}"),
         _ => format!("{select} ORDER BY {key}, \"as_of\""),
     };
-    let fresh = || -> Vec<Column> {
-        columns
-            .iter()
-            .map(|(_, ty)| Column::with_capacity(*ty, 0))
-            .collect()
-    };
-    let finish = |dates: Vec<NaiveDate>, cols: Vec<Column>| {
-        let lines = (1..=dates.len() as u64).collect();
-        let batch = Batch {
-            columns: columns.iter().map(|(c, _)| c.clone()).zip(cols).collect(),
-            lines,
-        };
-        (dates, batch)
-    };
-    let mut dates: Vec<NaiveDate> = Vec::new();
-    let mut cols = fresh();
-    let mut last_key: Option<String> = None;
-    macro_rules! stream {
-        ($pool:expr, $date:expr, $bool:expr, $day:expr) => {{
-            let mut q = sqlx::query(trusted(&sql));
-            for b in &bounds {
-                q = q.bind(*b);
-            }
-            let mut rows = q.fetch($pool);
-            while let Some(row) = rows.try_next().await.map_err(StoreError::from)? {
-                let key: Option<String> = row.try_get(1).map_err(StoreError::from)?;
-                if dates.len() >= chunk_rows && key != last_key {
-                    let (d, b) = finish(
-                        std::mem::take(&mut dates),
-                        std::mem::replace(&mut cols, fresh()),
-                    );
-                    on_chunk(d, b).await?;
-                }
-                dates.push($date(&row).map_err(StoreError::from)?);
-                for (i, col) in cols.iter_mut().enumerate() {
-                    let j = i + 1;
-                    let decoded: Result<(), sqlx::Error> = (|| {
-                        match col {
-                            Column::Str(v) => v.push(row.try_get::<Option<String>, _>(j)?),
-                            Column::Int(v) => v.push(row.try_get::<Option<i64>, _>(j)?),
-                            Column::Float(v) => v.push(row.try_get::<Option<f64>, _>(j)?),
-                            Column::Bool(v) => v.push($bool(&row, j)?),
-                            Column::Date(v) => v.push($day(&row, j)?),
-                        }
-                        Ok(())
-                    })();
-                    decoded.map_err(StoreError::from)?;
-                }
-                last_key = key;
-            }
-        }};
-    }
-    match db {
+    let types: Vec<ColumnType> = columns.iter().map(|(_, ty)| *ty).collect();
+    // The read runs ahead by one chunk, on a thread (SQLite) or a task
+    // (PostgreSQL) of its own, so the next chunk is read and decoded while
+    // `on_chunk` works on this one.
+    let (ready, mut chunks) = tokio::sync::mpsc::channel(1);
+    let read = match db {
         Db::Sqlite { path, .. } => {
-            // The read runs ahead on its own thread by one chunk, so the next
-            // chunk is decoded while `on_chunk` works on this one.
             let path = path.clone();
-            let types: Vec<ColumnType> = columns.iter().map(|(_, ty)| *ty).collect();
-            let (ready, mut chunks) = tokio::sync::mpsc::channel(1);
-            let read = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 Scan {
                     sql: &sql,
                     bounds: &bounds,
@@ -788,28 +735,81 @@ where
                     chunk_rows,
                 }
                 .run(&path, |d, c| ready.blocking_send((d, c)).is_ok())
-            });
-            while let Some((d, c)) = chunks.recv().await {
-                let (d, b) = finish(d, c);
-                on_chunk(d, b).await?;
-            }
-            read.await.map_err(StoreError::from)??;
+            })
         }
         Db::Postgres { pool, .. } => {
-            let date =
-                |r: &sqlx::postgres::PgRow| -> Result<NaiveDate, sqlx::Error> { r.try_get(0) };
-            let boolean = |r: &sqlx::postgres::PgRow,
-                           j: usize|
-             -> Result<Option<bool>, sqlx::Error> { r.try_get(j) };
-            let day = |r: &sqlx::postgres::PgRow,
-                       j: usize|
-             -> Result<Option<NaiveDate>, sqlx::Error> { r.try_get(j) };
-            stream!(pool, date, boolean, day);
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                stream_postgres(&pool, &sql, &bounds, &types, chunk_rows, ready).await
+            })
         }
+    };
+    while let Some((dates, cols)) = chunks.recv().await {
+        let batch = Batch {
+            lines: (1..=dates.len() as u64).collect(),
+            columns: columns.iter().map(|(c, _)| c.clone()).zip(cols).collect(),
+        };
+        on_chunk(dates, batch).await?;
+    }
+    read.await.map_err(StoreError::from)??;
+    Ok(())
+}
+
+/// [`read_table_by_key`]'s read on PostgreSQL: rows of `sql` (the date
+/// first, then the columns, the key first among them) decoded into chunks
+/// of about `chunk_rows` rows that never split a key, each sent to `ready`.
+/// Stops early, without error, when the receiver is gone.
+async fn stream_postgres(
+    pool: &sqlx::PgPool,
+    sql: &str,
+    bounds: &[NaiveDate],
+    types: &[ColumnType],
+    chunk_rows: usize,
+    ready: tokio::sync::mpsc::Sender<(Vec<NaiveDate>, Vec<Column>)>,
+) -> Result<(), StoreError> {
+    use futures_util::TryStreamExt;
+    use sqlx::Row;
+    let fresh = || -> Vec<Column> {
+        types
+            .iter()
+            .map(|ty| Column::with_capacity(*ty, 0))
+            .collect()
+    };
+    let mut q = sqlx::query(trusted(sql));
+    for b in bounds {
+        q = q.bind(*b);
+    }
+    let mut rows = q.fetch(pool);
+    let mut dates: Vec<NaiveDate> = Vec::new();
+    let mut cols = fresh();
+    let mut last_key: Option<String> = None;
+    while let Some(row) = rows.try_next().await? {
+        let key: Option<String> = row.try_get(1)?;
+        if dates.len() >= chunk_rows && key != last_key {
+            let chunk = (
+                std::mem::take(&mut dates),
+                std::mem::replace(&mut cols, fresh()),
+            );
+            if ready.send(chunk).await.is_err() {
+                return Ok(());
+            }
+        }
+        dates.push(row.try_get(0)?);
+        for (i, col) in cols.iter_mut().enumerate() {
+            let j = i + 1;
+            match col {
+                Column::Str(v) => v.push(row.try_get::<Option<String>, _>(j)?),
+                Column::Int(v) => v.push(row.try_get::<Option<i64>, _>(j)?),
+                Column::Float(v) => v.push(row.try_get::<Option<f64>, _>(j)?),
+                Column::Bool(v) => v.push(row.try_get::<Option<bool>, _>(j)?),
+                Column::Date(v) => v.push(row.try_get::<Option<NaiveDate>, _>(j)?),
+            }
+        }
+        last_key = key;
     }
     if !dates.is_empty() {
-        let (d, b) = finish(dates, cols);
-        on_chunk(d, b).await?;
+        // A receiver gone by now has stopped on an error of its own.
+        let _ = ready.send((dates, cols)).await;
     }
     Ok(())
 }
