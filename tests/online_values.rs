@@ -168,6 +168,56 @@ mod redis_online {
     }
 }
 
+/// A stored row whose features do not parse is an error that names the view
+/// and the entity, on every read, never an entity answered with no features.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_online_row_is_an_error_that_names_it() {
+    use reconcile::store::online::{OnlineRows, OnlineStore, OnlineView};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = "sqlite://state.db";
+    let store = OnlineStore::open(url, dir.path()).await.expect("open");
+    let rows = OnlineRows {
+        keys: vec!["u1".into(), "u2".into()],
+        as_of: vec!["2024-01-31".into(); 2],
+        features: vec![r#"{"v":1}"#.into(); 2],
+    };
+    let record = OnlineView {
+        schema_hash: "s".into(),
+        source_hash: "h".into(),
+        watermark: "2024-01-31".into(),
+        entity_count: 2,
+    };
+    store
+        .write_view("fv", &record, rows, true)
+        .await
+        .expect("write");
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    ))
+    .await
+    .expect("pool");
+    sqlx::query("UPDATE reconcile_online SET features = '{\"v\":' WHERE entity_key = 'u2'")
+        .execute(&pool)
+        .await
+        .expect("corrupt a row");
+    let keys = vec!["u1".to_string(), "u2".to_string()];
+    for err in [
+        store.read_many("fv", &keys).await.err(),
+        store.read_all("fv").await.err(),
+        store.read_keys(&["fv"], &["u2"]).await.err(),
+    ] {
+        let message = err.expect("a corrupt row reads as an error").to_string();
+        assert!(
+            message.contains("`fv`") && message.contains("`u2`"),
+            "{message}"
+        );
+    }
+    // The intact row still reads.
+    let got = store.read_many("fv", &keys[..1]).await.expect("u1 reads");
+    assert_eq!(got["u1"]["v"], 1);
+}
+
 /// PostgreSQL keeps each view in a partition of its own, loaded beside the
 /// live one and swapped in at commit (src/store/online_pg.rs): every write
 /// path (rebuild, small incremental in place, large incremental rewritten,

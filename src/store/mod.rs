@@ -88,6 +88,20 @@ pub enum StoreError {
     /// A background task of the executor panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// An online row's stored features do not parse: something other than
+    /// a materialization wrote them. Answering with no features would hide it.
+    #[error(
+        "online view `{view}`, entity `{key}`: the stored features are not valid JSON ({source}); \
+         write the view again: apply it with `online: false`, then with `online: true`"
+    )]
+    CorruptRow {
+        /// The view.
+        view: String,
+        /// The entity key.
+        key: String,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
 }
 
 /// A connection pool to one of the supported databases.

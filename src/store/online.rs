@@ -304,6 +304,20 @@ impl SqliteWrite {
 
 const DELETE_VIEW: &str = "DELETE FROM reconcile_online WHERE view = $1";
 
+/// One stored row's features. Every row is written as a JSON object by a
+/// materialization, so one that does not parse is an error that names it,
+/// never an entity answered with no features.
+fn parse_row(view: &str, key: &str, features: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(features).map_err(|source| StoreError::CorruptRow {
+        view: view.to_string(),
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// Removes a view's record (with its rows, in the same transaction).
+pub(super) const DELETE_RECORD: &str = "DELETE FROM reconcile_online_views WHERE view = $1";
+
 /// Begins a view's write: on SQLite a transaction (a rebuild removes the
 /// view's rows first); on PostgreSQL the table its chunks are copied into
 /// ([`PgViewWrite`]).
@@ -350,7 +364,7 @@ async fn drop_view_sql(db: &Db, view: &str) -> Result<(), StoreError> {
                 .bind(view)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM reconcile_online_views WHERE view = $1")
+            sqlx::query(DELETE_RECORD)
                 .bind(view)
                 .execute(&mut *tx)
                 .await?;
@@ -387,10 +401,12 @@ async fn read_many_sql(
                 .await?
         }
     };
-    Ok(rows
-        .into_iter()
-        .map(|(k, f)| (k, serde_json::from_str(&f).unwrap_or(Value::Null)))
-        .collect())
+    rows.into_iter()
+        .map(|(k, f)| {
+            let value = parse_row(view, &k, &f)?;
+            Ok((k, value))
+        })
+        .collect()
 }
 
 /// Feature values of `keys` in each of `views`, in one round trip: the keyed
@@ -425,15 +441,16 @@ async fn read_keys_sql(
             .await?
         }
     };
-    Ok(rows
-        .into_iter()
-        .map(|(v, k, f)| (v, k, serde_json::from_str(&f).unwrap_or(Value::Null)))
-        .collect())
+    rows.into_iter()
+        .map(|(v, k, f)| {
+            let value = parse_row(&v, &k, &f)?;
+            Ok((v, k, value))
+        })
+        .collect()
 }
 
 async fn read_all_sql(db: &Db, view: &str) -> Result<HashMap<String, Value>, StoreError> {
     const Q: &str = "SELECT entity_key, features FROM reconcile_online WHERE view = $1";
-    let parse = |f: &str| serde_json::from_str(f).unwrap_or(Value::Null);
     match db {
         // An endpoint's start reads every row of its views: on a connection
         // of its own, each row parsed where it is stepped, off the async
@@ -448,12 +465,13 @@ async fn read_all_sql(db: &Db, view: &str) -> Result<HashMap<String, Value>, Sto
                 let mut out = HashMap::new();
                 while let Some(row) = rows.next()? {
                     let key: String = row.get(0)?;
-                    let features = match row.get_ref(1)? {
-                        rusqlite::types::ValueRef::Text(t) => {
-                            std::str::from_utf8(t).map_or(Value::Null, parse)
-                        }
-                        _ => Value::Null,
+                    // Text that is not UTF-8 (or not text) fails the parse
+                    // as an empty document does.
+                    let text = match row.get_ref(1)? {
+                        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(""),
+                        _ => "",
                     };
+                    let features = parse_row(&view, &key, text)?;
                     out.insert(key, features);
                 }
                 Ok(out)
@@ -462,7 +480,12 @@ async fn read_all_sql(db: &Db, view: &str) -> Result<HashMap<String, Value>, Sto
         }
         Db::Postgres { pool, .. } => {
             let rows: Vec<(String, String)> = sqlx::query_as(Q).bind(view).fetch_all(pool).await?;
-            Ok(rows.into_iter().map(|(k, f)| (k, parse(&f))).collect())
+            rows.into_iter()
+                .map(|(k, f)| {
+                    let value = parse_row(view, &k, &f)?;
+                    Ok((k, value))
+                })
+                .collect()
         }
     }
 }
@@ -611,10 +634,12 @@ impl OnlineStore {
                     .query_async(&mut conn)
                     .await
                     .map_err(redis_err)?;
-                Ok(all
-                    .into_iter()
-                    .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null)))
-                    .collect())
+                all.into_iter()
+                    .map(|(k, v)| {
+                        let value = parse_row(view, &k, &v)?;
+                        Ok((k, value))
+                    })
+                    .collect()
             }
         }
     }
@@ -780,7 +805,7 @@ impl RedisOnline {
         for (view, values) in views.iter().zip(found) {
             for (key, v) in keys.iter().zip(values) {
                 if let Some(json) = v {
-                    let value = serde_json::from_str(&json).unwrap_or(Value::Null);
+                    let value = parse_row(view, key, &json)?;
                     out.push((view.to_string(), key.to_string(), value));
                 }
             }
@@ -803,13 +828,11 @@ impl RedisOnline {
             .query_async(&mut conn)
             .await
             .map_err(redis_err)?;
-        Ok(keys
-            .iter()
+        keys.iter()
             .zip(values)
-            .filter_map(|(k, v)| {
-                Some((k.clone(), serde_json::from_str(&v?).unwrap_or(Value::Null)))
-            })
-            .collect())
+            .filter_map(|(k, v)| Some((k, v?)))
+            .map(|(k, v)| Ok((k.clone(), parse_row(view, k, &v)?)))
+            .collect()
     }
 }
 

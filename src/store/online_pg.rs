@@ -25,7 +25,7 @@
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
 
 use super::StoreError;
-use super::online::{COUNT_VIEW, OnlineRows, OnlineView, UPSERT_VIEW};
+use super::online::{COUNT_VIEW, DELETE_RECORD, OnlineRows, OnlineView, UPSERT_VIEW};
 use crate::store::now_ms;
 
 /// The partitioned table every view's rows are read through.
@@ -202,13 +202,9 @@ impl PgViewWrite {
         Ok(())
     }
 
-    /// Waits for the commit lock ([`COMMIT_LOCK`]); held until the commit.
+    /// Waits for the commit lock; held until the commit.
     async fn lock_commit(&mut self) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(COMMIT_LOCK)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        lock_commits(&mut self.tx).await
     }
 
     /// The view's rows now: its partition's, or the default partition's
@@ -306,6 +302,15 @@ impl PgViewWrite {
     }
 }
 
+/// Waits for [`COMMIT_LOCK`] in `tx`; held until it ends.
+async fn lock_commits(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(COMMIT_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Removes a view's rows: its partition, and any rows of it in the default
 /// partition.
 async fn remove_rows(
@@ -332,12 +337,9 @@ async fn remove_rows(
 /// Removes a view's rows and record, atomically.
 pub(super) async fn drop_view(pool: &sqlx::PgPool, view: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(COMMIT_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    lock_commits(&mut tx).await?;
     remove_rows(&mut tx, view, &partition_of(view)).await?;
-    sqlx::query("DELETE FROM reconcile_online_views WHERE view = $1")
+    sqlx::query(DELETE_RECORD)
         .bind(view)
         .execute(&mut *tx)
         .await?;
