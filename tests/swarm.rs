@@ -60,7 +60,12 @@ fn docker(args: &[&str]) -> Output {
 
 fn docker_text(args: &[&str]) -> String {
     let out = docker(args);
-    assert!(out.status.success(), "docker {args:?}: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "docker {args:?} ({}): {}",
+        out.status,
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -622,7 +627,25 @@ fn three_endpoint_replicas_follow_a_promotion_with_no_failed_request() {
     std::thread::sleep(std::time::Duration::from_secs(2));
 
     // Stop the client: no request failed, and every replica took a share.
-    docker_text(&["exec", &client, "touch", "/stop"]);
+    // `touch` is idempotent, so a failed exec is tried again; once (in a
+    // full CI-like run) it failed with no output, and the client's state is
+    // what would say why.
+    let stop = ["exec", client.as_str(), "touch", "/stop"];
+    if !(0..3).any(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        docker(&stop).status.success()
+    }) {
+        let state = text(&docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} exit={{.State.ExitCode}} oom={{.State.OOMKilled}}",
+            &client,
+        ]));
+        let logs = text(&docker(&["logs", "--tail", "20", &client]));
+        panic!("cannot stop the client ({state}); its last lines:\n{logs}");
+    }
     docker_text(&["wait", &client]);
     let logs = text(&docker(&["logs", &client]));
     let counts = logs
