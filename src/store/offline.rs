@@ -541,33 +541,12 @@ pub async fn read_table(
     dates_between: (Option<NaiveDate>, Option<NaiveDate>),
 ) -> Result<(Vec<NaiveDate>, Batch), StoreError> {
     use futures_util::TryStreamExt;
-    use sqlx::Row;
     let (sql, bounds) = select_dated(table, columns, dates_between, "\"as_of\"");
     let mut dates = Vec::new();
     let mut cols: Vec<Column> = columns
         .iter()
         .map(|(_, ty)| Column::with_capacity(*ty, 0))
         .collect();
-    // Rows are decoded as they stream in, never all held as driver rows at
-    // once (at 1.4 M rows those were gigabytes, and the time to build them).
-    macro_rules! decode {
-        ($rows:expr, $date:expr, $bool:expr, $day:expr) => {{
-            let mut rows = $rows;
-            while let Some(row) = rows.try_next().await? {
-                dates.push($date(&row)?);
-                for (i, col) in cols.iter_mut().enumerate() {
-                    let j = i + 1;
-                    match col {
-                        Column::Str(v) => v.push(row.try_get::<Option<String>, _>(j)?),
-                        Column::Int(v) => v.push(row.try_get::<Option<i64>, _>(j)?),
-                        Column::Float(v) => v.push(row.try_get::<Option<f64>, _>(j)?),
-                        Column::Bool(v) => v.push($bool(&row, j)?),
-                        Column::Date(v) => v.push($day(&row, j)?),
-                    }
-                }
-            }
-        }};
-    }
     match db {
         Db::Sqlite { path, .. } => {
             let path = path.clone();
@@ -592,20 +571,17 @@ pub async fn read_table(
             }
         }
         Db::Postgres { pool, .. } => {
+            // Rows are decoded as they stream in, never all held as driver
+            // rows at once (at 1.4 M rows those were gigabytes, and the time
+            // to build them).
             let mut q = sqlx::query(trusted(&sql));
             for b in &bounds {
                 q = q.bind(*b);
             }
-            let rows = q.fetch(pool);
-            let date =
-                |r: &sqlx::postgres::PgRow| -> Result<NaiveDate, sqlx::Error> { r.try_get(0) };
-            let boolean = |r: &sqlx::postgres::PgRow,
-                           j: usize|
-             -> Result<Option<bool>, sqlx::Error> { r.try_get(j) };
-            let day = |r: &sqlx::postgres::PgRow,
-                       j: usize|
-             -> Result<Option<NaiveDate>, sqlx::Error> { r.try_get(j) };
-            decode!(rows, date, boolean, day);
+            let mut rows = q.fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                dates.push(push_pg_row(&row, &mut cols)?);
+            }
         }
     }
     let lines = (1..=dates.len() as u64).collect();
@@ -755,6 +731,23 @@ where
     Ok(())
 }
 
+/// Appends a PostgreSQL row of a dated read (the date first, then one value
+/// per column of `cols`) to `cols`; returns its date.
+fn push_pg_row(row: &sqlx::postgres::PgRow, cols: &mut [Column]) -> Result<NaiveDate, sqlx::Error> {
+    use sqlx::Row;
+    for (i, col) in cols.iter_mut().enumerate() {
+        let j = i + 1;
+        match col {
+            Column::Str(v) => v.push(row.try_get::<Option<String>, _>(j)?),
+            Column::Int(v) => v.push(row.try_get::<Option<i64>, _>(j)?),
+            Column::Float(v) => v.push(row.try_get::<Option<f64>, _>(j)?),
+            Column::Bool(v) => v.push(row.try_get::<Option<bool>, _>(j)?),
+            Column::Date(v) => v.push(row.try_get::<Option<NaiveDate>, _>(j)?),
+        }
+    }
+    row.try_get(0)
+}
+
 /// [`read_table_by_key`]'s read on PostgreSQL: rows of `sql` (the date
 /// first, then the columns, the key first among them) decoded into chunks
 /// of about `chunk_rows` rows that never split a key, each sent to `ready`.
@@ -794,17 +787,7 @@ async fn stream_postgres(
                 return Ok(());
             }
         }
-        dates.push(row.try_get(0)?);
-        for (i, col) in cols.iter_mut().enumerate() {
-            let j = i + 1;
-            match col {
-                Column::Str(v) => v.push(row.try_get::<Option<String>, _>(j)?),
-                Column::Int(v) => v.push(row.try_get::<Option<i64>, _>(j)?),
-                Column::Float(v) => v.push(row.try_get::<Option<f64>, _>(j)?),
-                Column::Bool(v) => v.push(row.try_get::<Option<bool>, _>(j)?),
-                Column::Date(v) => v.push(row.try_get::<Option<NaiveDate>, _>(j)?),
-            }
-        }
+        dates.push(push_pg_row(&row, &mut cols)?);
         last_key = key;
     }
     if !dates.is_empty() {
